@@ -1,0 +1,1 @@
+"""The `oreo` command line (installed as the import package `oreo_cli`)."""

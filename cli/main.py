@@ -1,0 +1,39 @@
+"""The ``oreo`` command: thin recipes over the library (STYLE.md 1)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from oreo_cli import play
+
+app = typer.Typer(
+    name="oreo",
+    help="Gymnasium text envs with sparse verifiers, and OREO offline RL for LLM agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("play", help=play.__doc__)(play.play)
+
+
+@app.command("envs")
+def envs() -> None:
+    """List every registered text env (plug-ins included) with a one-line description."""
+    import oreo_envs
+
+    table = Table(title="oreo envs", title_justify="left")
+    table.add_column("id", style="bold cyan", no_wrap=True)
+    table.add_column("description")
+    for env_id, description in oreo_envs.list_envs():
+        table.add_row(env_id, description)
+    Console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""oreo_agents: episodes, generation, losses, training and search for LLM agents (in progress)."""

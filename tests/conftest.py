@@ -1,0 +1,60 @@
+"""Shared fixtures: small native-format task files the tests write themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+# Real reference data (GSM8K, MATH-500, ALFWorld) beside the project; absent in a user's clone.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+GSM8K_RECORDS = [
+    {
+        "question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
+        "answer": "Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7",
+    },
+    {
+        "question": "A box holds 1,200 pens. 200 are sold. How many pens are left?",
+        "answer": "1,200 - 200 = <<1200-200=1000>>1000 pens are left.\n#### 1,000",
+    },
+    {
+        "question": "Ann reads 12 pages a day for 5 days. How many pages does she read?",
+        "answer": "She reads 12 * 5 = <<12*5=60>>60 pages.\nSo the total is 60.\n#### 60",
+    },
+]
+
+MATH_RECORDS = [
+    {
+        "problem": "What is $\\frac{1}{2} + \\frac{1}{4}$?",
+        "solution": "We have $\\frac{1}{2} + \\frac{1}{4} = \\frac{3}{4}$. So the answer is "
+        "$\\boxed{\\frac{3}{4}}$.",
+        "answer": "\\frac{3}{4}",
+        "level": "Level 1",
+        "type": "Prealgebra",
+        "unique_id": "test/prealgebra/1.json",
+    },
+    {
+        "problem": "Solve $2x = 10$.",
+        "solution": "Divide by 2. We get $x = \\boxed{5}$.",
+        "level": "Level 2",
+        "type": "Algebra",
+        "unique_id": "test/algebra/2.json",
+    },
+]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def gsm8k_file(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "gsm8k.jsonl", GSM8K_RECORDS)
+
+
+@pytest.fixture
+def math_file(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "math.jsonl", MATH_RECORDS)
