@@ -1,0 +1,1 @@
+"""Generation backends: batched prompts in, K sampled continuations out."""

@@ -1,0 +1,1 @@
+"""ALFWorld as a Gymnasium text env (optional extra: pip install oreo[alfworld])."""
