@@ -1,1 +1,18 @@
 """Pure loss functions: tensors in, (loss, metrics) out (STYLE.md 2)."""
+
+from oreo_agents.losses.dpo import dpo_loss
+from oreo_agents.losses.kto import kto_loss, kto_reference_point
+from oreo_agents.losses.oreo import kl_penalty, oreo_loss, suffix_sum
+from oreo_agents.losses.sft import sequence_logps, sft_loss, token_logps
+
+__all__ = [
+    "dpo_loss",
+    "kl_penalty",
+    "kto_loss",
+    "kto_reference_point",
+    "oreo_loss",
+    "sequence_logps",
+    "sft_loss",
+    "suffix_sum",
+    "token_logps",
+]
