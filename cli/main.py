@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oreo_cli import play
+from oreo_cli import collect, convert, play
 
 app = typer.Typer(
     name="oreo",
@@ -16,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("play", help=play.__doc__)(play.play)
+app.command("collect")(collect.collect)
+app.command("convert")(convert.convert)
 
 
 @app.command("envs")

@@ -58,3 +58,13 @@ def gsm8k_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def math_file(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "math.jsonl", MATH_RECORDS)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random tiny Llama + byte tokenizer saved as a normal Hugging Face folder."""
+    from oreo_agents.tiny import tiny_model
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    tiny_model(out, seed=0)
+    return out

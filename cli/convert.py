@@ -1,0 +1,32 @@
+"""`oreo convert`: import the published OREO formats into an episode store, or export back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+
+def convert(
+    src: Annotated[str, typer.Argument(help="Input file (import) or episode store (export).")],
+    dst: Annotated[str, typer.Argument(help="Episode store folder (import) or .jsonl (export).")],
+    src_format: Annotated[
+        str, typer.Option("--from", help="oreo-math | oreo-agent (import) or oreo (export).")
+    ],
+    dst_format: Annotated[
+        str | None, typer.Option("--to", help="Export format: oreo-math | oreo-agent.")
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Env id given to imports.")] = None,
+) -> None:
+    """Convert between oreo episodes and the OREO paper's math / agent (ETO) formats."""
+    from oreo_agents.convert import convert as run_convert
+    from oreo_agents.episodes import EpisodeFormatError
+
+    console = Console()
+    try:
+        n = run_convert(src, dst, src_format=src_format, dst_format=dst_format, env_id=env)
+    except (EpisodeFormatError, ValueError, OSError) as e:
+        console.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2) from None
+    console.print(f"converted {n} records: {src} -> {dst}")

@@ -1,0 +1,335 @@
+"""Run a policy in N envs x K samples per task and log every episode (the offline RL data).
+
+Episodes advance in lock-step: each round, every active episode needs one action, and all of
+them are generated in one batched backend call, so the model never sees one prompt at a time.
+Three kinds of env are driven the same way:
+
+- single-shot math (``granularity="response"``): one generation is the whole episode;
+- step-level math (``granularity="step"``): generate until the env's step delimiter, feed it
+  back, repeat; a generation that ends in EOS finishes the episode;
+- multi-turn agent envs (``info["admissible_actions"]``, ALFWorld style): the conversation so far
+  is the prompt, the action is the generation's first line, optionally snapped to the closest
+  admissible action.
+
+A scripted policy (``policy(observation, info) -> action``, e.g. ALFWorld's walkthrough expert)
+can stand in for the model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from oreo_agents.episodes import Episode, EpisodeWriter, load_episodes
+from oreo_agents.generation import Backend, SamplingParams
+
+ScriptedPolicy = Callable[[str, dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """What `oreo collect` runs.
+
+    Attributes:
+        env: Env id (``oreo envs`` lists them).
+        model: Hub id or local folder of a causal LM, or a scripted policy's name ("expert").
+        out: Output folder (an episode store; re-running the same command resumes it).
+        env_options: Keyword arguments of the env.
+        samples: Episodes per task (K).
+        tasks: How many tasks (a seeded sample of the env's tasks); None for all of them.
+        max_new_tokens: Generation budget per action.
+        temperature: Sampling temperature (0 = greedy).
+        top_p: Nucleus sampling mass.
+        top_k: Top-k sampling (0 = off).
+        backend: "auto", "hf" or "vllm".
+        batch_size: Episodes run side by side (and sequences per HF generate call).
+        seed: Seeds the task sample, the envs and the sampler.
+        chat_template: Format math prompts with the model tokenizer's chat template.
+        constrain_actions: In agent envs, replace an inadmissible action by the closest
+            admissible one.
+    """
+
+    env: str
+    model: str
+    out: str
+    env_options: dict[str, Any] = field(default_factory=dict)
+    samples: int = 1
+    tasks: int | None = None
+    max_new_tokens: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    backend: str = "auto"
+    batch_size: int = 32
+    seed: int = 0
+    chat_template: bool = False
+    constrain_actions: bool = False
+
+    def __post_init__(self):
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.tasks is not None and self.tasks < 1:
+            raise ValueError(f"tasks must be >= 1 (or omitted for all), got {self.tasks}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.backend not in ("auto", "hf", "vllm"):
+            raise ValueError(f"backend must be 'auto', 'hf' or 'vllm', got {self.backend!r}")
+
+    def sampling(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+        }
+
+
+@dataclass
+class _Slot:
+    """One running episode."""
+
+    env: Any
+    key: tuple[str, int]
+    prompt: str
+    info: dict[str, Any]
+    steps: list[dict[str, str]] = field(default_factory=list)
+    tokens: int = 0
+    eos: bool = False
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class CollectStats:
+    """Running totals for progress display and the summary."""
+
+    episodes: int = 0
+    successes: int = 0
+    tokens: int = 0
+    steps: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def rates(self) -> dict[str, float]:
+        dt = max(time.perf_counter() - self.started, 1e-9)
+        return {
+            "episodes_per_s": self.episodes / dt,
+            "tokens_per_s": self.tokens / dt,
+            "success_rate": self.successes / self.episodes if self.episodes else 0.0,
+        }
+
+
+def select_tasks(task_ids: list[str], n: int | None, seed: int) -> list[str]:
+    """All tasks, or a seeded sample of ``n`` (the same for the same seed, so resume agrees)."""
+    if n is None or n >= len(task_ids):
+        return list(task_ids)
+    order = np.random.default_rng(seed).permutation(len(task_ids))[:n]
+    return [task_ids[i] for i in order]
+
+
+def run_collect(
+    cfg: CollectConfig,
+    make_env: Callable[[], Any],
+    *,
+    backend: Backend | None = None,
+    scripted: ScriptedPolicy | Callable[[Any], ScriptedPolicy] | None = None,
+    on_episode: Callable[[Episode, CollectStats], None] | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
+) -> CollectStats:
+    """Collect ``cfg.samples`` episodes for each selected task into ``cfg.out``.
+
+    Args:
+        cfg: The run's settings.
+        make_env: Builds one env instance (``batch_size`` of them run side by side).
+        backend: The generator (when ``scripted`` is None).
+        scripted: A scripted policy, or a factory taking the env and returning one.
+        on_episode: Called after each episode is stored (progress display).
+        on_plan: Called once with (episodes to run now, episodes already in the store).
+
+    Returns:
+        Totals of this run (episodes already in the store from earlier runs are not counted).
+    """
+    if (backend is None) == (scripted is None):
+        raise ValueError("pass exactly one of backend and scripted")
+    first = make_env()
+    chosen = select_tasks(list(first.unwrapped.task_ids), cfg.tasks, cfg.seed)
+    manifest = {
+        "env_id": cfg.env,
+        "env_options": cfg.env_options,
+        "model": cfg.model,
+        "backend": backend.name if backend is not None else "scripted",
+        "sampling": cfg.sampling(),
+        "seed": cfg.seed,
+        "samples": cfg.samples,
+        "tasks": len(chosen),
+        "chat_template": cfg.chat_template,
+    }
+    stats = CollectStats()
+    with EpisodeWriter(cfg.out, manifest) as writer:
+        pending = [(t, s) for t in chosen for s in range(cfg.samples) if (t, s) not in writer.done]
+        pending.reverse()  # pop() from the end keeps task order
+        if on_plan is not None:
+            on_plan(len(pending), len(writer.done))
+        envs = [first] + [make_env() for _ in range(min(cfg.batch_size, len(pending)) - 1)]
+        policies = [_scripted_for(scripted, e) for e in envs] if scripted else None
+        slots: list[_Slot | None] = [None] * len(envs)
+        round_ = 0
+        while pending or any(slots):
+            for i, env in enumerate(envs):
+                if slots[i] is None and pending:
+                    slots[i] = _start(env, pending.pop(), cfg.seed)
+            active = [i for i, s in enumerate(slots) if s is not None]
+            if policies is not None:
+                actions = [(policies[i](_last_obs(slots[i]), slots[i].info), 0, "") for i in active]
+            else:
+                actions = _generate(backend, [slots[i] for i in active], cfg, round_)
+            round_ += 1
+            for i, (action, n_tokens, reason) in zip(active, actions, strict=True):
+                episode = _advance(slots[i], action, n_tokens, reason, cfg)
+                if episode is not None:
+                    slots[i] = None
+                    writer.write(episode)
+                    stats.episodes += 1
+                    stats.successes += int(episode.success)
+                    stats.steps += len(episode.steps)
+                    stats.tokens += episode.meta["generated_tokens"]
+                    if on_episode is not None:
+                        on_episode(episode, stats)
+    for env in envs:
+        env.close()
+    return stats
+
+
+def _scripted_for(scripted: Any, env: Any) -> ScriptedPolicy:
+    # A factory (a class taking the env) builds one policy per env; a plain policy is shared.
+    try:
+        import inspect
+
+        params = inspect.signature(scripted).parameters
+    except (TypeError, ValueError):
+        return scripted
+    return scripted(env) if len(params) == 1 else scripted
+
+
+def _start(env: Any, key: tuple[str, int], seed: int) -> _Slot:
+    task_id, sample = key
+    prompt, info = env.reset(seed=seed + sample, options={"task_id": task_id})
+    return _Slot(env=env, key=key, prompt=prompt, info=info)
+
+
+def _last_obs(slot: _Slot) -> str:
+    return slot.steps[-1]["observation"] if slot.steps else slot.prompt
+
+
+def _kind(slot: _Slot) -> str:
+    if "admissible_actions" in slot.info:
+        return "agent"
+    return getattr(slot.env.unwrapped, "granularity", "response")
+
+
+def _context(slot: _Slot) -> str:
+    """The exact text the model continues: prompt + action_1 + observation_1 + ..."""
+    return slot.prompt + "".join(s["action"] + s["observation"] for s in slot.steps)
+
+
+def _generate(backend: Backend, slots: list[_Slot], cfg: CollectConfig, round_: int):
+    """One batched call per kind of stop rule; returns (action, tokens, finish reason)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for j, slot in enumerate(slots):
+        kind = _kind(slot)
+        if kind == "step":
+            stop = tuple(slot.env.unwrapped.step_delimiters)
+        elif kind == "agent":
+            stop = ("\n",)
+        else:
+            stop = ()
+        groups.setdefault(stop, []).append(j)
+    out: list[tuple[str, int, str] | None] = [None] * len(slots)
+    for stop, members in groups.items():
+        params = SamplingParams(
+            n=1,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            stop=stop,
+            seed=cfg.seed * 1_000_003 + round_,
+        )
+        completions = backend.generate([_context(slots[j]) for j in members], params)
+        for j, (c,) in zip(members, completions, strict=True):
+            out[j] = (c.text, len(c.token_ids), c.finish_reason)
+    return out
+
+
+def _advance(slot: _Slot, action: str, n_tokens: int, reason: str, cfg: CollectConfig):
+    """Step the env with one action; return the finished `Episode`, or None while it runs."""
+    env = slot.env
+    if _kind(slot) == "agent":
+        action = action.strip().split("\n")[0].strip()
+        admissible = slot.info.get("admissible_actions") or []
+        if cfg.constrain_actions and admissible and action not in admissible:
+            close = difflib.get_close_matches(action, admissible, n=1, cutoff=0.0)
+            action = close[0] if close else admissible[0]
+    obs, reward, terminated, truncated, info = env.step(action)
+    slot.steps.append({"action": action, "observation": obs})
+    slot.tokens += n_tokens
+    slot.info = info
+    slot.eos = reason == "eos"
+    if _kind(slot) == "step" and slot.eos and not (terminated or truncated):
+        # The model stopped mid-solution: tell the env (an empty step means EOS).
+        obs, reward, terminated, truncated, info = env.step("")
+        slot.steps[-1]["observation"] += obs
+    if not (terminated or truncated):
+        return None
+    return Episode(
+        env_id=cfg.env,
+        task_id=slot.key[0],
+        prompt=slot.prompt,
+        steps=slot.steps,
+        reward=float(reward),
+        success=bool(info.get("success", reward > 0)),
+        terminated=bool(terminated),
+        truncated=bool(truncated),
+        info=_json_info(info),
+        meta={
+            "model": cfg.model,
+            "sampling": cfg.sampling(),
+            "seed": cfg.seed,
+            "sample": slot.key[1],
+            "eos": slot.eos,
+            "generated_tokens": slot.tokens,
+            "started": slot.started,
+            "finished": time.time(),
+        },
+    )
+
+
+def _json_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-safe scalar fields of the last info (lists of admissible actions are dropped)."""
+    keep = (str, int, float, bool, type(None))
+    return {k: v for k, v in info.items() if isinstance(v, keep)}
+
+
+def summarize(out_dir: str) -> dict[str, Any]:
+    """Episodes, success rate, pass@K over tasks and mean length of a whole store."""
+    episodes = load_episodes(out_dir)
+    by_task: dict[str, list[Episode]] = {}
+    for ep in episodes:
+        by_task.setdefault(ep.task_id, []).append(ep)
+    n = len(episodes)
+    return {
+        "episodes": n,
+        "tasks": len(by_task),
+        "success_rate": sum(e.success for e in episodes) / n if n else 0.0,
+        "pass_at_k": (
+            sum(any(e.success for e in eps) for eps in by_task.values()) / len(by_task)
+            if by_task
+            else 0.0
+        ),
+        "k": max((len(eps) for eps in by_task.values()), default=0),
+        "mean_steps": sum(len(e.steps) for e in episodes) / n if n else 0.0,
+        "mean_tokens": (sum(e.meta.get("generated_tokens", 0) for e in episodes) / n if n else 0.0),
+    }

@@ -1,0 +1,106 @@
+"""The backend interface shared by the Hugging Face and vLLM implementations."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample continuations.
+
+    Attributes:
+        n: Continuations per prompt.
+        max_new_tokens: Upper bound on generated tokens per continuation.
+        temperature: 0 means greedy decoding.
+        top_p: Nucleus sampling mass (1.0 = off).
+        top_k: Keep the k most likely tokens (0 = off).
+        stop: Strings that end a continuation; the stop string is kept at the end of the text
+            (a reasoning step keeps its delimiter, so steps concatenate back to the response).
+        seed: Seeds the sampler for this call (None: not reseeded).
+        logprobs: Also return each generated token's log-probability under the model's
+            unmodified distribution (temperature 1, no top-p/top-k).
+    """
+
+    n: int = 1
+    max_new_tokens: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool = False
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must be non-empty")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    """One generated continuation.
+
+    Attributes:
+        text: The decoded continuation (ending with the stop string when one was hit).
+        token_ids: Its token ids (EOS and padding excluded).
+        finish_reason: "eos" (the model stopped), "stop" (a stop string) or "length".
+        logprobs: Per-token log-probabilities when asked for, else None.
+    """
+
+    text: str
+    token_ids: list[int]
+    finish_reason: Literal["eos", "stop", "length"]
+    logprobs: list[float] | None = field(default=None)
+
+
+class Backend(Protocol):
+    """What the collector and rollout need from a generator."""
+
+    name: str
+    model_name: str
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        """``params.n`` completions for each prompt, in prompt order."""
+        ...
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def load_backend(name: str, model: str, **kwargs: Any) -> Backend:
+    """Build a backend by name: "hf", "vllm", or "auto" (vLLM when installed and on a GPU).
+
+    Raises:
+        ValueError: An unknown name.
+        ImportError: "vllm" asked for but not installed (names the extra to add).
+    """
+    if name == "auto":
+        import torch
+
+        name = "vllm" if vllm_available() and torch.cuda.is_available() else "hf"
+    if name == "hf":
+        from oreo_agents.generation.hf import HFBackend
+
+        return HFBackend(model, **kwargs)
+    if name == "vllm":
+        from oreo_agents.generation.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, **kwargs)
+    raise ValueError(f"unknown backend {name!r}; use 'auto', 'hf' or 'vllm'")

@@ -1,0 +1,198 @@
+"""Hugging Face `transformers` generation: batched, left-padded, KV-cached; CPU or GPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from oreo_agents.generation.base import Completion, SamplingParams
+
+
+def load_tokenizer(name_or_path: str, **kwargs: Any):
+    """`AutoTokenizer` with left padding and a pad token, or a clear error when unavailable."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ValueError(_load_error(name_or_path, "tokenizer", e)) from None
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ValueError(f"tokenizer {name_or_path!r} has neither a pad nor an EOS token")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(name_or_path: str, *, device: str | None = None, dtype: Any = None):
+    """`AutoModelForCausalLM` in eval mode: bf16 on GPU, fp32 on CPU unless ``dtype`` says."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise ValueError(_load_error(name_or_path, "model", e)) from None
+    return model.to(device).eval()
+
+
+def _load_error(name: str, what: str, error: Exception) -> str:
+    return (
+        f"could not load the {what} {name!r}: {error}\n"
+        "Pass a local folder saved with save_pretrained, or a hub id that is cached "
+        "(offline machines cannot download: set HF_HUB_OFFLINE=1 to use the cache)."
+    )
+
+
+def encode_prompts(tokenizer: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
+    """Tokenize prompts as the model must see them: a BOS is added unless the text has one."""
+    bos = tokenizer.bos_token
+    add_special = bos is not None and not all(p.startswith(bos) for p in prompts)
+    return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special)
+
+
+class HFBackend:
+    """Generation with `model.generate`, micro-batched over prompts x samples.
+
+    Args:
+        model: A hub id or local folder (or an already loaded model; then pass ``tokenizer``).
+        tokenizer: A tokenizer, or None to load it from ``model``.
+        device: "cpu", "cuda", ... (default: cuda when available).
+        batch_size: Sequences per `generate` call; prompts are sorted by length first so a
+            batch pads little.
+    """
+
+    name = "hf"
+
+    def __init__(self, model: Any, tokenizer: Any = None, *, device=None, batch_size: int = 32):
+        if isinstance(model, str):
+            self.model_name = model
+            self.tokenizer = tokenizer or load_tokenizer(model)
+            self.model = load_causal_lm(model, device=device)
+        else:
+            if tokenizer is None:
+                raise ValueError("pass the tokenizer along with an already loaded model")
+            self.model_name = getattr(model, "name_or_path", type(model).__name__)
+            self.model, self.tokenizer = model, tokenizer
+            self.tokenizer.padding_side = "left"
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        jobs = [i for i in range(len(prompts)) for _ in range(params.n)]
+        lengths = [len(prompts[i]) for i in jobs]
+        order = sorted(range(len(jobs)), key=lambda j: lengths[j])
+        results: list[Completion | None] = [None] * len(jobs)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            outs = self._generate_batch([prompts[jobs[j]] for j in chunk], params)
+            for j, out in zip(chunk, outs, strict=True):
+                results[j] = out
+        grouped: list[list[Completion]] = [[] for _ in prompts]
+        for j, out in enumerate(results):
+            grouped[jobs[j]].append(out)
+        return grouped
+
+    @torch.inference_mode()
+    def _generate_batch(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        tok = self.tokenizer
+        enc = encode_prompts(tok, prompts).to(self.device)
+        sample = params.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": sample,
+            "temperature": params.temperature if sample else None,
+            "top_p": params.top_p if sample else None,
+            "top_k": params.top_k if sample else None,
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "return_dict_in_generate": True,
+            "output_logits": params.logprobs,
+        }
+        if params.stop:
+            from transformers import StoppingCriteriaList
+
+            prompt_len = enc["input_ids"].shape[1]
+            kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [_StopOnText(tok, params.stop, prompt_len)]
+            )
+        out = self.model.generate(**enc, **kwargs)
+        new = out.sequences[:, enc["input_ids"].shape[1] :].tolist()
+        logps = None
+        if params.logprobs:
+            logits = torch.stack(out.logits, dim=1).float()  # [B, new_tokens, V]
+            logps = torch.log_softmax(logits, dim=-1)
+        return [self._finish(row, new[row], logps, params) for row in range(len(prompts))]
+
+    def _finish(self, row: int, ids: list[int], logps, params: SamplingParams) -> Completion:
+        tok = self.tokenizer
+        reason = "length"
+        if tok.eos_token_id in ids:
+            ids, reason = ids[: ids.index(tok.eos_token_id)], "eos"
+        else:  # a row stopped early is padded to the batch's length
+            while ids and ids[-1] == tok.pad_token_id:
+                ids = ids[:-1]
+        text = tok.decode(ids, skip_special_tokens=True)
+        cut = _first_stop_end(text, params.stop)
+        if cut is not None:
+            text, reason = text[:cut], "stop"
+            ids = _shortest_prefix(tok, ids, cut)
+        lp = None
+        if logps is not None:
+            lp = [float(logps[row, k, t]) for k, t in enumerate(ids)]
+        return Completion(text=text, token_ids=ids, finish_reason=reason, logprobs=lp)
+
+
+def _first_stop_end(text: str, stops: tuple[str, ...]) -> int | None:
+    """End index of the earliest stop string in ``text`` (None when there is none)."""
+    best = None
+    for s in stops:
+        i = text.find(s)
+        if i >= 0 and (best is None or i + len(s) < best):
+            best = i + len(s)
+    return best
+
+
+def _shortest_prefix(tok: Any, ids: list[int], n_chars: int) -> list[int]:
+    """The shortest prefix of ``ids`` whose decoded text is at least ``n_chars`` long."""
+    lo, hi = 0, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(tok.decode(ids[:mid], skip_special_tokens=True)) >= n_chars:
+            hi = mid
+        else:
+            lo = mid + 1
+    return ids[:lo]
+
+
+class _StopOnText:
+    """Stop a row once its generated text contains a stop string.
+
+    Decodes only the generated tail (enough tokens for the longest stop string, 4 per character
+    as a byte-level worst case), so the rule is exactly the one `_first_stop_end` applies
+    afterwards; transformers' own ``stop_strings`` matches token strings, which for byte-level
+    vocabularies can stop where the decoded text holds no stop string.
+    """
+
+    def __init__(self, tokenizer: Any, stops: tuple[str, ...], prompt_len: int):
+        self.tokenizer, self.stops, self.prompt_len = tokenizer, stops, prompt_len
+        self.window = 4 * max(len(s) for s in stops) + 4
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        generated = input_ids[:, self.prompt_len :]
+        tail = generated[:, -self.window :].tolist()
+        texts = self.tokenizer.batch_decode(tail, skip_special_tokens=True)
+        done = [any(s in text for s in self.stops) for text in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

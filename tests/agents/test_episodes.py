@@ -1,0 +1,130 @@
+"""The episode store: schema validation, append-only writes, resume, torn lines, readers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oreo_agents.episodes import (
+    Episode,
+    EpisodeFormatError,
+    EpisodeWriter,
+    load_episodes,
+    read_episodes,
+)
+
+
+def make_episode(task_id="t0", sample=0, reward=1.0, steps=None):
+    return Episode(
+        env_id="oreo/GSM8K-v0",
+        task_id=task_id,
+        prompt="User: 1+1?\nAssistant:",
+        steps=steps or [{"action": " 1+1=2\n#### 2", "observation": ""}],
+        reward=reward,
+        success=reward > 0,
+        info={"answer": "2", "gold": "2"},
+        meta={"model": "tiny", "sample": sample, "seed": 0},
+    )
+
+
+MANIFEST = {
+    "env_id": "oreo/GSM8K-v0",
+    "env_options": {},
+    "model": "tiny",
+    "sampling": {},
+    "seed": 0,
+}
+
+
+def test_round_trip_and_properties(tmp_path):
+    eps = [make_episode("t0", 0), make_episode("t0", 1, 0.0), make_episode("t1", 0)]
+    with EpisodeWriter(tmp_path, MANIFEST) as w:
+        for ep in eps:
+            w.write(ep)
+    assert load_episodes(tmp_path) == eps
+    assert eps[1].key == ("t0", 1)
+    assert eps[0].response == " 1+1=2\n#### 2"
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["episodes"] == 3 and manifest["schema_version"] == 1
+
+
+def test_resume_knows_done_keys_and_refuses_duplicates(tmp_path):
+    with EpisodeWriter(tmp_path, MANIFEST) as w:
+        w.write(make_episode("t0", 0))
+    w = EpisodeWriter(tmp_path, MANIFEST)
+    assert w.done == {("t0", 0)} and w.count == 1
+    with pytest.raises(ValueError, match="already in"):
+        w.write(make_episode("t0", 0))
+    w.write(make_episode("t0", 1))
+    w.close()
+    assert [e.key for e in load_episodes(tmp_path)] == [("t0", 0), ("t0", 1)]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    EpisodeWriter(tmp_path, MANIFEST).close()
+    with pytest.raises(ValueError, match="another run: 'model'"):
+        EpisodeWriter(tmp_path, {**MANIFEST, "model": "other"})
+
+
+def test_torn_last_line_is_cut_on_resume_and_skipped_by_readers(tmp_path):
+    with EpisodeWriter(tmp_path, MANIFEST) as w:
+        w.write(make_episode("t0", 0))
+    shard = tmp_path / "episodes-00000.jsonl"
+    with shard.open("ab") as f:
+        f.write(b'{"env_id": "oreo/GSM8K-v0", "task_id": "t1", "pro')  # a killed write
+    with pytest.warns(UserWarning, match="torn last line"):
+        assert len(load_episodes(tmp_path)) == 1
+    with pytest.warns(UserWarning, match="removed a torn last line"):
+        w = EpisodeWriter(tmp_path, MANIFEST)
+    w.write(make_episode("t1", 0))
+    w.close()
+    assert [e.key for e in load_episodes(tmp_path)] == [("t0", 0), ("t1", 0)]
+
+
+def test_shards_rotate(tmp_path):
+    with EpisodeWriter(tmp_path, MANIFEST, shard_size=2) as w:
+        for i in range(5):
+            w.write(make_episode(f"t{i}"))
+    assert sorted(p.name for p in tmp_path.glob("episodes-*.jsonl")) == [
+        "episodes-00000.jsonl",
+        "episodes-00001.jsonl",
+        "episodes-00002.jsonl",
+    ]
+    assert len(load_episodes(tmp_path)) == 5
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "not valid JSON|Expecting"),
+        ('{"schema_version": 1}', "missing field 'env_id'"),
+        ('{"schema_version": 9}', "unsupported schema_version 9"),
+        ("[1]", "an episode is a JSON object"),
+    ],
+)
+def test_malformed_record_names_file_and_line(tmp_path, line, message):
+    good = json.dumps(make_episode().to_dict())
+    path = tmp_path / "eps.jsonl"
+    path.write_text(good + "\n\n" + line + "\n")
+    with pytest.raises(EpisodeFormatError, match=rf"eps.jsonl:3: ({message})"):
+        list(read_episodes(path))
+
+
+def test_wrong_types_are_rejected():
+    record = make_episode().to_dict()
+    with pytest.raises(EpisodeFormatError, match="'success' has type int"):
+        Episode.from_dict({**record, "success": 1})
+    with pytest.raises(EpisodeFormatError, match="'reward' has type bool"):
+        Episode.from_dict({**record, "reward": True})
+    with pytest.raises(EpisodeFormatError, match=r"steps\[0\]"):
+        Episode.from_dict({**record, "steps": [{"action": 1}]})
+
+
+def test_loads_with_datasets(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    with EpisodeWriter(tmp_path, MANIFEST) as w:
+        w.write(make_episode("t0", 0))
+        w.write(make_episode("t1", 0, 0.0))
+    ds = datasets.load_dataset("json", data_files=str(tmp_path / "episodes-*.jsonl"), split="train")
+    assert ds.num_rows == 2 and ds[1]["task_id"] == "t1" and ds[0]["steps"][0]["observation"] == ""

@@ -1,0 +1,81 @@
+"""`oreo collect` end to end through a subprocess: files, counts, resume after SIGINT/SIGKILL."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from oreo_agents.episodes import load_episodes
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
+
+
+def collect_cmd(model: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "oreo_cli", "collect", "--env", "oreo/GSMSymbolic-v0",
+        "--model", str(model), "--out", str(out), "-o", "size=40", *extra,
+    ]  # fmt: skip
+
+
+def keys(out: Path) -> list[tuple[str, int]]:
+    return [e.key for e in load_episodes(out)]
+
+
+@pytest.mark.parametrize("granularity", ["response", "step"])
+def test_collect_writes_every_task_sample_once(tiny_model_dir, tmp_path, granularity):
+    out = tmp_path / "eps"
+    cmd = collect_cmd(
+        tiny_model_dir, out, "--samples", "2", "--tasks", "3", "--max-new-tokens", "12",
+        "--batch-size", "4", "-o", f"granularity={granularity}", "--seed", "5",
+    )  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "pass@2" in run.stdout and "success rate" in run.stdout
+    episodes = load_episodes(out)
+    assert len(episodes) == 6
+    assert collections.Counter(e.key for e in episodes).most_common(1)[0][1] == 1
+    assert {e.meta["sample"] for e in episodes} == {0, 1}
+    assert len({e.task_id for e in episodes}) == 3
+    for e in episodes:
+        assert e.env_id == "oreo/GSMSymbolic-v0" and e.prompt.startswith("User: ")
+        assert e.meta["model"] == str(tiny_model_dir) and e.meta["sampling"]["max_new_tokens"] == 12
+        assert 0 < e.meta["generated_tokens"] <= 12 * len(e.steps)
+        if granularity == "response":
+            assert len(e.steps) == 1
+    if granularity == "step":
+        assert any(len(e.steps) > 1 for e in episodes)
+    # Re-running the finished command adds nothing.
+    again = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert again.returncode == 0 and len(load_episodes(out)) == 6
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_collect_resumes_without_duplicates_or_gaps(tiny_model_dir, tmp_path, sig):
+    out = tmp_path / "eps"
+    cmd = collect_cmd(
+        tiny_model_dir, out, "--samples", "2", "--tasks", "12", "--max-new-tokens", "48",
+        "--batch-size", "2", "--temperature", "1.0",
+    )  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    shard = out / "episodes-00000.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not shard.exists() or shard.read_bytes().count(b"\n") < 3):
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    partial = keys(out)
+    assert 3 <= len(partial) < 24, "the kill should land mid-way"
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    final = keys(out)
+    assert len(final) == 24 and len(set(final)) == 24
+    assert final[: len(partial)] == partial  # nothing rewritten, only appended
