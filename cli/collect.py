@@ -12,7 +12,7 @@ from rich.table import Table
 
 from oreo_cli.options import make_env, parse_options
 
-SCRIPTED = ("random", "expert")
+SCRIPTED = ("random", "expert", "gold")
 
 
 def collect(
@@ -23,8 +23,9 @@ def collect(
         typer.Option(
             "--model",
             "--policy",
-            help="Hub id or folder of a causal LM, or a scripted policy: 'random' (admissible "
-            "actions) or 'expert' (ALFWorld walkthroughs).",
+            help="Hub id or folder of a causal LM, or a scripted policy: 'gold' (math envs' "
+            "reference solutions), 'expert' (ALFWorld walkthroughs), 'random' (admissible "
+            "actions).",
         ),
     ],
     option: Annotated[
@@ -134,6 +135,7 @@ def run(cfg: Any, console: Console) -> None:
 
 
 def _scripted_policy(name: str, seed: int):
+    """A factory ``env -> policy(observation, info) -> action`` for a scripted policy name."""
     if name == "random":
         rng = random.Random(seed)
 
@@ -143,12 +145,16 @@ def _scripted_policy(name: str, seed: int):
                 raise ValueError("the 'random' policy needs an agent env (admissible actions)")
             return rng.choice(admissible)
 
-        return random_admissible
+        return lambda env: random_admissible
+    if name == "gold":
+        from oreo_agents.collect import GoldPolicy
+
+        return GoldPolicy
     try:
-        from oreo_envs.alfworld.expert import WalkthroughExpert
+        from oreo_envs.alfworld import WalkthroughExpert
     except ImportError as e:
         raise ImportError(f"the 'expert' policy needs the ALFWorld env: {e}") from None
-    return WalkthroughExpert
+    return lambda env: WalkthroughExpert()
 
 
 def _print_summary(console: Console, summary: dict, out: str) -> None:

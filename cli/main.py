@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oreo_cli import collect, convert, play
+from oreo_cli import collect, convert, play, train
 
 app = typer.Typer(
     name="oreo",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("play", help=play.__doc__)(play.play)
 app.command("collect")(collect.collect)
 app.command("convert")(convert.convert)
+app.command("train")(train.train)
 
 
 @app.command("envs")

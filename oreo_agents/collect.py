@@ -101,6 +101,10 @@ class _Slot:
     tokens: int = 0
     eos: bool = False
     started: float = field(default_factory=time.time)
+    env_obs: str = ""  # the env's latest raw observation (what scripted policies read)
+    first_obs: str = ""
+    formatter: Any = None  # agent envs: the AgentPrompt that renders the conversation
+    history: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -135,7 +139,8 @@ def run_collect(
     make_env: Callable[[], Any],
     *,
     backend: Backend | None = None,
-    scripted: ScriptedPolicy | Callable[[Any], ScriptedPolicy] | None = None,
+    scripted: Callable[[Any], ScriptedPolicy] | None = None,
+    agent_prompt: Any = None,
     on_episode: Callable[[Episode, CollectStats], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
 ) -> CollectStats:
@@ -145,7 +150,9 @@ def run_collect(
         cfg: The run's settings.
         make_env: Builds one env instance (``batch_size`` of them run side by side).
         backend: The generator (when ``scripted`` is None).
-        scripted: A scripted policy, or a factory taking the env and returning one.
+        scripted: A factory taking an env and returning a scripted policy for it.
+        agent_prompt: Formats agent envs' interactions (an `AgentPrompt`; default: a plain
+            ReAct-style transcript). Its rendering is what the model sees and what is stored.
         on_episode: Called after each episode is stored (progress display).
         on_plan: Called once with (episodes to run now, episodes already in the store).
 
@@ -174,16 +181,22 @@ def run_collect(
         if on_plan is not None:
             on_plan(len(pending), len(writer.done))
         envs = [first] + [make_env() for _ in range(min(cfg.batch_size, len(pending)) - 1)]
-        policies = [_scripted_for(scripted, e) for e in envs] if scripted else None
+        policies = [scripted(e) for e in envs] if scripted else None
+        if agent_prompt is None:
+            from oreo_agents.agent_prompt import AgentPrompt
+
+            agent_prompt = AgentPrompt()
         slots: list[_Slot | None] = [None] * len(envs)
         round_ = 0
         while pending or any(slots):
             for i, env in enumerate(envs):
                 if slots[i] is None and pending:
-                    slots[i] = _start(env, pending.pop(), cfg.seed)
+                    slots[i] = _start(env, pending.pop(), cfg.seed, agent_prompt)
             active = [i for i, s in enumerate(slots) if s is not None]
             if policies is not None:
-                actions = [(policies[i](_last_obs(slots[i]), slots[i].info), 0, "") for i in active]
+                actions = [
+                    (policies[i](slots[i].env_obs, slots[i].info), 0, "scripted") for i in active
+                ]
             else:
                 actions = _generate(backend, [slots[i] for i in active], cfg, round_)
             round_ += 1
@@ -203,25 +216,14 @@ def run_collect(
     return stats
 
 
-def _scripted_for(scripted: Any, env: Any) -> ScriptedPolicy:
-    # A factory (a class taking the env) builds one policy per env; a plain policy is shared.
-    try:
-        import inspect
-
-        params = inspect.signature(scripted).parameters
-    except (TypeError, ValueError):
-        return scripted
-    return scripted(env) if len(params) == 1 else scripted
-
-
-def _start(env: Any, key: tuple[str, int], seed: int) -> _Slot:
+def _start(env: Any, key: tuple[str, int], seed: int, agent_prompt: Any) -> _Slot:
     task_id, sample = key
-    prompt, info = env.reset(seed=seed + sample, options={"task_id": task_id})
-    return _Slot(env=env, key=key, prompt=prompt, info=info)
-
-
-def _last_obs(slot: _Slot) -> str:
-    return slot.steps[-1]["observation"] if slot.steps else slot.prompt
+    obs, info = env.reset(seed=seed + sample, options={"task_id": task_id})
+    slot = _Slot(env=env, key=key, prompt=obs, info=info, env_obs=obs, first_obs=obs)
+    if "admissible_actions" in info:
+        slot.formatter = agent_prompt
+        slot.prompt = agent_prompt.render(obs, [])
+    return slot
 
 
 def _kind(slot: _Slot) -> str:
@@ -274,11 +276,17 @@ def _advance(slot: _Slot, action: str, n_tokens: int, reason: str, cfg: CollectC
             close = difflib.get_close_matches(action, admissible, n=1, cutoff=0.0)
             action = close[0] if close else admissible[0]
     obs, reward, terminated, truncated, info = env.step(action)
-    slot.steps.append({"action": action, "observation": obs})
+    slot.env_obs = obs
+    step = {"action": action, "observation": _segment(slot, action, obs)}
+    if slot.formatter is not None:
+        step["env_observation"] = obs  # the raw reply, before formatting
+    slot.steps.append(step)
     slot.tokens += n_tokens
     slot.info = info
-    slot.eos = reason == "eos"
-    if _kind(slot) == "step" and slot.eos and not (terminated or truncated):
+    # A scripted non-agent policy (gold solutions) writes complete answers, as if it ended in
+    # EOS; agents' actions are lines, never followed by EOS.
+    slot.eos = reason == "eos" or (reason == "scripted" and _kind(slot) != "agent")
+    if _kind(slot) == "step" and reason == "eos" and not (terminated or truncated):
         # The model stopped mid-solution: tell the env (an empty step means EOS).
         obs, reward, terminated, truncated, info = env.step("")
         slot.steps[-1]["observation"] += obs
@@ -293,7 +301,7 @@ def _advance(slot: _Slot, action: str, n_tokens: int, reason: str, cfg: CollectC
         success=bool(info.get("success", reward > 0)),
         terminated=bool(terminated),
         truncated=bool(truncated),
-        info=_json_info(info),
+        info=_json_info(info) | ({"first_observation": slot.first_obs} if slot.formatter else {}),
         meta={
             "model": cfg.model,
             "sampling": cfg.sampling(),
@@ -305,6 +313,19 @@ def _advance(slot: _Slot, action: str, n_tokens: int, reason: str, cfg: CollectC
             "finished": time.time(),
         },
     )
+
+
+def _segment(slot: _Slot, action: str, obs: str) -> str:
+    """What follows the action in the model's context: the raw observation, or for agent envs
+    the formatter's rendering of it (so ``prompt + actions + observations`` stays exact)."""
+    if slot.formatter is None:
+        return obs
+    before = _context(slot) + action
+    slot.history.append((action, obs))
+    after = slot.formatter.render(slot.first_obs, slot.history)
+    if not after.startswith(before):
+        raise ValueError("the agent prompt's rendering is not append-only; cannot log it exactly")
+    return after[len(before) :]
 
 
 def _json_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -333,3 +354,33 @@ def summarize(out_dir: str) -> dict[str, Any]:
         "mean_steps": sum(len(e.steps) for e in episodes) / n if n else 0.0,
         "mean_tokens": (sum(e.meta.get("generated_tokens", 0) for e in episodes) / n if n else 0.0),
     }
+
+
+class GoldPolicy:
+    """A scripted policy that writes a math env's reference solution (SFT data).
+
+    Response level: the whole solution; step level: its steps one by one (the last one holds
+    the final answer, which ends the episode).
+    """
+
+    def __init__(self, env: Any):
+        from oreo_envs.math_env import split_steps
+
+        self.env = env.unwrapped
+        if not hasattr(self.env, "task"):
+            raise ValueError("the 'gold' policy needs a math env with reference solutions")
+        self._split = split_steps
+        self._queue: list[str] = []
+        self._task: str | None = None
+
+    def __call__(self, _obs: str, info: dict[str, Any]) -> str:
+        if "success" not in info:  # a reset: start on this task's solution
+            solution = self.env.task(info["task_id"]).solution
+            if not solution:
+                raise ValueError(f"task {info['task_id']} has no reference solution")
+            text = " " + solution
+            if self.env.granularity == "step":
+                self._queue = self._split(text, self.env.step_delimiters)
+            else:
+                self._queue = [text]
+        return self._queue.pop(0) if self._queue else ""  # EOS if the env wants more

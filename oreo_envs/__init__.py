@@ -53,5 +53,17 @@ register(
     description="any reasoning-gym task by name (task=..., size=..., data_seed=...), offline",
     max_episode_steps=1,
 )
+register(
+    "oreo/ALFWorld-v0",
+    "oreo_envs.alfworld.env:AlfWorldEnv",
+    description="ALFWorld household text games (split=train|valid_seen|valid_unseen|bundled)",
+    max_episode_steps=50,  # the OREO paper evaluates with 40; pass max_episode_steps=40
+)
+register(
+    "oreo/TextWorld-v0",
+    "oreo_envs.textworld_env:TextWorldEnv",
+    description="any TextWorld game (path=FILE|DIR: .z8/.ulx/.tw-pddl) or generate=CHALLENGE",
+    max_episode_steps=100,
+)
 
 load_plugins()

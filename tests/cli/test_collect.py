@@ -79,3 +79,54 @@ def test_killed_collect_resumes_without_duplicates_or_gaps(tiny_model_dir, tmp_p
     final = keys(out)
     assert len(final) == 24 and len(set(final)) == 24
     assert final[: len(partial)] == partial  # nothing rewritten, only appended
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "oreo_cli", "collect", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+
+
+@pytest.mark.parametrize("granularity", ["response", "step"])
+def test_gold_policy_writes_correct_sft_episodes(tmp_path, granularity):
+    out = tmp_path / "gold"
+    run = run_cli(
+        "--env", "oreo/GSMSymbolic-v0", "--policy", "gold", "--out", str(out),
+        "-o", "size=30", "-o", f"granularity={granularity}", "--tasks", "6",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    episodes = load_episodes(out)
+    assert len(episodes) == 6 and all(e.success and e.meta["eos"] for e in episodes)
+    assert all("####" in e.response and e.info["answer"] for e in episodes)
+
+
+def test_agent_env_episodes_hold_the_exact_conversation(tiny_model_dir, tmp_path):
+    pytest.importorskip("alfworld")
+    from oreo_agents.agent_prompt import AgentPrompt
+
+    out = tmp_path / "agent"
+    run = run_cli(
+        "--env", "oreo/ALFWorld-v0", "--split", "bundled", "--model", str(tiny_model_dir),
+        "--out", str(out), "--max-new-tokens", "8", "--constrain-actions",
+        "-o", "max_episode_steps=4",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    episodes = load_episodes(out)
+    assert len(episodes) == 6 and all(e.truncated and len(e.steps) == 4 for e in episodes)
+    e = episodes[0]
+    history = [(s["action"], s["env_observation"]) for s in e.steps]
+    first = e.info.get("first_observation")
+    rendered = AgentPrompt().render(first, history) if first else None
+    text = e.prompt + e.response
+    assert text.endswith("\n> ") and all(f"\n> {a}\n" in text for a, _ in history)
+    if rendered is not None:
+        assert text == rendered
+
+
+def test_expert_policy_wins_bundled_alfworld(tmp_path):
+    pytest.importorskip("alfworld")
+    out = tmp_path / "expert"
+    run = run_cli("--env", "oreo/ALFWorld-v0", "--split", "bundled", "--policy", "expert",
+                  "--out", str(out))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    episodes = load_episodes(out)
+    assert len(episodes) == 6 and all(e.success for e in episodes)

@@ -14,6 +14,9 @@ from gymnasium.utils.env_checker import check_env
 
 import oreo_envs
 
+# Generated TextWorld games are kept between runs here (a few seconds to make).
+_TW_CACHE = os.path.join(os.environ.get("TMPDIR", "/tmp"), "oreo-test-textworld")
+
 # Offline constructor arguments for each id (the hub-backed ids get a local file). An id added
 # without an entry here is checked with no arguments, so it must then work offline by default.
 OFFLINE_KWARGS = {
@@ -21,6 +24,12 @@ OFFLINE_KWARGS = {
     "oreo/MATH-v0": lambda files: {"path": str(files["math"])},
     "oreo/GSMSymbolic-v0": lambda files: {"size": 20},
     "oreo/ReasoningGym-v0": lambda files: {"size": 20},
+    # The engine is an optional extra: skip (inside the test) when it is absent.
+    "oreo/ALFWorld-v0": lambda files: pytest.importorskip("alfworld") and {"split": "bundled"},
+    "oreo/TextWorld-v0": lambda files: (
+        pytest.importorskip("textworld")
+        and {"generate": "tw-coin_collector", "num_games": 2, "cache_dir": _TW_CACHE}
+    ),
 }
 
 

@@ -1,0 +1,192 @@
+"""Prompts for LLM agents in text envs (ALFWorld, TextWorld), ReAct / ETO style.
+
+An interaction is an instruction, optional few-shot episodes, the env's first observation and
+the history so far, a list of ``(action, observation)`` pairs. Actions are single lines. With
+``think=True`` the agent may also write ``think: ...`` lines, which the env never sees: the
+collector answers them with ``"OK."`` (`THINK_REPLY`), as the ReAct prompts do.
+
+Two renderings of the same interaction:
+
+- plain text, ReAct's transcript format: the observation, then ``> action`` lines each followed
+  by the observation, ending with ``"> "`` for the model to complete;
+- chat messages (``messages``): the instruction, examples and first observation in the first user
+  turn, then one assistant turn per action and one user turn per observation, ETO's layout; with
+  a `transformers` tokenizer, `render` applies its chat template.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+THINK_PREFIX = "think:"
+THINK_REPLY = "OK."
+DEFAULT_INSTRUCTION = (
+    "Interact with a household to solve a task. Each turn, reply with exactly one action on a "
+    "single line, such as 'go to countertop 1', 'take apple 1 from countertop 1', "
+    "'move apple 1 to fridge 1', 'open fridge 1', 'heat apple 1 with microwave 1', "
+    "'clean apple 1 with sinkbasin 1', 'cool apple 1 with fridge 1', 'use desklamp 1'."
+)
+THINK_INSTRUCTION = " You may also reply 'think: ...' to reason; thoughts are answered 'OK.'."
+# The ReAct prompt file names its examples by these prefixes (react_<prefix>_<i>).
+REACT_PREFIXES = {
+    "pick_and_place_simple": "put",
+    "pick_clean_then_place_in_recep": "clean",
+    "pick_heat_then_place_in_recep": "heat",
+    "pick_cool_then_place_in_recep": "cool",
+    "look_at_obj_in_light": "examine",
+    "pick_two_obj_and_place": "puttwo",
+}
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A few-shot example: a first observation and its ``(action, observation)`` steps."""
+
+    first_observation: str
+    steps: tuple[tuple[str, str], ...]
+
+    def without_thoughts(self) -> Demo:
+        """The same episode with its ``think:`` steps removed."""
+        return Demo(self.first_observation, tuple(s for s in self.steps if not is_think(s[0])))
+
+
+def is_think(action: str) -> bool:
+    """Whether an action is a thought (never sent to the env)."""
+    return action.strip().lower().startswith(THINK_PREFIX)
+
+
+def parse_action(generation: str) -> str:
+    """The action in a model's generation: its first non-empty line, without a leading ``>``
+    or ``Action:``.
+
+    >>> parse_action("\\n> go to desk 1\\nYou arrive...")
+    'go to desk 1'
+    """
+    for line in generation.splitlines():
+        line = line.strip()
+        while line.startswith(">"):
+            line = line[1:].strip()
+        if line.lower().startswith("action:"):
+            line = line[len("action:") :].strip()
+        if line:
+            return line
+    return ""
+
+
+def parse_transcript(text: str) -> Demo:
+    """Read a ReAct transcript (observation, then ``> action`` / observation lines) as a `Demo`."""
+    first: list[str] = []
+    steps: list[tuple[str, list[str]]] = []
+    for line in text.strip("\n").split("\n"):
+        if line.startswith("> "):
+            steps.append((line[2:].strip(), []))
+        elif steps:
+            steps[-1][1].append(line)
+        else:
+            first.append(line)
+    return Demo("\n".join(first).strip(), tuple((a, "\n".join(o).strip()) for a, o in steps))
+
+
+def load_react_examples(
+    path: str | Path, task_type: str | None = None, style: str = "react"
+) -> list[Demo]:
+    """Few-shot episodes from a ReAct prompt file (a JSON object of transcripts named
+    ``<style>_<task>_<i>``, such as ``react_alfworld_3prompts.json``).
+
+    Args:
+        path: The JSON file.
+        task_type: Only the examples of this ALFWorld task type.
+        style: "react" (with thoughts) or "act" (actions only).
+
+    Raises:
+        ValueError: Unknown task type, or no example for it in the file.
+    """
+    data = json.loads(Path(path).read_text())
+    keys = sorted(k for k in data if k.startswith(f"{style}_"))
+    if task_type is not None:
+        if task_type not in REACT_PREFIXES:
+            raise ValueError(f"unknown task type {task_type!r}; use one of {list(REACT_PREFIXES)}")
+        keys = [k for k in keys if k.rsplit("_", 1)[0] == f"{style}_{REACT_PREFIXES[task_type]}"]
+        if not keys:
+            raise ValueError(f"{path} has no example for task type {task_type!r}")
+    return [parse_transcript(data[k]) for k in keys]
+
+
+def demo_from_episode(episode: dict[str, Any]) -> Demo:
+    """A `Demo` from a stored episode (``prompt`` and ``steps`` of ``{action, observation}``)."""
+    steps = tuple((s["action"], s["observation"]) for s in episode["steps"])
+    return Demo(episode["prompt"], steps)
+
+
+def _transcript(first_observation: str, steps: Sequence[tuple[str, str]]) -> str:
+    return first_observation + "".join(f"\n> {a}\n{o}" for a, o in steps)
+
+
+class AgentPrompt:
+    """Turns an interaction into a prompt.
+
+    Args:
+        instruction: What the agent is told first (default: ALFWorld's actions).
+        examples: Few-shot episodes shown before the task.
+        think: Allow ``think:`` lines (kept in the examples, mentioned in the instruction);
+            without it, thoughts are removed from the examples.
+        max_history: Keep only the last N steps of the history (None: all).
+    """
+
+    def __init__(
+        self,
+        instruction: str = DEFAULT_INSTRUCTION,
+        examples: Sequence[Demo] = (),
+        *,
+        think: bool = False,
+        max_history: int | None = None,
+    ):
+        if max_history is not None and max_history < 0:
+            raise ValueError(f"max_history must be >= 0 or None, got {max_history}")
+        self.think = think
+        self.instruction = instruction + (THINK_INSTRUCTION if think else "")
+        self.examples = [e if think else e.without_thoughts() for e in examples]
+        self.max_history = max_history
+
+    def _history(self, history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        history = [(a.strip(), o.strip()) for a, o in history]
+        if self.max_history is not None:
+            history = history[len(history) - self.max_history :] if self.max_history else []
+        return history
+
+    def _preamble(self) -> str:
+        parts = [self.instruction]
+        for i, demo in enumerate(self.examples, start=1):
+            parts.append(f"Example {i}:\n{_transcript(demo.first_observation, demo.steps)}")
+        if self.examples:
+            parts.append("Now it is your turn.")
+        return "\n\n".join(parts)
+
+    def messages(
+        self, first_observation: str, history: Sequence[tuple[str, str]]
+    ) -> list[dict[str, str]]:
+        """The interaction as chat messages (the next turn is the assistant's)."""
+        content = f"{self._preamble()}\n\n{first_observation.strip()}"
+        messages = [{"role": "user", "content": content}]
+        for action, observation in self._history(history):
+            messages.append({"role": "assistant", "content": action})
+            messages.append({"role": "user", "content": observation})
+        return messages
+
+    def render(
+        self, first_observation: str, history: Sequence[tuple[str, str]], tokenizer: Any = None
+    ) -> str:
+        """The prompt string: the tokenizer's chat template when given, else plain text ending
+        in ``"> "`` (the model writes the action; `parse_action` reads it back)."""
+        if tokenizer is None:
+            body = _transcript(first_observation.strip(), self._history(history))
+            return f"{self._preamble()}\n\n{body}\n> "
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("the tokenizer has no chat template; pass tokenizer=None")
+        return tokenizer.apply_chat_template(
+            self.messages(first_observation, history), tokenize=False, add_generation_prompt=True
+        )

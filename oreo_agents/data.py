@@ -1,0 +1,232 @@
+"""Episodes -> token ids, action masks and step starts; DPO pairs and KTO labels; batches.
+
+Each episode is tokenized segment by segment (prompt, then action_1, observation_1, ...) with the
+model's own tokenizer, so action boundaries are exact and an action's tokens are the ones the
+policy would generate after its context. Action tokens get ``action_mask = 1``; the prompt and
+observations are context. When the episode's model stopped with EOS (``meta["eos"]``, or no flag
+at all as in gold or imported data), an EOS token closes the last action and is an action too.
+
+Step starts mark the first token of each reasoning step inside the actions (steps split on the
+env's delimiters, e.g. lines for GSM8K), found through the tokenizer's character offsets; the
+OREO step-level loss puts its states there. An agent's action is one step.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from oreo_agents.episodes import Episode
+
+MATH_STEP_DELIMITERS = ("\n", ". ", ".$ ")
+LINE_DELIMITERS = ("\n",)
+
+
+def step_delimiters_for(env_id: str) -> tuple[str, ...]:
+    """The OREO paper's step delimiters for an env: MATH splits sentences too, others lines."""
+    return MATH_STEP_DELIMITERS if "MATH" in env_id else LINE_DELIMITERS
+
+
+@dataclass
+class TokenizedEpisode:
+    """One episode as model inputs (lists, unpadded).
+
+    Attributes:
+        input_ids: Prompt, actions and observations, in order.
+        action_mask: True at action tokens.
+        step_starts: True at the first token of each step (a subset of the action tokens).
+        prompt_len: Number of prompt tokens (KTO mismatches prompts and responses).
+        reward: The episode's terminal reward.
+        task_id: Its task (DPO pairs come from one task).
+    """
+
+    input_ids: list[int]
+    action_mask: list[bool]
+    step_starts: list[bool]
+    prompt_len: int
+    reward: float
+    task_id: str
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _step_starts_in(text: str, offsets: Sequence[tuple[int, int]], delims: Sequence[str]):
+    """Flags for each token of ``text``: does a step begin in it?"""
+    begins = {0}
+    i = 0
+    while i < len(text):
+        for d in delims:
+            if text.startswith(d, i):
+                begins.add(i + len(d))
+                i += len(d) - 1
+                break
+        i += 1
+    flags, seen = [], set()
+    for start, end in offsets:
+        hit = next((b for b in begins if start <= b < max(end, start + 1) and b not in seen), None)
+        if hit is not None:
+            seen.add(hit)
+        flags.append(hit is not None)
+    return flags
+
+
+def tokenize_episode(
+    episode: Episode,
+    tokenizer: Any,
+    *,
+    step_delimiters: Sequence[str] | None = None,
+    max_length: int | None = None,
+) -> TokenizedEpisode:
+    """Tokenize one episode (module docstring). Longer sequences are cut at ``max_length``.
+
+    Raises:
+        ValueError: The prompt tokenizes to nothing (no context for the first action).
+    """
+    delims = step_delimiters or step_delimiters_for(episode.env_id)
+    bos = tokenizer.bos_token
+    add_bos = bos is not None and not episode.prompt.startswith(bos)
+    ids = tokenizer(episode.prompt, add_special_tokens=add_bos)["input_ids"]
+    if not ids:
+        raise ValueError(f"task {episode.task_id}: the prompt is empty after tokenization")
+    prompt_len = len(ids)
+    mask, starts = [False] * len(ids), [False] * len(ids)
+    last_action_end = len(ids)
+    for step in episode.steps:
+        last_action_end = len(ids)
+        if step["action"]:
+            enc = tokenizer(step["action"], add_special_tokens=False, return_offsets_mapping=True)
+            ids += enc["input_ids"]
+            mask += [True] * len(enc["input_ids"])
+            starts += _step_starts_in(step["action"], enc["offset_mapping"], delims)
+            last_action_end = len(ids)
+        if step["observation"]:
+            obs = tokenizer(step["observation"], add_special_tokens=False)["input_ids"]
+            ids += obs
+            mask += [False] * len(obs)
+            starts += [False] * len(obs)
+    # The model emitted EOS right after its last action, before any reply of the env (in step
+    # mode the env's closing newline comes after it), so EOS goes there as one more action token.
+    stopped = episode.meta.get("eos", True) and episode.terminated
+    if stopped and tokenizer.eos_token_id is not None:
+        k = last_action_end
+        ids.insert(k, tokenizer.eos_token_id)
+        starts.insert(k, not mask[k - 1])  # alone (empty last action), EOS is its own step
+        mask.insert(k, True)
+    if max_length is not None and len(ids) > max_length:
+        ids, mask, starts = ids[:max_length], mask[:max_length], starts[:max_length]
+    return TokenizedEpisode(ids, mask, starts, prompt_len, float(episode.reward), episode.task_id)
+
+
+def tokenize_episodes(
+    episodes: Iterable[Episode],
+    tokenizer: Any,
+    *,
+    step_delimiters: Sequence[str] | None = None,
+    max_length: int | None = None,
+) -> list[TokenizedEpisode]:
+    """`tokenize_episode` over many; drops (with one warning) episodes with no action token."""
+    out, empty, cut = [], 0, 0
+    for ep in episodes:
+        tok = tokenize_episode(
+            ep, tokenizer, step_delimiters=step_delimiters, max_length=max_length
+        )
+        if not any(tok.action_mask):
+            empty += 1
+            continue
+        cut += max_length is not None and len(tok) == max_length
+        out.append(tok)
+    if empty:
+        warnings.warn(f"dropped {empty} episodes with no action tokens", stacklevel=2)
+    if cut:
+        warnings.warn(f"{cut} episodes were cut at max_length={max_length}", stacklevel=2)
+    return out
+
+
+def dpo_pairs(
+    episodes: Sequence[TokenizedEpisode], *, max_pairs_per_task: int = 6, seed: int = 0
+) -> list[tuple[TokenizedEpisode, TokenizedEpisode]]:
+    """(chosen, rejected) pairs: a correct and an incorrect episode of the same task.
+
+    At most ``max_pairs_per_task`` pairs per task (6 in the OREO paper's DPO baseline, App. A.3),
+    drawn without repeats from all correct x incorrect combinations with a seeded RNG.
+    """
+    rng = random.Random(seed)
+    by_task: dict[str, list[TokenizedEpisode]] = defaultdict(list)
+    for ep in episodes:
+        by_task[ep.task_id].append(ep)
+    pairs = []
+    for task in sorted(by_task):
+        good = [e for e in by_task[task] if e.reward > 0]
+        bad = [e for e in by_task[task] if e.reward <= 0]
+        combos = [(g, b) for g in good for b in bad]
+        rng.shuffle(combos)
+        pairs += combos[:max_pairs_per_task]
+    return pairs
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, *, seed: int = 0, group: int = 64
+) -> list[list[int]]:
+    """Batches of indices with similar lengths, in a seeded random order.
+
+    Indices are shuffled, cut into windows of ``batch_size * group``, sorted by length inside a
+    window, then batched; so padding stays small while the data order stays random.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    window = batch_size * group
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w : w + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(items: Sequence[TokenizedEpisode], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch into tensors ``[B, T]`` (masks are bool; rewards ``[B]``)."""
+    width = max(len(x) for x in items)
+    n = len(items)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    action = torch.zeros((n, width), dtype=torch.bool)
+    starts = torch.zeros((n, width), dtype=torch.bool)
+    for i, x in enumerate(items):
+        k = len(x)
+        input_ids[i, :k] = torch.tensor(x.input_ids)
+        attention[i, :k] = 1
+        action[i, :k] = torch.tensor(x.action_mask)
+        starts[i, :k] = torch.tensor(x.step_starts)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "action_mask": action,
+        "step_starts": starts,
+        "rewards": torch.tensor([x.reward for x in items], dtype=torch.float32),
+    }
+
+
+def mismatched(items: Sequence[TokenizedEpisode]) -> list[TokenizedEpisode]:
+    """Prompt i with the response (actions and observations) of item i+1, for KTO's KL point."""
+    out = []
+    for i, x in enumerate(items):
+        y = items[(i + 1) % len(items)]
+        out.append(
+            TokenizedEpisode(
+                x.input_ids[: x.prompt_len] + y.input_ids[y.prompt_len :],
+                x.action_mask[: x.prompt_len] + y.action_mask[y.prompt_len :],
+                x.step_starts[: x.prompt_len] + y.step_starts[y.prompt_len :],
+                x.prompt_len,
+                y.reward,
+                x.task_id,
+            )
+        )
+    return out

@@ -1,0 +1,159 @@
+"""Training data for `oreo train`: load, check, tokenize and batch episodes for one algorithm.
+
+Everything here runs before any model is loaded, so bad input fails fast with a clear message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oreo_agents.data import (
+    collate,
+    dpo_pairs,
+    length_grouped_batches,
+    mismatched,
+    tokenize_episodes,
+)
+from oreo_agents.episodes import Episode, load_episodes
+
+
+def load_training_episodes(path: str) -> list[Episode]:
+    """Episodes from a store (folder or file) or a published OREO math/agent file.
+
+    Raises:
+        ValueError: Nothing usable at ``path``.
+    """
+    from oreo_agents.convert import from_oreo_agent, from_oreo_math, read_records
+
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"no training data at {path}")
+    if p.is_file():
+        first = next(read_records(p), (0, {}))[1]
+        if isinstance(first, dict) and "steps" not in first:
+            if "conversations" in first:
+                return list(from_oreo_agent(read_records(p), "oreo/ALFWorld-v0"))
+            if "response" in first:
+                return list(from_oreo_math(read_records(p), "oreo/MATH-v0"))
+    try:
+        return load_episodes(p)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
+
+
+@dataclass
+class TrainPlan:
+    """Tokenized items and how to batch them; items are episodes, or (chosen, rejected) pairs
+    for DPO."""
+
+    items: list[Any]
+    pad_id: int
+    micro_batch_size: int
+    accumulation: int
+    epochs: int
+    seed: int
+    algo: str
+    world: int = 1
+
+    @property
+    def optimizer_steps(self) -> int:
+        per_epoch = len(self.items) // (self.micro_batch_size * self.accumulation * self.world)
+        return per_epoch * self.epochs
+
+    def micro_batches(self, world: int = 1, rank: int = 0) -> list[dict[str, Any]]:
+        """Collated micro-batches of this process, epoch after epoch, in a seeded order.
+
+        Items are grouped by length into whole optimizer batches (``micro_batch_size x
+        accumulation x world`` items; an incomplete last one is dropped), and each batch is then
+        split into micro-batches, so which items share an optimizer step does not depend on the
+        micro-batch size or the number of processes.
+        """
+        out = []
+        lengths = [self._length(x) for x in self.items]
+        size = self.micro_batch_size * self.accumulation * world
+        for epoch in range(self.epochs):
+            for batch in length_grouped_batches(lengths, size, seed=self.seed + epoch):
+                if len(batch) < size:
+                    continue
+                micro = [
+                    batch[i : i + self.micro_batch_size]
+                    for i in range(0, size, self.micro_batch_size)
+                ]
+                out += [self._collate([self.items[i] for i in m]) for m in micro[rank::world]]
+        return out
+
+    def _length(self, item: Any) -> int:
+        return max(len(item[0]), len(item[1])) if isinstance(item, tuple) else len(item)
+
+    def _collate(self, items: list[Any]) -> dict[str, Any]:
+        if self.algo == "dpo":
+            return collate([c for c, _ in items] + [r for _, r in items], self.pad_id)
+        batch = collate(items, self.pad_id)
+        if self.algo == "kto":
+            batch["mismatched"] = collate(mismatched(items), self.pad_id)
+        return batch
+
+
+def prepare(cfg: Any, tokenizer: Any, world: int = 1) -> TrainPlan:
+    """Load, filter and tokenize the data for ``cfg.algo`` and check it can fill a batch.
+
+    Raises:
+        ValueError: Empty data, no successful episodes (rft), no pairs (dpo), one-sided labels
+            (kto), a tokenizer larger than the model's vocabulary, or fewer sequences than one
+            optimizer batch.
+    """
+    _check_tokenizer(cfg.model, tokenizer)
+    episodes = load_training_episodes(cfg.data)
+    if not episodes:
+        raise ValueError(f"{cfg.data} holds no episodes")
+    if cfg.algo == "rft":
+        episodes = [e for e in episodes if e.reward > 0]
+        if not episodes:
+            raise ValueError(f"{cfg.data}: no episode has reward > 0, nothing to fine-tune on")
+    tokenized = tokenize_episodes(episodes, tokenizer, max_length=cfg.max_length)
+    if not tokenized:
+        raise ValueError(f"{cfg.data}: no episode has an action to learn from")
+    items: list[Any] = tokenized
+    if cfg.algo == "dpo":
+        items = dpo_pairs(tokenized, max_pairs_per_task=cfg.dpo_max_pairs_per_task, seed=cfg.seed)
+        if not items:
+            raise ValueError(
+                f"{cfg.data}: no task has both a correct and an incorrect episode, so DPO has "
+                "no (chosen, rejected) pairs; collect more samples per task (--samples)"
+            )
+    if cfg.algo == "kto" and len({t.reward > 0 for t in tokenized}) < 2:
+        raise ValueError(f"{cfg.data}: KTO needs both successful and failed episodes")
+    accumulation = cfg.batch_size // (cfg.micro_batch_size * world)
+    if accumulation < 1:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} < micro_batch_size {cfg.micro_batch_size} x "
+            f"{world} processes"
+        )
+    plan = TrainPlan(
+        items, tokenizer.pad_token_id, cfg.micro_batch_size, accumulation, cfg.epochs, cfg.seed,
+        cfg.algo, world,
+    )  # fmt: skip
+    if plan.optimizer_steps < 1:
+        unit = "pairs" if cfg.algo == "dpo" else "episodes"
+        raise ValueError(
+            f"{cfg.data}: {len(items)} {unit} do not fill one batch of {cfg.batch_size}; "
+            "lower --batch-size"
+        )
+    return plan
+
+
+def _check_tokenizer(model: str, tokenizer: Any) -> None:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"could not read the config of {model!r}: {e}") from None
+    vocab = getattr(config, "vocab_size", None)
+    if vocab is not None and len(tokenizer) > vocab:
+        raise ValueError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab}: "
+            "they do not belong together"
+        )

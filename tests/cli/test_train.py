@@ -1,0 +1,167 @@
+"""`oreo train` end to end on a tiny model: every algorithm, checkpoints, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from oreo_agents.models import ValueModel
+from oreo_agents.train import TrainConfig, run_train
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
+
+
+@pytest.fixture(scope="module")
+def mixed_data(tmp_path_factory):
+    """OREO-math rows: per task a gold solution (reward 1) and a wrong answer (reward 0)."""
+    import gymnasium
+
+    import oreo_envs  # noqa: F401
+
+    env = gymnasium.make("oreo/GSMSymbolic-v0", size=40)
+    rows = []
+    for task_id in env.unwrapped.task_ids[:8]:
+        task = env.unwrapped.task(task_id)
+        prompt = env.unwrapped.prompt(task)
+        rows.append({"prompt": prompt, "response": " " + task.solution, "reward": 1})
+        rows.append({"prompt": prompt, "response": " No idea.\n#### 0", "reward": 0})
+    path = tmp_path_factory.mktemp("data") / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def train_cmd(model, data, out, algo, *extra):
+    return [
+        sys.executable, "-m", "oreo_cli", "train", "--algo", algo, "--data", str(data),
+        "--model", str(model), "--out", str(out), "--batch-size", "4",
+        "--micro-batch-size", "2", "--set", "lr=1e-3", "--set", "value_lr=1e-3",
+        "--set", "max_length=1024", *extra,
+    ]  # fmt: skip
+
+
+def metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("algo", ["oreo", "oreo-step", "oreo-response", "sft", "rft", "dpo", "kto"])
+def test_every_algorithm_trains_and_saves_loadable_checkpoints(
+    tiny_model_dir, mixed_data, tmp_path, algo
+):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / algo
+    run = subprocess.run(
+        train_cmd(tiny_model_dir, mixed_data, out, algo, "--max-steps", "2"),
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "saved the policy" in run.stdout
+    assert [m["step"] for m in metrics(out)] == [1, 2]
+    policy = AutoModelForCausalLM.from_pretrained(out / "policy")
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    changed = any(
+        not torch.equal(p, q) for p, q in zip(policy.parameters(), start.parameters(), strict=True)
+    )
+    assert changed, "two optimizer steps at lr 1e-3 must move the weights"
+    if algo.startswith("oreo"):
+        value = ValueModel.from_pretrained(out / "value")
+        assert value.head.weight.abs().sum() > 0  # the zero-initialised head has learned
+    else:
+        assert not (out / "value").exists()
+
+
+def test_resume_after_sigkill_gives_the_same_loss_curve(tiny_model_dir, mixed_data, tmp_path):
+    straight = tmp_path / "straight"
+    cmd = train_cmd(tiny_model_dir, mixed_data, straight, "oreo", "--epochs", "2")
+    assert subprocess.run(cmd, capture_output=True, env=ENV, timeout=300).returncode == 0
+    resumed = tmp_path / "resumed"
+    cmd = train_cmd(
+        tiny_model_dir, mixed_data, resumed, "oreo", "--epochs", "2", "--set", "save_every=1"
+    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    progress = resumed / "state" / "progress.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if progress.exists() and json.loads(progress.read_text())["step"] >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    killed_at = json.loads(progress.read_text())["step"]
+    assert 2 <= killed_at < 8, "the kill should land mid-run (8 optimizer steps in all)"
+    run = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    a, b = metrics(straight), metrics(resumed)
+    assert [m["step"] for m in b] == list(range(1, 9))
+    for x, y in zip(a, b, strict=True):
+        for key in ("value_loss", "policy_loss", "kl", "lr"):
+            assert y[key] == pytest.approx(x[key], rel=1e-4, abs=1e-7), (x["step"], key)
+
+
+def test_gradient_accumulation_1x8_equals_8x1(tiny_model_dir, mixed_data, tmp_path):
+    def weights(micro):
+        cfg = TrainConfig(
+            algo="oreo", data=str(mixed_data), model=str(tiny_model_dir),
+            out=str(tmp_path / f"m{micro}"), batch_size=8, micro_batch_size=micro,
+            lr=1e-3, value_lr=1e-3, max_steps=2, warmup_ratio=0.0, max_length=1024,
+        )  # fmt: skip
+        run_train(cfg)
+        out = tmp_path / f"m{micro}"
+        head = ValueModel.from_pretrained(out / "value").head.weight.detach()
+        return head, [m[k] for m in metrics(out) for k in ("value_loss", "policy_loss")]
+
+    (head8, losses8), (head1, losses1) = weights(8), weights(1)
+    assert torch.allclose(head8, head1, atol=1e-6)
+    assert losses8 == pytest.approx(losses1, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "algo, rows, message",
+    [
+        ("sft", [], "holds no episodes"),
+        ("rft", [{"prompt": "p", "response": "r", "reward": 0}] * 4, "no episode has reward > 0"),
+        ("dpo", [{"prompt": "p", "response": "r", "reward": 1}] * 4, "no (chosen, rejected) pairs"),
+        ("kto", [{"prompt": "p", "response": "r", "reward": 1}] * 4, "both successful and failed"),
+        ("sft", [{"prompt": "p", "response": "r", "reward": 1}] * 2, "do not fill one batch"),
+    ],
+)
+def test_bad_data_is_refused_before_training(tiny_model_dir, tmp_path, algo, rows, message):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows) or "\n")
+    run = subprocess.run(
+        train_cmd(tiny_model_dir, data, tmp_path / "out", algo),
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2 and message in " ".join(run.stdout.split()), run.stdout + run.stderr
+    assert not (tmp_path / "out" / "state").exists()
+
+
+def test_mismatched_tokenizer_and_other_runs_are_refused(tiny_model_dir, mixed_data, tmp_path):
+    import shutil
+
+    from oreo_agents.tiny import byte_tokenizer
+
+    odd = tmp_path / "odd_model"
+    shutil.copytree(tiny_model_dir, odd)
+    tok = byte_tokenizer()
+    tok.add_tokens([f"<extra{i}>" for i in range(10)])
+    tok.save_pretrained(odd)
+    with pytest.raises(ValueError, match="do not belong together"):
+        run_train(TrainConfig("sft", str(mixed_data), str(odd), str(tmp_path / "o1"), batch_size=4))
+
+    out = tmp_path / "o2"
+    cfg = TrainConfig("sft", str(mixed_data), str(tiny_model_dir), str(out), batch_size=4,
+                      micro_batch_size=2, max_steps=1)  # fmt: skip
+    run_train(cfg)
+    before = (out / "policy" / "model.safetensors").read_bytes()
+    run_train(cfg)  # the same finished command again: nothing left to do
+    assert (out / "policy" / "model.safetensors").read_bytes() == before
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(algo"):
+        run_train(TrainConfig("rft", str(mixed_data), str(tiny_model_dir), str(out), batch_size=4))

@@ -1,0 +1,216 @@
+"""oreo/ALFWorld-v0: bundled games, bad input, side effects, and parity with ALFWorld's own env on
+the real games when the shared data is present."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium
+import pytest
+
+import oreo_envs  # noqa: F401 - registers the ids
+from oreo_envs.alfworld import TASK_TYPES, HandcodedExpert, WalkthroughExpert
+from oreo_envs.alfworld.data import load_split
+
+pytest.importorskip("alfworld")
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "alfworld"
+needs_data = pytest.mark.skipif(not (SHARED / "json_2.1.1").is_dir(), reason="no shared data")
+
+
+def make(**kwargs):
+    return gymnasium.make("oreo/ALFWorld-v0", **kwargs)
+
+
+def play(env, policy, task_id, limit=60):
+    obs, info = env.reset(options={"task_id": task_id})
+    trace = [(obs, info["admissible_actions"])]
+    for _ in range(limit):
+        obs, reward, terminated, truncated, info = env.step(policy(obs, info))
+        trace.append((obs, info["admissible_actions"]))
+        if terminated or truncated:
+            break
+    return reward, terminated, info, trace
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    env = make(split="bundled")
+    yield env
+    env.close()
+
+
+def test_bundled_has_one_game_per_task_type(bundled):
+    games = bundled.unwrapped.games.values()
+    assert sorted(g.task_type for g in games) == sorted(TASK_TYPES)
+
+
+@pytest.mark.parametrize("task_type", TASK_TYPES)
+def test_bundled_game_is_won_by_its_walkthrough(bundled, task_type):
+    (task_id,) = [t for t, g in bundled.unwrapped.games.items() if g.task_type == task_type]
+    reward, terminated, info, _ = play(bundled, WalkthroughExpert(), task_id)
+    assert (reward, terminated, info["success"], info["won"]) == (1.0, True, True, True)
+    assert info["task_type"] == task_type and info["task_id"] == task_id
+
+
+def test_reset_shows_room_and_task_without_banner(bundled):
+    obs, info = bundled.reset(options={"task_id": _task(bundled, "pick_and_place_simple")})
+    assert obs.startswith("You are in the middle of a room.")
+    assert obs.endswith("Your task is to: put some book on sidetable.")
+    assert "Welcome" not in obs
+    assert info["walkthrough"][0] == "go to bed 1" and "look" in info["admissible_actions"]
+    assert info["game_file"].endswith("game.tw-pddl") and info["won"] is False
+
+
+def test_invalid_command_is_nothing_happens(bundled):
+    _, info = bundled.reset(options={"task_id": _task(bundled, "pick_and_place_simple")})
+    for action in ["fly to the moon", "", "take book 1 from bed 1", "🙂" * 50]:
+        obs, reward, terminated, truncated, step_info = bundled.step(action)
+        assert (obs, reward, terminated, truncated) == ("Nothing happens.", 0.0, False, False)
+        assert step_info["admissible_actions"] == info["admissible_actions"]
+
+
+def test_old_put_verb_is_accepted(bundled):
+    bundled.reset(options={"task_id": _task(bundled, "pick_and_place_simple")})
+    for action in ["go to bed 1", "take book 1 from bed 1", "go to sidetable 1"]:
+        bundled.step(action)
+    obs, reward, terminated, _, info = bundled.step("put book 1 in/on sidetable 1")
+    assert obs == "You move the book 1 to the sidetable 1." and reward == 1.0 and terminated
+
+
+def test_admissible_actions_are_new_lists(bundled):
+    _, a = bundled.reset(options={"task_id": _task(bundled, "pick_and_place_simple")})
+    _, _, _, _, b = bundled.step("look")
+    assert a["admissible_actions"] == b["admissible_actions"]
+    assert a["admissible_actions"] is not b["admissible_actions"]
+
+
+def test_same_seed_same_game_order():
+    def order(seed):
+        env = make(split="bundled")
+        ids = [env.reset(seed=seed)[1]["task_id"]] + [env.reset()[1]["task_id"] for _ in range(5)]
+        return ids
+
+    assert order(3) == order(3)
+    assert sorted(order(3)) == sorted(load_split("bundled")[i].task_id for i in range(6))
+
+
+def test_task_type_filter():
+    env = make(split="bundled", task_types=["look_at_obj_in_light", "pick_two_obj_and_place"])
+    assert {g.task_type for g in env.unwrapped.games.values()} == {
+        "look_at_obj_in_light",
+        "pick_two_obj_and_place",
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"split": "test"}, ValueError, "unknown ALFWorld split"),
+        ({"split": "bundled", "task_types": ["pick_and_cook"]}, ValueError, "task type"),
+        ({"split": "valid_seen", "data_dir": "/nonexistent"}, FileNotFoundError, "bundled"),
+    ],
+)
+def test_bad_options_are_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make(**kwargs)
+
+
+def test_missing_data_says_how_to_get_it():
+    with pytest.raises(FileNotFoundError, match="alfworld-download"):
+        make(split="train", data_dir="/nonexistent")
+
+
+def test_unknown_task_id(bundled):
+    with pytest.raises(ValueError, match="unknown task_id"):
+        bundled.reset(options={"task_id": "nope/trial"})
+
+
+def _fake_split(tmp_path, content: str) -> Path:
+    trial = tmp_path / "json_2.1.1" / "valid_seen" / "pick_and_place_simple-X-None-Y-1" / "t1"
+    trial.mkdir(parents=True)
+    (trial / "game.tw-pddl").write_text(content)
+    return tmp_path
+
+
+def test_corrupt_game_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="corrupt ALFWorld game file"):
+        make(split="valid_seen", data_dir=_fake_split(tmp_path, "{not json"))
+
+
+def test_untranslatable_game_is_a_clear_error(tmp_path):
+    data_dir = _fake_split(tmp_path, json.dumps({"pddl_problem": "(define", "solvable": True}))
+    env = make(split="valid_seen", data_dir=data_dir)
+    with pytest.raises(ValueError, match="cannot load ALFWorld game"):
+        env.reset()
+
+
+def test_no_side_effects_on_the_caller(tmp_path):
+    """sys.argv survives the planner, no ~/.cache/alfworld appears, ALFWORLD_DATA stays unset."""
+    code = (
+        "import os, sys, gymnasium, oreo_envs\n"
+        "assert 'textworld' not in sys.modules and 'alfworld' not in sys.modules\n"
+        "argv = list(sys.argv)\n"
+        "env = gymnasium.make('oreo/ALFWorld-v0', split='bundled')\n"
+        "env.reset(seed=0); env.step('look')\n"
+        "assert sys.argv == argv, sys.argv\n"
+        "assert 'ALFWORLD_DATA' not in os.environ\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ALFWORLD_DATA"}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    assert not (tmp_path / ".cache" / "alfworld").exists()
+
+
+def _task(env, task_type):
+    return next(t for t, g in env.unwrapped.games.items() if g.task_type == task_type)
+
+
+# --- the real games ------------------------------------------------------------------------------
+
+
+@needs_data
+@pytest.mark.parametrize(
+    "split, size", [("valid_seen", 140), ("valid_unseen", 134), ("eval_in_distribution", 140)]
+)
+def test_real_splits_have_the_published_size(split, size):
+    assert len(load_split(split, SHARED)) == size
+
+
+@needs_data
+@pytest.mark.parametrize("split", ["valid_seen", "valid_unseen"])
+def test_real_games_match_alfworlds_own_env(split):
+    """One game per task type: won by its walkthrough, with ALFWorld's exact texts."""
+    from oreo_envs.alfworld.reference import ReferenceEnv
+
+    env = make(split=split, data_dir=str(SHARED))
+    games = env.unwrapped.games
+    sample = [next(t for t, g in games.items() if g.task_type == tt) for tt in TASK_TYPES]
+    for task_id in sample:
+        reward, terminated, info, trace = play(env, WalkthroughExpert(), task_id)
+        assert (reward, terminated, info["success"]) == (1.0, True, True), task_id
+        ref = ReferenceEnv(games[task_id].game_file)
+        expected = [ref.reset()] + [ref.step(a) for a in ref.walkthrough]
+        assert trace == expected, task_id
+
+
+@needs_data
+def test_handcoded_expert_wins_a_real_game():
+    env = make(split="valid_seen", data_dir=str(SHARED))
+    task_id = _task(env, "pick_heat_then_place_in_recep")
+    reward, terminated, info, _ = play(env, HandcodedExpert(env), task_id)
+    assert info["success"]
+
+
+def test_repeated_reset_replays_identically(bundled):
+    task_id = _task(bundled, "pick_two_obj_and_place")
+    first = play(bundled, WalkthroughExpert(), task_id)[3]
+    bundled.reset(options={"task_id": task_id})
+    bundled.step("go to desk 1")
+    assert play(bundled, WalkthroughExpert(), task_id)[3] == first
