@@ -15,7 +15,10 @@ def train(
     algo: Annotated[
         str | None, typer.Option(help="oreo | oreo-step | oreo-response | sft | rft | dpo | kto.")
     ] = None,
-    data: Annotated[str | None, typer.Option(help="Episode store, or an OREO JSONL file.")] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(help="Episode store or OREO JSONL file (repeat to combine several)."),
+    ] = None,
     model: Annotated[
         str | None, typer.Option("--model", "--policy", help="Starting checkpoint.")
     ] = None,
@@ -40,7 +43,7 @@ def train(
         values = _load_config_file(config) if config else {}
         flags = {
             "algo": algo,
-            "data": data,
+            "data": ",".join(data) if data else None,
             "model": model,
             "out": out,
             "epochs": epochs,

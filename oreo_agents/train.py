@@ -33,7 +33,8 @@ class TrainConfig:
 
     Attributes:
         algo: oreo | oreo-step | oreo-response | sft | rft | dpo | kto.
-        data: An episode store folder or file, or a published OREO JSON(L) file.
+        data: An episode store folder or file, or a published OREO JSON(L) file; several
+            separated by commas.
         model: The starting checkpoint (hub id or folder): policy, reference and value init.
         out: Output folder; an existing run there with the same settings is resumed.
         epochs: Passes over the data (paper: 1).
@@ -126,8 +127,13 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
         ValueError: Empty or unusable data, a mismatched tokenizer, or an output folder holding
             another run.
     """
+    import logging
+
     from accelerate import Accelerator, PartialState
     from accelerate.utils import set_seed
+
+    # accelerate warns on every save that tied embeddings are stored once: expected, not news
+    logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
 
     from oreo_agents import train_data
     from oreo_agents.generation.hf import load_tokenizer

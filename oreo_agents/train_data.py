@@ -20,11 +20,15 @@ from oreo_agents.episodes import Episode, load_episodes
 
 
 def load_training_episodes(path: str) -> list[Episode]:
-    """Episodes from a store (folder or file) or a published OREO math/agent file.
+    """Episodes from stores (folders or files) or published OREO math/agent files.
+
+    ``path`` may list several sources separated by commas; their episodes are concatenated.
 
     Raises:
-        ValueError: Nothing usable at ``path``.
+        ValueError: Nothing usable at a path.
     """
+    if "," in path:
+        return [ep for part in path.split(",") if part for ep in load_training_episodes(part)]
     from oreo_agents.convert import from_oreo_agent, from_oreo_math, read_records
 
     p = Path(path)
