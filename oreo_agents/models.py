@@ -41,11 +41,26 @@ class ValueModel(nn.Module):
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
         self.backbone.gradient_checkpointing_enable(**kwargs)
 
+    def add_lora(self, rank: int, alpha: int) -> None:
+        """Train the backbone through LoRA adapters (the OREO paper's 7B value models); the head
+        stays fully trainable. Needs ``pip install peft``."""
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as e:
+            raise ImportError("LoRA needs peft: pip install 'oreo[lora]'") from e
+        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear", lora_dropout=0)
+        self.backbone = get_peft_model(self.backbone, config)
+
     def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
+        import copy
+
         from safetensors.torch import save_file
 
         path = Path(path)
-        self.backbone.save_pretrained(path, **kwargs)
+        backbone = self.backbone
+        if hasattr(backbone, "merge_and_unload"):  # LoRA: save plain merged weights
+            backbone = copy.deepcopy(backbone).merge_and_unload()
+        backbone.save_pretrained(path, **kwargs)
         state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         save_file(state, str(path / VALUE_HEAD_FILE))
         meta = {"format": "oreo-value", "version": 1, "hidden_size": self.config.hidden_size}

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,10 @@ class TrainConfig:
         dpo_max_pairs_per_task: Pairs of (correct, incorrect) per task (paper: 6).
         kto_desirable_weight: KTO lambda_D (1.0).
         kto_undesirable_weight: KTO lambda_U (1.0).
+        value_lora_rank: Train the value backbone through LoRA adapters of this rank (0: full
+            fine-tuning; the paper used LoRA for its 7B value models). Needs peft.
+        value_lora_alpha: LoRA alpha.
+        report_to: "tensorboard" (OUT/runs), "none", or "auto" (tensorboard when installed).
     """
 
     algo: str
@@ -86,7 +90,9 @@ class TrainConfig:
     dpo_max_pairs_per_task: int = 6
     kto_desirable_weight: float = 1.0
     kto_undesirable_weight: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    value_lora_rank: int = 0
+    value_lora_alpha: int = 16
+    report_to: str = "auto"
 
     def __post_init__(self):
         if self.algo not in ALGOS:
@@ -99,6 +105,10 @@ class TrainConfig:
                 f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
                 f"({self.micro_batch_size})"
             )
+        if self.report_to not in ("auto", "none", "tensorboard"):
+            raise ValueError(f"report_to must be auto, none or tensorboard: {self.report_to!r}")
+        if self.value_lora_rank < 0:
+            raise ValueError(f"value_lora_rank must be >= 0, got {self.value_lora_rank}")
         if self.mixed_precision not in (None, "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16: {self.mixed_precision!r}")
         set_ = object.__setattr__
@@ -144,7 +154,15 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     world = PartialState().num_processes
     plan = train_data.prepare(cfg, tokenizer, world)  # raises on bad data before any compute
     mixed = cfg.mixed_precision or ("bf16" if torch.cuda.is_available() else "no")
-    accelerator = Accelerator(gradient_accumulation_steps=plan.accumulation, mixed_precision=mixed)
+    trackers = _trackers(cfg.report_to)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=plan.accumulation,
+        mixed_precision=mixed,
+        log_with=trackers,
+        project_dir=str(out) if trackers else None,
+    )
+    if trackers:
+        accelerator.init_trackers("runs", config=_flat(asdict(cfg)))
     set_seed(cfg.seed)
     models, optimizers, schedulers = _build(cfg, plan.optimizer_steps, accelerator)
     if resume:
@@ -177,12 +195,31 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
             step += 1
             record = meter.flush(step, schedulers[0].get_last_lr()[0])
             _append_metrics(out, record, accelerator)
+            if trackers:
+                accelerator.log(record, step=step)
             if log is not None and step % cfg.log_every == 0:
                 log(record)
             if cfg.save_every and step % cfg.save_every == 0:
                 _save(cfg, out, accelerator, models, tokenizer, step, i + 1)
     _save(cfg, out, accelerator, models, tokenizer, step, len(micro_batches))
+    accelerator.end_training()
     return out / "policy"
+
+
+def _trackers(report_to: str) -> list[str]:
+    if report_to == "none":
+        return []
+    import importlib.util
+
+    available = importlib.util.find_spec("tensorboard") is not None
+    if report_to == "tensorboard" and not available:
+        raise ImportError("report_to='tensorboard' needs tensorboard: pip install tensorboard")
+    return ["tensorboard"] if available else []
+
+
+def _flat(config: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as TensorBoard accepts them (scalars and strings only)."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()}
 
 
 def _check_resume(cfg: TrainConfig, out: Path) -> bool:
@@ -214,6 +251,8 @@ def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
         models["reference"] = load_policy(cfg.model, trainable=False)
     if cfg.is_oreo:
         models["value"] = ValueModel.from_pretrained(cfg.model)
+        if cfg.value_lora_rank:
+            models["value"].add_lora(cfg.value_lora_rank, cfg.value_lora_alpha)
         groups.append(("value", cfg.value_lr))
     if cfg.gradient_checkpointing:
         for name, _ in groups:

@@ -165,3 +165,33 @@ def test_mismatched_tokenizer_and_other_runs_are_refused(tiny_model_dir, mixed_d
     assert (out / "policy" / "model.safetensors").read_bytes() == before
     with pytest.raises(ValueError, match=r"holds a run with other settings \(algo"):
         run_train(TrainConfig("rft", str(mixed_data), str(tiny_model_dir), str(out), batch_size=4))
+
+
+def test_lora_value_model_and_tensorboard_logs(tiny_model_dir, mixed_data, tmp_path):
+    pytest.importorskip("peft")
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "lora"
+    cfg = TrainConfig(
+        algo="oreo", data=str(mixed_data), model=str(tiny_model_dir), out=str(out),
+        batch_size=4, micro_batch_size=2, max_steps=3, lr=1e-3, value_lr=1e-3, warmup_ratio=0.0,
+        max_length=1024, value_lora_rank=4, report_to="tensorboard",
+    )  # fmt: skip
+    run_train(cfg)
+    value = ValueModel.from_pretrained(out / "value")  # merged: a plain backbone + head
+    start = ValueModel.from_pretrained(tiny_model_dir)
+    moved = [
+        not torch.equal(p, q)
+        for p, q in zip(value.backbone.parameters(), start.backbone.parameters(), strict=True)
+    ]
+    assert any(moved) and not hasattr(value.backbone, "peft_config")
+    assert list((out / "runs").rglob("events.out.tfevents.*"))
+
+
+def test_a_value_folder_is_not_a_policy(tiny_model_dir, mixed_data, tmp_path):
+    out = tmp_path / "v"
+    cfg = TrainConfig("oreo", str(mixed_data), str(tiny_model_dir), str(out), batch_size=4,
+                      micro_batch_size=2, max_steps=1, max_length=1024)  # fmt: skip
+    run_train(cfg)
+    with pytest.raises(ValueError, match="is a value model folder, not a policy"):
+        run_train(TrainConfig("sft", str(mixed_data), str(out / "value"), str(tmp_path / "s"),
+                              batch_size=4, micro_batch_size=2))  # fmt: skip
