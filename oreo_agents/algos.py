@@ -38,6 +38,28 @@ def _shifted(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     return labels, mask
 
 
+def ref_sequence_logps(models: dict[str, Any], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The frozen reference's per-sequence log-prob of the actions ``[B]``, precomputed
+    (``batch["ref_logps"]``, see `precompute_reference`) or computed now."""
+    if "ref_logps" in batch:
+        return batch["ref_logps"]
+    labels, mask = _shifted(batch)
+    with torch.no_grad():
+        return sequence_logps(_logits(models["reference"], batch), labels, mask)
+
+
+@torch.no_grad()
+def precompute_reference(reference: Any, batches: list[dict[str, Any]], device: Any) -> None:
+    """Store the reference's sequence log-probs in each batch (and its KTO mismatched batch), so
+    the reference model can be freed before training (DPO, KTO)."""
+    for batch in batches:
+        for part in (batch, batch.get("mismatched")):
+            if part is None:
+                continue
+            on_device = {k: v.to(device) for k, v in part.items() if torch.is_tensor(v)}
+            part["ref_logps"] = ref_sequence_logps({"reference": reference}, on_device).cpu()
+
+
 def oreo_step(models: dict[str, Any], batch: dict[str, torch.Tensor], cfg: Any):
     """OREO (Eq. 8-10): value residuals with the policy's log-ratios held fixed, policy residuals
     with the values from before this update, plus alpha * exact reverse KL."""
@@ -81,8 +103,7 @@ def dpo_step(models: dict[str, Any], batch: dict[str, torch.Tensor], cfg: Any):
     labels, mask = _shifted(batch)
     half = batch["input_ids"].shape[0] // 2
     policy = sequence_logps(_logits(models["policy"], batch), labels, mask)
-    with torch.no_grad():
-        ref = sequence_logps(_logits(models["reference"], batch), labels, mask)
+    ref = ref_sequence_logps(models, batch)
     loss, metrics = dpo_loss(policy[:half], policy[half:], ref[:half], ref[half:], beta=cfg.beta)
     return loss, {**metrics, "dpo_loss": loss.detach()}
 
@@ -94,11 +115,11 @@ def kto_step(models: dict[str, Any], batch: dict[str, torch.Tensor], cfg: Any):
     policy = sequence_logps(_logits(models["policy"], batch), labels, mask)
     mis = batch["mismatched"]
     mis_labels, mis_mask = _shifted(mis)
+    ref = ref_sequence_logps(models, batch)
     with torch.no_grad():
-        ref = sequence_logps(_logits(models["reference"], batch), labels, mask)
         z0 = kto_reference_point(
             sequence_logps(_logits(models["policy"], mis), mis_labels, mis_mask),
-            sequence_logps(_logits(models["reference"], mis), mis_labels, mis_mask),
+            ref_sequence_logps(models, mis),
         )
     loss, metrics = kto_loss(
         policy,

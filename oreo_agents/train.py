@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from oreo_agents.algos import OREO_LEVELS, STEP_FNS
+from oreo_agents.algos import OREO_LEVELS, STEP_FNS, precompute_reference
 
 ALGOS = tuple(STEP_FNS)
 # Paper defaults (Wang et al. 2024, Sec. 5 and App. A.3).
@@ -63,6 +63,8 @@ class TrainConfig:
             fine-tuning; the paper used LoRA for its 7B value models). Needs peft.
         value_lora_alpha: LoRA alpha.
         report_to: "tensorboard" (OUT/runs), "none", or "auto" (tensorboard when installed).
+        precompute_ref: Compute the reference's log-probs for all data before training and free
+            the reference model (DPO and KTO; OREO's exact KL needs the reference's logits).
     """
 
     algo: str
@@ -93,6 +95,7 @@ class TrainConfig:
     value_lora_rank: int = 0
     value_lora_alpha: int = 16
     report_to: str = "auto"
+    precompute_ref: bool = False
 
     def __post_init__(self):
         if self.algo not in ALGOS:
@@ -107,6 +110,11 @@ class TrainConfig:
             )
         if self.report_to not in ("auto", "none", "tensorboard"):
             raise ValueError(f"report_to must be auto, none or tensorboard: {self.report_to!r}")
+        if self.precompute_ref and self.algo not in ("dpo", "kto"):
+            raise ValueError(
+                "precompute_ref works for dpo and kto; OREO's KL term needs the reference's "
+                "full logits, and sft/rft use no reference"
+            )
         if self.value_lora_rank < 0:
             raise ValueError(f"value_lora_rank must be >= 0, got {self.value_lora_rank}")
         if self.mixed_precision not in (None, "no", "bf16", "fp16"):
@@ -174,6 +182,10 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     step, done_micro = progress.get("step", 0), progress.get("micro_batches", 0)
     meter = _Meter()
     micro_batches = plan.micro_batches(accelerator.num_processes, accelerator.process_index)
+    if cfg.precompute_ref:
+        reference = models.pop("reference")
+        precompute_reference(reference, micro_batches[done_micro:], accelerator.device)
+        del reference  # the point: its memory is free for training
     for i, batch in enumerate(micro_batches):
         if i < done_micro:
             continue

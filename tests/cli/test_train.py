@@ -195,3 +195,21 @@ def test_a_value_folder_is_not_a_policy(tiny_model_dir, mixed_data, tmp_path):
     with pytest.raises(ValueError, match="is a value model folder, not a policy"):
         run_train(TrainConfig("sft", str(mixed_data), str(out / "value"), str(tmp_path / "s"),
                               batch_size=4, micro_batch_size=2))  # fmt: skip
+
+
+@pytest.mark.parametrize("algo", ["dpo", "kto"])
+def test_precomputed_reference_equals_online_reference(tiny_model_dir, mixed_data, tmp_path, algo):
+    curves = []
+    for precompute in (False, True):
+        out = tmp_path / f"{algo}-{precompute}"
+        cfg = TrainConfig(
+            algo=algo, data=str(mixed_data), model=str(tiny_model_dir), out=str(out),
+            batch_size=4, micro_batch_size=2, max_steps=3, lr=1e-3, max_length=1024,
+            warmup_ratio=0.0, precompute_ref=precompute,
+        )  # fmt: skip
+        run_train(cfg)
+        curves.append([m[f"{algo}_loss"] for m in metrics(out)])
+    assert curves[0] == pytest.approx(curves[1], rel=1e-5, abs=1e-7)
+    assert len(set(curves[0])) > 1  # the policy moved, so the comparison means something
+    with pytest.raises(ValueError, match="precompute_ref works for dpo and kto"):
+        TrainConfig("oreo", "d", "m", "o", precompute_ref=True)
