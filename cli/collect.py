@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Annotated, Any
 
 import typer
@@ -10,9 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from oreo_agents.collect import SCRIPTED
 from oreo_cli.options import make_env, parse_options
-
-SCRIPTED = ("random", "expert", "gold")
 
 
 def collect(
@@ -87,12 +85,12 @@ def collect(
 
 def run(cfg: Any, console: Console) -> None:
     """The recipe: backend -> envs -> collect with a progress bar -> summary table."""
-    from oreo_agents.collect import run_collect, summarize
+    from oreo_agents.collect import run_collect, scripted_policy, summarize
 
     backend, scripted = None, None
     options = dict(cfg.env_options)
     if cfg.model in SCRIPTED:
-        scripted = _scripted_policy(cfg.model, cfg.seed)
+        scripted = scripted_policy(cfg.model, cfg.seed)
     else:
         from oreo_agents.generation import load_backend
 
@@ -132,29 +130,6 @@ def run(cfg: Any, console: Console) -> None:
             on_plan=on_plan,
         )
     _print_summary(console, summarize(cfg.out), cfg.out)
-
-
-def _scripted_policy(name: str, seed: int):
-    """A factory ``env -> policy(observation, info) -> action`` for a scripted policy name."""
-    if name == "random":
-        rng = random.Random(seed)
-
-        def random_admissible(_obs: str, info: dict) -> str:
-            admissible = info.get("admissible_actions")
-            if not admissible:
-                raise ValueError("the 'random' policy needs an agent env (admissible actions)")
-            return rng.choice(admissible)
-
-        return lambda env: random_admissible
-    if name == "gold":
-        from oreo_agents.collect import GoldPolicy
-
-        return GoldPolicy
-    try:
-        from oreo_envs.alfworld import WalkthroughExpert
-    except ImportError as e:
-        raise ImportError(f"the 'expert' policy needs the ALFWorld env: {e}") from None
-    return lambda env: WalkthroughExpert()
 
 
 def _print_summary(console: Console, summary: dict, out: str) -> None:

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oreo_cli import collect, convert, play, train
+from oreo_cli import collect, convert, play, rollout, train
 
 app = typer.Typer(
     name="oreo",
@@ -19,6 +19,7 @@ app.command("play", help=play.__doc__)(play.play)
 app.command("collect")(collect.collect)
 app.command("convert")(convert.convert)
 app.command("train")(train.train)
+app.command("rollout")(rollout.rollout)
 
 
 @app.command("envs")

@@ -18,6 +18,7 @@ can stand in for the model.
 from __future__ import annotations
 
 import difflib
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from oreo_agents.episodes import Episode, EpisodeWriter, load_episodes
 from oreo_agents.generation import Backend, SamplingParams
 
 ScriptedPolicy = Callable[[str, dict[str, Any]], str]
+SCRIPTED = ("random", "expert", "gold")
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class CollectConfig:
 
 
 @dataclass
-class _Slot:
+class Slot:
     """One running episode."""
 
     env: Any
@@ -186,12 +188,12 @@ def run_collect(
             from oreo_agents.agent_prompt import AgentPrompt
 
             agent_prompt = AgentPrompt()
-        slots: list[_Slot | None] = [None] * len(envs)
+        slots: list[Slot | None] = [None] * len(envs)
         round_ = 0
         while pending or any(slots):
             for i, env in enumerate(envs):
                 if slots[i] is None and pending:
-                    slots[i] = _start(env, pending.pop(), cfg.seed, agent_prompt)
+                    slots[i] = start_episode(env, pending.pop(), cfg.seed, agent_prompt)
             active = [i for i, s in enumerate(slots) if s is not None]
             if policies is not None:
                 actions = [
@@ -201,7 +203,7 @@ def run_collect(
                 actions = _generate(backend, [slots[i] for i in active], cfg, round_)
             round_ += 1
             for i, (action, n_tokens, reason) in zip(active, actions, strict=True):
-                episode = _advance(slots[i], action, n_tokens, reason, cfg)
+                episode = advance(slots[i], action, n_tokens, reason, cfg)
                 if episode is not None:
                     slots[i] = None
                     writer.write(episode)
@@ -216,32 +218,32 @@ def run_collect(
     return stats
 
 
-def _start(env: Any, key: tuple[str, int], seed: int, agent_prompt: Any) -> _Slot:
+def start_episode(env: Any, key: tuple[str, int], seed: int, agent_prompt: Any) -> Slot:
     task_id, sample = key
     obs, info = env.reset(seed=seed + sample, options={"task_id": task_id})
-    slot = _Slot(env=env, key=key, prompt=obs, info=info, env_obs=obs, first_obs=obs)
+    slot = Slot(env=env, key=key, prompt=obs, info=info, env_obs=obs, first_obs=obs)
     if "admissible_actions" in info:
         slot.formatter = agent_prompt
         slot.prompt = agent_prompt.render(obs, [])
     return slot
 
 
-def _kind(slot: _Slot) -> str:
+def env_kind(slot: Slot) -> str:
     if "admissible_actions" in slot.info:
         return "agent"
     return getattr(slot.env.unwrapped, "granularity", "response")
 
 
-def _context(slot: _Slot) -> str:
+def context(slot: Slot) -> str:
     """The exact text the model continues: prompt + action_1 + observation_1 + ..."""
     return slot.prompt + "".join(s["action"] + s["observation"] for s in slot.steps)
 
 
-def _generate(backend: Backend, slots: list[_Slot], cfg: CollectConfig, round_: int):
+def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig, round_: int):
     """One batched call per kind of stop rule; returns (action, tokens, finish reason)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for j, slot in enumerate(slots):
-        kind = _kind(slot)
+        kind = env_kind(slot)
         if kind == "step":
             stop = tuple(slot.env.unwrapped.step_delimiters)
         elif kind == "agent":
@@ -260,16 +262,16 @@ def _generate(backend: Backend, slots: list[_Slot], cfg: CollectConfig, round_: 
             stop=stop,
             seed=cfg.seed * 1_000_003 + round_,
         )
-        completions = backend.generate([_context(slots[j]) for j in members], params)
+        completions = backend.generate([context(slots[j]) for j in members], params)
         for j, (c,) in zip(members, completions, strict=True):
             out[j] = (c.text, len(c.token_ids), c.finish_reason)
     return out
 
 
-def _advance(slot: _Slot, action: str, n_tokens: int, reason: str, cfg: CollectConfig):
+def advance(slot: Slot, action: str, n_tokens: int, reason: str, cfg: CollectConfig):
     """Step the env with one action; return the finished `Episode`, or None while it runs."""
     env = slot.env
-    if _kind(slot) == "agent":
+    if env_kind(slot) == "agent":
         action = action.strip().split("\n")[0].strip()
         admissible = slot.info.get("admissible_actions") or []
         if cfg.constrain_actions and admissible and action not in admissible:
@@ -285,8 +287,8 @@ def _advance(slot: _Slot, action: str, n_tokens: int, reason: str, cfg: CollectC
     slot.info = info
     # A scripted non-agent policy (gold solutions) writes complete answers, as if it ended in
     # EOS; agents' actions are lines, never followed by EOS.
-    slot.eos = reason == "eos" or (reason == "scripted" and _kind(slot) != "agent")
-    if _kind(slot) == "step" and reason == "eos" and not (terminated or truncated):
+    slot.eos = reason == "eos" or (reason == "scripted" and env_kind(slot) != "agent")
+    if env_kind(slot) == "step" and reason == "eos" and not (terminated or truncated):
         # The model stopped mid-solution: tell the env (an empty step means EOS).
         obs, reward, terminated, truncated, info = env.step("")
         slot.steps[-1]["observation"] += obs
@@ -315,12 +317,12 @@ def _advance(slot: _Slot, action: str, n_tokens: int, reason: str, cfg: CollectC
     )
 
 
-def _segment(slot: _Slot, action: str, obs: str) -> str:
+def _segment(slot: Slot, action: str, obs: str) -> str:
     """What follows the action in the model's context: the raw observation, or for agent envs
     the formatter's rendering of it (so ``prompt + actions + observations`` stays exact)."""
     if slot.formatter is None:
         return obs
-    before = _context(slot) + action
+    before = context(slot) + action
     slot.history.append((action, obs))
     after = slot.formatter.render(slot.first_obs, slot.history)
     if not after.startswith(before):
@@ -384,3 +386,24 @@ class GoldPolicy:
             else:
                 self._queue = [text]
         return self._queue.pop(0) if self._queue else ""  # EOS if the env wants more
+
+
+def scripted_policy(name: str, seed: int):
+    """A factory ``env -> policy(observation, info) -> action`` for a scripted policy name."""
+    if name == "random":
+        rng = random.Random(seed)
+
+        def random_admissible(_obs: str, info: dict) -> str:
+            admissible = info.get("admissible_actions")
+            if not admissible:
+                raise ValueError("the 'random' policy needs an agent env (admissible actions)")
+            return rng.choice(admissible)
+
+        return lambda env: random_admissible
+    if name == "gold":
+        return GoldPolicy
+    try:
+        from oreo_envs.alfworld import WalkthroughExpert
+    except ImportError as e:
+        raise ImportError(f"the 'expert' policy needs the ALFWorld env: {e}") from None
+    return lambda env: WalkthroughExpert()

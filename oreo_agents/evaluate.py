@@ -1,0 +1,397 @@
+"""Evaluate a policy on an env split: greedy, sampling, value-guided beam search, best-of-K.
+
+Strategies (``RolloutConfig.strategy``):
+
+- ``greedy``: one greedy episode per task.
+- ``sample``: K sampled episodes per task; the success rate is their mean (pass@1), beside
+  pass@k (the unbiased estimator of Chen et al. 2021) and maj@k (majority over final answers).
+- ``best-of-k``: math: K sampled responses reranked by the value model at their final state
+  (the value model as an outcome verifier), reported beside maj@k; agent envs: value-guided
+  acting, K candidate actions scored at every step (`oreo_agents.rollout_acting`).
+- ``beam``: value-guided step-level beam search (`oreo_agents.search.beam_search`), graded by
+  the env.
+
+The report (`run_rollout`) holds the config, the overall ``success_rate`` with a 95% Wilson
+interval, pass@k / maj@k / value@k curves, per-subset success (MATH ``level`` / ``type``,
+ALFWorld ``task_type``, the split), timings and one record per task; the numbers come from
+the pure functions of `oreo_agents.rollout_metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oreo_agents.collect import SCRIPTED, CollectConfig, run_collect, select_tasks
+from oreo_agents.episodes import Episode, load_episodes
+from oreo_agents.rollout_metrics import curves, subsets, wilson_interval
+from oreo_agents.search import ValueFn, beam_search
+
+STRATEGIES = ("greedy", "sample", "beam", "best-of-k")
+SUBSET_KEYS = ("level", "type", "task_type", "split")
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """What `oreo rollout` runs.
+
+    Attributes:
+        env: Env id.
+        policy: Hub id or folder of a causal LM, or a scripted policy ("gold", "expert",
+            "random"; greedy and sample only).
+        out: Path of the JSON report.
+        env_options: Keyword arguments of the env (``split`` among them).
+        tasks: Evaluate a seeded sample of N tasks (None: all).
+        strategy: "greedy", "sample", "beam" or "best-of-k" (module docstring).
+        k: Samples per task (sample, best-of-k) or candidate actions per step (agent best-of-k).
+        beam_width: B of the beam search (B beams, B candidates each per step).
+        max_steps: Beam search step limit (the OREO paper: 20).
+        value: Folder of the value model (``oreo train`` OUT/value); beam and best-of-k.
+        admissible: Agent best-of-k: score every admissible action instead of K samples.
+        max_new_tokens: Token budget of one generation (a response, a step or an action).
+        temperature: Sampling temperature of sample, best-of-k and beam (greedy uses 0; the
+            paper samples candidates at 1).
+        backend: "auto", "hf" or "vllm".
+        batch_size: Episodes run side by side (and sequences per HF generate call).
+        value_batch_size: Sequences per value-model forward.
+        seed: Seeds the task sample, the envs and the sampler.
+        chat_template: Format math prompts with the policy tokenizer's chat template.
+        constrain_actions: In agent envs, snap inadmissible actions to the closest admissible.
+    """
+
+    env: str
+    policy: str
+    out: str
+    env_options: dict[str, Any] = field(default_factory=dict)
+    tasks: int | None = None
+    strategy: str = "greedy"
+    k: int = 1
+    beam_width: int = 4
+    max_steps: int = 20
+    value: str | None = None
+    admissible: bool = False
+    max_new_tokens: int = 512
+    temperature: float = 1.0
+    backend: str = "auto"
+    batch_size: int = 32
+    value_batch_size: int = 16
+    seed: int = 0
+    chat_template: bool = False
+    constrain_actions: bool = False
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}"
+            )
+        for name in ("k", "beam_width", "max_steps", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.value_batch_size < 1:
+            raise ValueError(f"value_batch_size must be >= 1, got {self.value_batch_size}")
+        if self.tasks is not None and self.tasks < 1:
+            raise ValueError(f"tasks must be >= 1 (or omitted for all), got {self.tasks}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.strategy == "greedy" and self.k != 1:
+            raise ValueError(
+                "greedy decoding gives one response per task; for pass@k and maj@k use "
+                "--strategy sample --k K"
+            )
+        if self.strategy in ("beam", "best-of-k") and self.value is None:
+            raise ValueError(
+                f"--strategy {self.strategy} ranks with a value model: pass --value DIR"
+            )
+        if self.strategy not in ("greedy", "sample") and self.policy in SCRIPTED:
+            raise ValueError(f"the scripted policy {self.policy!r} runs with greedy or sample only")
+        if self.admissible and self.strategy != "best-of-k":
+            raise ValueError("--admissible applies to --strategy best-of-k in agent envs")
+
+    def collect_config(self, out: str, samples: int, temperature: float) -> CollectConfig:
+        """The `CollectConfig` that runs this evaluation's episodes."""
+        return CollectConfig(
+            env=self.env,
+            model=self.policy,
+            out=out,
+            env_options=self.env_options,
+            samples=samples,
+            tasks=self.tasks,
+            max_new_tokens=self.max_new_tokens,
+            temperature=temperature,
+            backend=self.backend,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            constrain_actions=self.constrain_actions,
+        )
+
+
+def run_rollout(
+    cfg: RolloutConfig,
+    make_env: Callable[[], Any],
+    *,
+    backend: Any = None,
+    value_fn: ValueFn | None = None,
+    scripted: Callable[[Any], Any] | None = None,
+    progress: Callable[[float, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``cfg`` and return its report (module docstring); `save_report` writes it.
+
+    Args:
+        cfg: The evaluation.
+        make_env: Builds one env instance.
+        backend: The policy's generator (None with ``scripted``).
+        value_fn: The value model (beam and best-of-k).
+        scripted: A scripted policy factory (``env -> policy``) in place of ``backend``.
+        progress: Called as ``progress(done, total)`` in tasks (one of K samples counts 1/K).
+
+    Raises:
+        ValueError: A strategy the env does not support, or a missing model.
+    """
+    started = time.perf_counter()
+    env = make_env()
+    unwrapped = env.unwrapped
+    task_ids = select_tasks(list(unwrapped.task_ids), cfg.tasks, cfg.seed)
+    agent = not hasattr(unwrapped, "step_delimiters")
+    progress = _counter(progress, len(task_ids))
+    if cfg.strategy in ("beam", "best-of-k") and value_fn is None:
+        raise ValueError(f"--strategy {cfg.strategy} needs a value model")
+    if cfg.strategy == "beam":
+        if agent:
+            raise ValueError(
+                "beam search runs over reasoning steps of math envs; in agent envs use "
+                "--strategy best-of-k (value-guided acting: K candidate actions per step)"
+            )
+        records = _beam_records(cfg, env, task_ids, backend, value_fn, progress)
+    elif cfg.strategy == "best-of-k" and agent:
+        records = _acting_records(cfg, make_env, task_ids, backend, value_fn, progress)
+    else:
+        records = _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress)
+    for record in records:
+        record["subset"] = _subset(unwrapped, record)
+    env.close()
+    elapsed = time.perf_counter() - started
+    return _report(cfg, records, unwrapped, elapsed)
+
+
+def _counter(progress, total: int) -> Callable[[float], None] | None:
+    """Turn ``progress(done, total)`` into an ``advance(n)`` the strategies call."""
+    if progress is None:
+        return None
+    done = [0.0]
+    progress(0.0, total)
+
+    def advance(n: float) -> None:
+        done[0] += n
+        progress(done[0], total)
+
+    return advance
+
+
+def _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress):
+    """greedy / sample / math best-of-k: K episodes per task through `run_collect`."""
+    samples = 1 if cfg.strategy == "greedy" else cfg.k
+    temperature = 0.0 if cfg.strategy == "greedy" else cfg.temperature
+    # The evaluation's episodes live only as long as the run: the report keeps what matters.
+    # run_collect draws the same seeded task sample (`select_tasks`) as `run_rollout`.
+    with tempfile.TemporaryDirectory(prefix="oreo-rollout-") as tmp:
+        ccfg = cfg.collect_config(tmp, samples, temperature)
+
+        def on_episode(_episode, _stats):
+            if progress is not None:
+                progress(1 / samples)
+
+        run_collect(ccfg, make_env, backend=backend, scripted=scripted, on_episode=on_episode)
+        episodes = load_episodes(tmp)
+    by_task: dict[str, list[Episode]] = {t: [] for t in task_ids}
+    for ep in sorted(episodes, key=lambda e: e.meta["sample"]):
+        by_task[ep.task_id].append(ep)
+    records = [_record(t, [_sample(e) for e in eps]) for t, eps in by_task.items()]
+    if cfg.strategy == "best-of-k":
+        flat = [
+            (s, e)
+            for r, eps in zip(records, by_task.values(), strict=True)
+            for s, e in zip(r["samples"], eps, strict=True)
+        ]
+        values = value_fn([e.prompt for _, e in flat], [e.response for _, e in flat])
+        for (s, _), v in zip(flat, values, strict=True):
+            s["value"] = float(v)
+        for r in records:
+            r["chosen"] = max(range(len(r["samples"])), key=lambda i: r["samples"][i]["value"])
+    return records
+
+
+def _beam_records(cfg, env, task_ids, backend, value_fn, progress):
+    from oreo_envs.verifiers import has_final_answer
+
+    u = env.unwrapped
+    prompts = [env.reset(seed=cfg.seed, options={"task_id": t})[0] for t in task_ids]
+    style = getattr(u, "dataset", "auto")
+    results = beam_search(
+        backend,
+        value_fn,
+        prompts,
+        beam_width=cfg.beam_width,
+        max_steps=cfg.max_steps,
+        stop=tuple(u.step_delimiters),
+        is_final=lambda text: has_final_answer(text, style=style),
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        seed=cfg.seed,
+    )
+    records = []
+    for task_id, res in zip(task_ids, results, strict=True):
+        info = _grade(env, task_id, res.text, cfg.seed)
+        sample = {
+            "success": bool(info.get("success", False)),
+            "answer": info.get("answer"),
+            "steps": res.steps,
+            "tokens": res.generated_tokens,
+            "value": res.value,
+            "candidates": res.candidates,
+            "text": res.text,
+        }
+        records.append(_record(task_id, [sample]))
+        if progress is not None:
+            progress(1)
+    return records
+
+
+def _grade(env, task_id: str, text: str, seed: int) -> dict[str, Any]:
+    """Play a finished response through the env (its steps, then EOS) and return the last info."""
+    from oreo_envs.math_env import split_steps
+
+    u = env.unwrapped
+    env.reset(seed=seed, options={"task_id": task_id})
+    if u.granularity == "response":
+        actions = [text]
+    else:
+        actions = split_steps(text, u.step_delimiters) + [""]  # "" = the model's EOS
+    info: dict[str, Any] = {}
+    for action in actions:
+        _, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    return info
+
+
+def _acting_records(cfg, make_env, task_ids, backend, value_fn, progress):
+    from oreo_agents.rollout_acting import act_with_value
+
+    episodes = act_with_value(
+        cfg.collect_config("", 1, cfg.temperature),
+        make_env,
+        task_ids,
+        backend=backend,
+        value_fn=value_fn,
+        k=cfg.k,
+        admissible=cfg.admissible,
+        on_episode=(lambda _e: progress(1)) if progress is not None else None,
+    )
+    records = []
+    for ep in episodes:
+        sample = _sample(ep)
+        sample["candidates"] = ep.meta.get("candidates", 0)
+        records.append(_record(ep.task_id, [sample]))
+    return records
+
+
+def _sample(ep: Episode) -> dict[str, Any]:
+    return {
+        "success": bool(ep.success),
+        "answer": ep.info.get("answer"),
+        "steps": len(ep.steps),
+        "tokens": int(ep.meta.get("generated_tokens", 0)),
+        "value": None,
+        "text": ep.response,
+    }
+
+
+def _record(task_id: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"task_id": task_id, "samples": samples, "chosen": None}
+
+
+def _subset(unwrapped: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """The task's subset labels: MATH level/type from the task, ALFWorld task type, split."""
+    labels: dict[str, Any] = {}
+    task_id = record["task_id"]
+    if hasattr(unwrapped, "task"):
+        labels.update(unwrapped.task(task_id).meta)
+    games = getattr(unwrapped, "games", None)
+    if isinstance(games, dict) and task_id in games:
+        labels["task_type"] = games[task_id].task_type
+    if getattr(unwrapped, "split", None) is not None:
+        labels["split"] = unwrapped.split
+    return {k: v for k, v in labels.items() if k in SUBSET_KEYS}
+
+
+def task_success(record: dict[str, Any], strategy: str) -> float:
+    """A task's score: the chosen sample's success, or the mean over samples (sample)."""
+    samples = record["samples"]
+    if record["chosen"] is not None:
+        return float(samples[record["chosen"]]["success"])
+    if strategy == "sample":
+        return sum(s["success"] for s in samples) / len(samples)
+    return float(samples[0]["success"])
+
+
+def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str, Any]:
+    for r in records:
+        r["success"] = task_success(r, cfg.strategy)
+    n = len(records)
+    successes = sum(r["success"] for r in records)
+    all_samples = [s for r in records for s in r["samples"]]
+    tokens = sum(s["tokens"] for s in all_samples)
+    lo, hi = wilson_interval(successes, n)
+    report = {
+        "version": REPORT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": asdict(cfg),
+        "env": cfg.env,
+        "split": getattr(unwrapped, "split", None),
+        "model": cfg.policy,
+        "value": cfg.value,
+        "seed": cfg.seed,
+        "strategy": cfg.strategy,
+        "k": cfg.k,
+        "tasks": n,
+        "success_rate": successes / n if n else 0.0,
+        "ci95": [lo, hi],
+        **curves(records, answers=hasattr(unwrapped, "step_delimiters")),
+        "mean_steps": sum(s["steps"] for s in all_samples) / max(len(all_samples), 1),
+        "mean_tokens_per_task": tokens / max(n, 1),
+        "subsets": subsets(records),
+        "timings": {
+            "total_s": elapsed,
+            "s_per_task": elapsed / max(n, 1),
+            "generated_tokens": tokens,
+            "tokens_per_s": tokens / max(elapsed, 1e-9),
+        },
+        "records": records,
+    }
+    return report
+
+
+def save_report(report: dict[str, Any], path: str | Path) -> Path:
+    """Write the report as JSON (creating folders); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a report written by `save_report`.
+
+    Raises:
+        ValueError: Not a rollout report.
+    """
+    report = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(report, dict) or "success_rate" not in report:
+        raise ValueError(f"{path} is not an oreo rollout report")
+    return report

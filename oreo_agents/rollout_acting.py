@@ -1,0 +1,124 @@
+"""Value-guided acting in agent envs (OREO, Wang et al. 2024, Sec. 4.3, ALFWorld best-of-K).
+
+At each step of each episode, take K candidate actions (K sampled generations, or every
+admissible action), score each resulting conversation (context + action) with the value model,
+and play the best. Episodes run in lock-step across env instances, as in `oreo_agents.collect`,
+whose episode bookkeeping (prompt rendering, stepping, the `Episode` record) is reused so an
+acted episode is stored exactly like a collected one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from oreo_agents.agent_prompt import AgentPrompt, parse_action
+from oreo_agents.collect import CollectConfig, advance, context, env_kind, start_episode
+from oreo_agents.episodes import Episode
+from oreo_agents.generation import Backend, SamplingParams
+from oreo_agents.search import ValueFn
+
+
+def act_with_value(
+    cfg: CollectConfig,
+    make_env: Callable[[], Any],
+    task_ids: Sequence[str],
+    *,
+    backend: Backend | None,
+    value_fn: ValueFn,
+    k: int,
+    admissible: bool = False,
+    agent_prompt: AgentPrompt | None = None,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> list[Episode]:
+    """One value-guided episode per task (``cfg.samples`` is ignored).
+
+    Args:
+        cfg: Env, sampling (``temperature``, ``max_new_tokens``), ``batch_size`` and ``seed``.
+        make_env: Builds one env instance (an agent env with ``admissible_actions``).
+        task_ids: The tasks to play, in order.
+        backend: The policy's generator (unused with ``admissible``).
+        value_fn: Scores ``(prompt, rest of the conversation)`` pairs.
+        k: Candidate actions sampled per step.
+        admissible: Score every admissible action instead of sampling.
+        agent_prompt: Formats the conversation (default `AgentPrompt()`, as collect).
+        on_episode: Called after each finished episode (progress display).
+
+    Returns:
+        The episodes, in task order; ``meta["candidates"]`` counts the actions scored.
+
+    Raises:
+        ValueError: The env is not an agent env, or neither a backend nor ``admissible``.
+    """
+    if backend is None and not admissible:
+        raise ValueError("value-guided acting samples actions from a policy: pass a backend")
+    agent_prompt = agent_prompt or AgentPrompt()
+    pending = [(t, 0) for t in reversed(task_ids)]
+    envs = [make_env() for _ in range(min(cfg.batch_size, len(pending)))]
+    slots: list[Any] = [None] * len(envs)
+    done: dict[str, Episode] = {}
+    counts: dict[str, int] = {}
+    round_ = 0
+    while pending or any(slots):
+        for i, env in enumerate(envs):
+            if slots[i] is None and pending:
+                slots[i] = start_episode(env, pending.pop(), cfg.seed, agent_prompt)
+                if env_kind(slots[i]) != "agent":
+                    raise ValueError(f"{cfg.env} is not an agent env (no admissible actions)")
+        active = [i for i, s in enumerate(slots) if s is not None]
+        if admissible:
+            candidates = [[(a, 0) for a in slots[i].info["admissible_actions"]] for i in active]
+        else:
+            candidates = _sample_actions(backend, [slots[i] for i in active], cfg, k, round_)
+        round_ += 1
+        flat = [(i, a) for i, cands in zip(active, candidates, strict=True) for a, _ in cands]
+        scores = value_fn(
+            [slots[i].prompt for i, _ in flat], [_rest(slots[i]) + a for i, a in flat]
+        )
+        best: dict[int, tuple[float, str]] = {}
+        for (i, action), v in zip(flat, scores, strict=True):
+            if i not in best or v > best[i][0]:  # ties go to the first (most likely) candidate
+                best[i] = (v, action)
+        for i, cands in zip(active, candidates, strict=True):
+            key = slots[i].key[0]
+            counts[key] = counts.get(key, 0) + len(cands)
+            tokens = sum(n for _, n in cands)
+            episode = advance(slots[i], best.get(i, (0.0, ""))[1], tokens, "stop", cfg)
+            if episode is not None:
+                episode.meta["candidates"] = counts[key]
+                done[key] = episode
+                slots[i] = None
+                if on_episode is not None:
+                    on_episode(episode)
+    for env in envs:
+        env.close()
+    return [done[t] for t in task_ids]
+
+
+def _rest(slot: Any) -> str:
+    """The conversation after the prompt (``context`` minus the prompt)."""
+    return context(slot)[len(slot.prompt) :]
+
+
+def _sample_actions(
+    backend: Backend, slots: list[Any], cfg: CollectConfig, k: int, round_: int
+) -> list[list[tuple[str, int]]]:
+    """K sampled actions per slot (first lines, deduplicated) with their token counts."""
+    params = SamplingParams(
+        n=k,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        stop=("\n",),
+        seed=cfg.seed * 1_000_003 + round_,
+    )
+    out = []
+    for completions in backend.generate([context(s) for s in slots], params):
+        seen: dict[str, int] = {}
+        for c in completions:
+            action = parse_action(c.text)
+            # Every sample's tokens count as cost, even a duplicate's.
+            seen[action] = seen.get(action, 0) + len(c.token_ids)
+        out.append(list(seen.items()))
+    return out

@@ -1,0 +1,120 @@
+"""Evaluation metrics over per-task records: Wilson intervals, pass@k, maj@k, value@k, subsets.
+
+A record is ``{"task_id", "samples": [{"success", "answer", "value", ...}], "chosen",
+"subset": {key: label}, "success"}`` (`oreo_agents.evaluate` builds them); these functions are
+pure, so the report's numbers can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% for z = 1.96)."""
+    if n <= 0:
+        return (0.0, 0.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: ``1 - C(n-c, k) / C(n, k)`` (Chen et al.
+    2021, Codex paper, Eq. 1).
+
+    Raises:
+        ValueError: k > n.
+    """
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority_index(
+    answers: Sequence[str | None], equivalent: Callable[[str, str], bool] | None = None
+) -> int | None:
+    """Index of a representative of the largest cluster of equivalent answers (None answers do
+    not vote); ties go to the cluster that appeared first. None when nothing voted."""
+    if equivalent is None:
+        from oreo_envs.verifiers import is_equivalent as equivalent
+    clusters: list[list[int]] = []
+    for i, answer in enumerate(answers):
+        if answer is None or answer == "":
+            continue
+        for cluster in clusters:
+            if answer == answers[cluster[0]] or equivalent(answer, answers[cluster[0]]):
+                cluster.append(i)
+                break
+        else:
+            clusters.append([i])
+    if not clusters:
+        return None
+    return max(clusters, key=len)[0]  # max() keeps the first of equal sizes
+
+
+def k_grid(k: int) -> list[int]:
+    """1, 2, 4, ... up to k, and k itself: the points of a success-vs-k curve."""
+    ks, x = [], 1
+    while x < k:
+        ks.append(x)
+        x *= 2
+    return ks + [k]
+
+
+def curves(records: Sequence[dict[str, Any]], answers: bool) -> dict[str, dict[str, float]]:
+    """pass@k, maj@k (with ``answers``: envs that grade a final answer, where a sample without
+    one loses the vote) and value@k (when the value model chose among samples) at the points of
+    `k_grid`, over the samples every task has."""
+    n = min((len(r["samples"]) for r in records), default=0)
+    out: dict[str, dict[str, float]] = {"pass_at_k": {}, "maj_at_k": {}, "value_at_k": {}}
+    if n == 0:
+        return out
+    has_values = all(r["chosen"] is not None for r in records)
+    for k in k_grid(n):
+        out["pass_at_k"][str(k)] = _mean(
+            pass_at_k(n, sum(s["success"] for s in r["samples"][:n]), k) for r in records
+        )
+        if answers:
+            out["maj_at_k"][str(k)] = _mean(_pick_success(r, _maj(r, k)) for r in records)
+        if has_values:
+            out["value_at_k"][str(k)] = _mean(_pick_success(r, _best_value(r, k)) for r in records)
+    return {key: value for key, value in out.items() if value}
+
+
+def _maj(record, k):
+    return majority_index([s["answer"] for s in record["samples"][:k]])
+
+
+def _best_value(record, k):
+    return max(range(k), key=lambda i: record["samples"][i]["value"])
+
+
+def _pick_success(record, index) -> float:
+    return 0.0 if index is None else float(record["samples"][index]["success"])
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def subsets(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Success per subset label: ``{key: {label: {"tasks": n, "success_rate": x}}}``."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in records:
+        for key, label in r["subset"].items():
+            out.setdefault(key, {}).setdefault(str(label), []).append(r["success"])
+    return {
+        key: {
+            label: {"tasks": len(xs), "success_rate": sum(xs) / len(xs)}
+            for label, xs in sorted(groups.items())
+        }
+        for key, groups in out.items()
+    }

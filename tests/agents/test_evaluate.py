@@ -1,0 +1,109 @@
+"""Evaluation metrics with hand-computed values, the config's validation, and a scripted run."""
+
+from __future__ import annotations
+
+import pytest
+
+from oreo_agents.evaluate import RolloutConfig, load_report, run_rollout, save_report
+from oreo_agents.rollout_metrics import (
+    curves,
+    k_grid,
+    majority_index,
+    pass_at_k,
+    subsets,
+    wilson_interval,
+)
+
+
+def test_wilson_interval_matches_hand_values():
+    # 0/3: upper = z^2 / (n + z^2) = 3.8416 / 6.8416
+    assert wilson_interval(0, 3) == pytest.approx((0.0, 0.56151), abs=1e-5)
+    # 2/4: centred on 0.5, half-width 1.96 * sqrt(1/16 + 3.8416/64) / 1.9604
+    assert wilson_interval(2, 4) == pytest.approx((0.15003, 0.84997), abs=1e-5)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def test_pass_at_k_is_the_unbiased_estimator():
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)  # 1 - C(3,2)/C(5,2)
+    assert pass_at_k(3, 1, 1) == pytest.approx(1 / 3)
+    assert pass_at_k(4, 0, 3) == 0.0
+    assert pass_at_k(4, 2, 3) == 1.0  # fewer than k wrong samples: some draw holds a right one
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        pass_at_k(2, 1, 3)
+
+
+def test_majority_vote_clusters_equivalent_answers():
+    assert majority_index(["1/2", "3", "0.5", None, "3"]) == 0  # tie 2-2: the first cluster
+    assert majority_index(["3", "1/2", "0.5", "\\frac{1}{2}"]) == 1
+    assert majority_index([None, ""]) is None
+    assert k_grid(1) == [1] and k_grid(4) == [1, 2, 4] and k_grid(6) == [1, 2, 4, 6]
+
+
+def _rec(task, samples, chosen=None, **subset):
+    return {
+        "task_id": task,
+        "samples": [{"success": s, "answer": a, "value": v} for s, a, v in samples],
+        "chosen": chosen,
+        "subset": subset,
+        "success": float(samples[chosen][0] if chosen is not None else samples[0][0]),
+    }
+
+
+def test_curves_and_subsets_by_hand():
+    records = [
+        # answers: 2 (right) once, 5 twice -> maj wrong; the value picks the right one
+        _rec("t1", [(True, "2", 0.9), (False, "5", 0.1), (False, "5", 0.2)], 0, level="L1"),
+        _rec("t2", [(False, None, 0.5), (True, "7", 0.4), (True, "7.0", 0.3)], 0, level="L2"),
+    ]
+    got = curves(records, answers=True)
+    assert got["pass_at_k"] == pytest.approx({"1": (1 / 3 + 2 / 3) / 2, "2": 5 / 6, "3": 1.0})
+    # maj@1: t1 "2" right, t2 no answer (wrong); maj@2: t1 tie -> first ("2"), t2 "7" right.
+    assert got["maj_at_k"] == pytest.approx({"1": 0.5, "2": 1.0, "3": 0.5})
+    # value@1: first samples (right, wrong); value@3: t1 picks 0.9 (right), t2 0.5 (wrong).
+    assert got["value_at_k"] == pytest.approx({"1": 0.5, "2": 0.5, "3": 0.5})
+    assert "maj_at_k" not in curves(records, answers=False)
+    assert subsets(records) == {
+        "level": {"L1": {"tasks": 1, "success_rate": 1.0}, "L2": {"tasks": 1, "success_rate": 0.0}}
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"strategy": "nucleus"}, "strategy must be one of"),
+        ({"k": 4}, "greedy decoding gives one response"),
+        ({"strategy": "beam"}, "pass --value DIR"),
+        ({"strategy": "best-of-k", "value": "v", "policy": "expert"}, "greedy or sample only"),
+        ({"admissible": True}, "--admissible applies"),
+        ({"beam_width": 0}, "beam_width must be >= 1"),
+        ({"tasks": 0}, "tasks must be >= 1"),
+    ],
+)
+def test_config_refuses_what_it_cannot_run(kwargs, message):
+    base = {"env": "oreo/GSMSymbolic-v0", "policy": "p", "out": "r.json"}
+    with pytest.raises(ValueError, match=message):
+        RolloutConfig(**{**base, **kwargs})
+
+
+def test_gold_policy_report_is_consistent_and_reloads(tmp_path):
+    from oreo_agents.collect import GoldPolicy
+    from oreo_cli.options import make_env
+
+    options = {"size": 12, "granularity": "step"}
+    cfg = RolloutConfig("oreo/GSMSymbolic-v0", "gold", str(tmp_path / "r.json"), options, tasks=5)
+    seen = []
+    report = run_rollout(
+        cfg, lambda: make_env(cfg.env, options), scripted=GoldPolicy,
+        progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
+    assert report["tasks"] == 5 and report["success_rate"] == 1.0
+    assert report["pass_at_k"] == {"1": 1.0} and report["maj_at_k"] == {"1": 1.0}
+    assert report["ci95"][1] == 1.0 and report["mean_steps"] > 1
+    assert seen[0] == (0.0, 5) and seen[-1] == (5.0, 5)
+    assert all(r["samples"][0]["answer"] for r in report["records"])
+    assert report["subsets"]["split"] == {"test": {"tasks": 5, "success_rate": 1.0}}
+    path = save_report(report, cfg.out)
+    assert load_report(path) == report
+    (tmp_path / "bad.json").write_text("[]")
+    with pytest.raises(ValueError, match="not an oreo rollout report"):
+        load_report(tmp_path / "bad.json")
