@@ -166,7 +166,7 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     accelerator = Accelerator(
         gradient_accumulation_steps=plan.accumulation,
         mixed_precision=mixed,
-        log_with=trackers,
+        log_with=trackers or None,
         project_dir=str(out) if trackers else None,
     )
     if trackers:
@@ -313,14 +313,16 @@ class _Meter:
     """Averages metrics over the micro-batches of one optimizer step; tokens/s and padding."""
 
     def __init__(self):
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, Any] = {}
         self.n = 0
         self.tokens = self.slots = 0
         self.t0 = time.perf_counter()
 
     def add(self, batch: dict[str, torch.Tensor], metrics: dict[str, Any]) -> None:
+        # Sum tensors on their device: float() here would wait for the GPU every micro-batch.
         for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            v = v.detach() if torch.is_tensor(v) else v
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.n += 1
         self.tokens += int(batch["attention_mask"].sum())
         self.slots += batch["attention_mask"].numel()
@@ -328,7 +330,7 @@ class _Meter:
     def flush(self, step: int, lr: float) -> dict[str, Any]:
         dt = max(time.perf_counter() - self.t0, 1e-9)
         record = {"step": step, "lr": lr}
-        record.update({k: v / max(self.n, 1) for k, v in self.sums.items()})
+        record.update({k: float(v) / max(self.n, 1) for k, v in self.sums.items()})
         record["tokens_per_s"] = self.tokens / dt
         record["pad_fraction"] = 1 - self.tokens / max(self.slots, 1)
         if torch.cuda.is_available():
