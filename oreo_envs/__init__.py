@@ -48,6 +48,13 @@ register(
     kwargs={"dataset": "gsm8k", "source": "symbolic"},
 )
 register(
+    "oreo/Chain-v0",
+    "oreo_envs.chain_env:ChainEnv",
+    description="multi-step arithmetic chains with gold solutions, for tiny models (steps=..., "
+    "distractors=...), offline",
+    max_episode_steps=MATH_MAX_STEPS,
+)
+register(
     "oreo/ReasoningGym-v0",
     "oreo_envs.reasoning_gym_env:ReasoningGymEnv",
     description="any reasoning-gym task by name (task=..., size=..., data_seed=...), offline",
