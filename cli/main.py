@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oreo_cli import collect, convert, play, rollout, train
+from oreo_cli import collect, convert, demo, play, rollout, train
 
 app = typer.Typer(
     name="oreo",
@@ -20,6 +20,7 @@ app.command("collect")(collect.collect)
 app.command("convert")(convert.convert)
 app.command("train")(train.train)
 app.command("rollout")(rollout.rollout)
+app.command("demo")(demo.demo)
 
 
 @app.command("envs")

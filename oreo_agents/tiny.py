@@ -148,6 +148,9 @@ def chain_model(
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     if out_dir is not None:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         model.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
     return model, tok

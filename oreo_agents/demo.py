@@ -1,0 +1,271 @@
+"""`oreo demo`: the OREO paper's comparison, reproduced on a task a CPU trains in minutes.
+
+Recipe (one seed): a tiny model with a task tokenizer -> SFT on gold solutions of the train
+split -> collect K samples per train task from the SFT policy -> train OREO, rejection sampling,
+DPO and KTO from those same episodes, all starting at the SFT policy -> greedy rollout of each
+on held-out test tasks, plus OREO's policy with value-guided beam search -> a table, a JSON
+report and a PNG. ``rounds > 1`` repeats collect + train with the newest policy for OREO and
+rejection sampling (iterative OREO; expert iteration, Havrilla et al. 2024).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ENV_ID = "oreo/Chain-v0"
+METHODS = ("oreo", "rft", "dpo", "kto")
+LABELS = {
+    "sft": "SFT",
+    "oreo": "OREO",
+    "rft": "rejection sampling",
+    "dpo": "DPO",
+    "kto": "KTO",
+    "oreo+beam": "OREO + value-guided beam",
+}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What `oreo demo` runs. ``fast`` shrinks everything for a ~1 minute check.
+
+    Attributes:
+        out: Output folder (models, episodes, ``report.json``, ``demo.png``).
+        seed: Seeds data, initialisation and sampling.
+        env_options: Options of ``oreo/Chain-v0`` (difficulty knobs).
+        train_tasks: Gold solutions for SFT.
+        rl_tasks: Train tasks sampled from the SFT policy for the RL methods.
+        samples: Samples per RL task (K).
+        test_tasks: Held-out tasks for evaluation.
+        sft: TrainConfig overrides for SFT from scratch.
+        rl: TrainConfig overrides shared by the RL methods.
+        method_overrides: Extra overrides per method (e.g. DPO's smaller lr).
+        oreo_algo: Which OREO level to train ("oreo", "oreo-step", "oreo-response").
+        beam_width: Beam width of value-guided search.
+        rounds: Collect + train rounds for OREO and rejection sampling (iterative training).
+        max_new_tokens: Generation budget per response.
+        model: Size of the tiny model (`oreo_agents.tiny.chain_model` arguments).
+    """
+
+    out: str
+    seed: int = 0
+    env_options: dict[str, Any] = field(default_factory=dict)
+    train_tasks: int = 2000
+    rl_tasks: int = 256
+    samples: int = 4
+    test_tasks: int = 200
+    sft: dict[str, Any] = field(default_factory=dict)
+    rl: dict[str, Any] = field(default_factory=dict)
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    oreo_algo: str = "oreo-step"
+    beam_width: int = 4
+    rounds: int = 1
+    max_new_tokens: int = 96
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("train_tasks", "rl_tasks", "samples", "test_tasks", "beam_width", "rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.oreo_algo not in ("oreo", "oreo-step", "oreo-response"):
+            raise ValueError(f"oreo_algo must be an OREO level, got {self.oreo_algo!r}")
+
+
+def run_demo(
+    cfg: DemoConfig,
+    stage: Callable[[str], None] = print,
+    build_model: Callable[[Path, int], Any] | None = None,
+) -> dict[str, Any]:
+    """Run the whole comparison and write ``report.json`` (and ``demo.png`` if matplotlib is
+    installed); returns the report. ``stage`` is told what starts (progress display)."""
+    from oreo_agents.train import TrainConfig, run_train
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        stage(name)
+        t0 = time.perf_counter()
+        result = fn(*args)
+        timings[name] = round(time.perf_counter() - t0, 2)
+        return result
+
+    init = out / "init"
+    if not (init / "config.json").exists():
+        build = build_model or (lambda path, seed: _default_model(path, seed, cfg.model))
+        timed("build tiny model", build, init, cfg.seed)
+    train_opts = {"size": max(cfg.train_tasks, cfg.rl_tasks), **cfg.env_options, "split": "train"}
+    test_opts = {"size": cfg.test_tasks, **cfg.env_options, "split": "test"}
+    timed("collect gold", lambda: _collect(cfg, "gold", out / "gold", train_opts, cfg.train_tasks))
+
+    def train(algo: str, data: Path, model: str, dest: Path, overrides: dict[str, Any]) -> str:
+        values = {"algo": algo, "data": str(data), "model": model, "out": str(dest)}
+        values = {**values, "seed": cfg.seed, "report_to": "none", **overrides}
+        run_train(TrainConfig.from_dict(values))  # resumes, or does nothing when finished
+        return str(dest / "policy")
+
+    def algo_of(method: str) -> str:
+        return cfg.oreo_algo if method == "oreo" else method
+
+    def rl(method: str) -> dict[str, Any]:
+        return {**cfg.rl, **cfg.method_overrides.get(method, {})}
+
+    sft = timed("SFT", lambda: train("sft", out / "gold", str(init), out / "sft", cfg.sft))
+    policies = {"sft": sft}
+    # Round 1: every method learns from the same episodes of the SFT policy.
+    samples = out / "samples-r0"
+    timed("collect from SFT", _collect, cfg, sft, samples, train_opts, cfg.rl_tasks, cfg.samples)
+    for method in METHODS:
+        policies[f"{method}-r0"] = timed(
+            f"train {method}", train, algo_of(method), samples, sft, out / f"{method}-r0",
+            rl(method),
+        )  # fmt: skip
+    # Later rounds: OREO and rejection sampling (= expert iteration) collect with their newest
+    # policy and train on from it.
+    for r in range(1, cfg.rounds):
+        for method in ("oreo", "rft"):
+            previous = policies[f"{method}-r{r - 1}"]
+            eps = out / f"samples-r{r}-{method}"
+            timed(
+                f"collect r{r + 1} {method}", _collect, cfg, previous, eps, train_opts,
+                cfg.rl_tasks, cfg.samples, r,
+            )  # fmt: skip
+            policies[f"{method}-r{r}"] = timed(
+                f"train r{r + 1} {method}", train, algo_of(method), eps, previous,
+                out / f"{method}-r{r}", rl(method),
+            )  # fmt: skip
+    evaluations = {
+        key: timed(f"eval {key}", _rollout, cfg, path, None, test_opts, "greedy")
+        for key, path in policies.items()
+    }
+    last_oreo = out / f"oreo-r{cfg.rounds - 1}"
+    evaluations["oreo+beam"] = timed("eval OREO + beam", lambda: _rollout(
+        cfg, str(last_oreo / "policy"), str(last_oreo / "value"), test_opts, "beam",
+    ))  # fmt: skip
+    report = {
+        "env": ENV_ID,
+        "config": asdict(cfg),
+        "results": {
+            k: {"success_rate": r["success_rate"], "ci95": r["ci95"], "tasks": len(r["records"])}
+            for k, r in evaluations.items()
+        },
+        "timings_s": timings,
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    _plot(report, out / "demo.png")
+    return report
+
+
+def _default_model(path: Path, seed: int, size: dict[str, Any]) -> Any:
+    from oreo_agents.tiny import chain_model
+
+    return chain_model(path, seed=seed, **size)
+
+
+def _collect(cfg, policy, dest, options, tasks, samples=1, round_=0) -> None:
+    """Episodes into ``dest``: the gold policy, or a model sampled at temperature 1."""
+    import gymnasium
+
+    import oreo_envs  # noqa: F401
+    from oreo_agents.collect import CollectConfig, run_collect, scripted_policy
+
+    cc = CollectConfig(
+        env=ENV_ID, model=policy, out=str(dest), env_options=options, samples=samples,
+        tasks=tasks, max_new_tokens=cfg.max_new_tokens, temperature=1.0, backend="hf",
+        batch_size=64, seed=cfg.seed + 1000 * round_,
+    )  # fmt: skip
+    kwargs: dict[str, Any] = {}
+    if policy == "gold":
+        kwargs["scripted"] = scripted_policy("gold", cfg.seed)
+    else:
+        from oreo_agents.generation import load_backend
+
+        kwargs["backend"] = load_backend("hf", policy, batch_size=64)
+    run_collect(cc, lambda: gymnasium.make(ENV_ID, **options), **kwargs)
+
+
+def _rollout(cfg, policy: str, value: str | None, options, strategy: str) -> dict[str, Any]:
+    import gymnasium
+
+    import oreo_envs  # noqa: F401
+    from oreo_agents.evaluate import RolloutConfig, run_rollout
+    from oreo_agents.generation import load_backend
+
+    rc = RolloutConfig(
+        env=ENV_ID, policy=policy, out=str(Path(policy).parent / f"eval-{strategy}.json"),
+        env_options=options, tasks=cfg.test_tasks, strategy=strategy, value=value,
+        beam_width=cfg.beam_width, max_new_tokens=cfg.max_new_tokens, backend="hf",
+        batch_size=64, seed=cfg.seed, temperature=1.0,
+    )  # fmt: skip
+    backend = load_backend("hf", policy, batch_size=64)
+    value_fn = None
+    if value is not None:
+        from oreo_agents.search import ValueScorer
+
+        value_fn = ValueScorer.from_pretrained(value, backend.tokenizer, batch_size=64)
+    gran = {"granularity": "step"} if strategy == "beam" else {}
+    return run_rollout(
+        replace(rc, env_options={**options, **gran}),
+        lambda: gymnasium.make(ENV_ID, **options, **gran),
+        backend=backend,
+        value_fn=value_fn,
+    )
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    names = list(report["results"])
+    rates = [report["results"][n]["success_rate"] for n in names]
+    lows = [r - report["results"][n]["ci95"][0] for n, r in zip(names, rates, strict=True)]
+    highs = [report["results"][n]["ci95"][1] - r for n, r in zip(names, rates, strict=True)]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
+    ax.bar(range(len(names)), rates, yerr=[lows, highs], capsize=4, color="#4c72b0")
+    ax.set_xticks(range(len(names)), [_label(n) for n in names], rotation=30, ha="right")
+    ax.set_ylabel("test success rate (greedy)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{report['env']}: OREO vs baselines (95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _label(key: str) -> str:
+    method, _, rnd = key.partition("-r")
+    name = LABELS.get(method, method)
+    return f"{name} (round {int(rnd) + 1})" if rnd else name
+
+
+def demo_config(
+    out: str, seed: int = 0, fast: bool = False, rounds: int = 1, oreo_algo: str = "oreo"
+) -> DemoConfig:
+    """The demo's settings: the calibrated default (about 10 CPU minutes) or ``fast``."""
+    common = {"micro_batch_size": 16, "max_length": 256, "warmup_ratio": 0.03}
+    if fast:
+        return DemoConfig(
+            out=out, seed=seed, rounds=rounds, oreo_algo=oreo_algo,
+            env_options={"steps": 2, "max_value": 15}, model={"hidden_size": 64, "num_layers": 2},
+            train_tasks=800, rl_tasks=32, samples=8, test_tasks=32, beam_width=2,
+            sft={**common, "epochs": 3, "lr": 3e-3, "batch_size": 32},
+            rl={**common, "micro_batch_size": 8, "lr": 1e-4, "value_lr": 1e-4, "batch_size": 8},
+            method_overrides={"dpo": {"lr": 1e-5}},
+        )  # fmt: skip
+    return DemoConfig(
+        out=out, seed=seed, rounds=rounds, oreo_algo=oreo_algo,
+        train_tasks=8000, rl_tasks=256, samples=4, test_tasks=200, beam_width=4,
+        sft={**common, "epochs": 4, "lr": 3e-3, "batch_size": 64},
+        rl={**common, "lr": 1e-4, "value_lr": 1e-4, "batch_size": 32, "epochs": 1},
+        method_overrides={"dpo": {"lr": 1e-5}},
+    )  # fmt: skip
