@@ -264,8 +264,8 @@ def demo_config(
         )  # fmt: skip
     return DemoConfig(
         out=out, seed=seed, rounds=rounds, oreo_algo=oreo_algo,
-        train_tasks=8000, rl_tasks=256, samples=4, test_tasks=200, beam_width=4,
+        train_tasks=8000, rl_tasks=1000, samples=4, test_tasks=200, beam_width=4,
         sft={**common, "epochs": 4, "lr": 3e-3, "batch_size": 64},
-        rl={**common, "lr": 1e-4, "value_lr": 1e-4, "batch_size": 32, "epochs": 1},
-        method_overrides={"dpo": {"lr": 1e-5}},
+        rl={**common, "lr": 1e-4, "value_lr": 3e-4, "batch_size": 32, "epochs": 1},
+        method_overrides={"dpo": {"lr": 1e-5}, "kto": {"lr": 1e-5}},
     )  # fmt: skip

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,10 @@ class TrainConfig:
         gradient_checkpointing: Trade compute for memory.
         mixed_precision: "no", "bf16" or "fp16" (default: bf16 on a GPU, else no).
         dpo_max_pairs_per_task: Pairs of (correct, incorrect) per task (paper: 6).
-        kto_desirable_weight: KTO lambda_D (1.0).
+        kto_desirable_weight: KTO lambda_D; None balances the classes, lambda_D * n_D =
+            lambda_U * n_U, inside the range [1, 4/3] the KTO paper recommends for that ratio
+            (Ethayarajh et al. 2024, Sec. 4); unbalanced weights with mostly failed episodes
+            push the policy mainly away from them.
         kto_undesirable_weight: KTO lambda_U (1.0).
         value_lora_rank: Train the value backbone through LoRA adapters of this rank (0: full
             fine-tuning; the paper used LoRA for its 7B value models). Needs peft.
@@ -90,7 +93,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     mixed_precision: str | None = None
     dpo_max_pairs_per_task: int = 6
-    kto_desirable_weight: float = 1.0
+    kto_desirable_weight: float | None = None
     kto_undesirable_weight: float = 1.0
     value_lora_rank: int = 0
     value_lora_alpha: int = 16
@@ -178,6 +181,7 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     progress = json.loads((out / "state" / "progress.json").read_text()) if resume else {}
     _truncate_metrics(out, progress.get("step", 0), accelerator)
     step_fn = STEP_FNS[cfg.algo]
+    step_cfg = _with_kto_balance(cfg, plan.items)
     trainable = [m for name, m in models.items() if name != "reference"]
     step, done_micro = progress.get("step", 0), progress.get("micro_batches", 0)
     meter = _Meter()
@@ -193,7 +197,7 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
             break
         batch = _to(batch, accelerator.device)
         with accelerator.accumulate(*trainable):
-            loss, metrics = step_fn(models, batch, cfg)
+            loss, metrics = step_fn(models, batch, step_cfg)
             accelerator.backward(loss)
             meter.add(batch, metrics)
             if accelerator.sync_gradients:
@@ -216,6 +220,15 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     _save(cfg, out, accelerator, models, tokenizer, step, len(micro_batches))
     accelerator.end_training()
     return out / "policy"
+
+
+def _with_kto_balance(cfg: TrainConfig, items: list[Any]) -> TrainConfig:
+    """``cfg`` with KTO's lambda_D set so both classes weigh the same (when left to None)."""
+    if cfg.algo != "kto" or cfg.kto_desirable_weight is not None:
+        return cfg
+    good = sum(1 for x in items if x.reward > 0)
+    bad = len(items) - good
+    return replace(cfg, kto_desirable_weight=cfg.kto_undesirable_weight * bad / good)
 
 
 def _trackers(report_to: str) -> list[str]:

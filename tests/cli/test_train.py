@@ -213,3 +213,16 @@ def test_precomputed_reference_equals_online_reference(tiny_model_dir, mixed_dat
     assert len(set(curves[0])) > 1  # the policy moved, so the comparison means something
     with pytest.raises(ValueError, match="precompute_ref works for dpo and kto"):
         TrainConfig("oreo", "d", "m", "o", precompute_ref=True)
+
+
+def test_kto_balances_classes_unless_told_otherwise():
+    from types import SimpleNamespace
+
+    from oreo_agents.train import _with_kto_balance
+
+    items = [SimpleNamespace(reward=r) for r in (1.0, 0.0, 0.0, 0.0)]
+    cfg = TrainConfig("kto", "d", "m", "o")
+    assert _with_kto_balance(cfg, items).kto_desirable_weight == 3.0  # 1 good vs 3 bad
+    fixed = TrainConfig("kto", "d", "m", "o", kto_desirable_weight=1.0)
+    assert _with_kto_balance(fixed, items).kto_desirable_weight == 1.0
+    assert _with_kto_balance(TrainConfig("dpo", "d", "m", "o"), items).kto_desirable_weight is None
