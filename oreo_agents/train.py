@@ -222,6 +222,18 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     return out / "policy"
 
 
+def _unused_fields(algo: str) -> set[str]:
+    """Config fields that do not affect ``algo`` (a change to them must not block a resume)."""
+    unused = set()
+    if algo != "kto":
+        unused |= {"kto_desirable_weight", "kto_undesirable_weight"}
+    if algo != "dpo":
+        unused.add("dpo_max_pairs_per_task")
+    if algo not in OREO_LEVELS:
+        unused |= {"value_lr", "value_lora_rank", "value_lora_alpha", "alpha"}
+    return unused
+
+
 def _with_kto_balance(cfg: TrainConfig, items: list[Any]) -> TrainConfig:
     """``cfg`` with KTO's lambda_D set so both classes weigh the same (when left to None)."""
     if cfg.algo != "kto" or cfg.kto_desirable_weight is not None:
@@ -255,7 +267,7 @@ def _check_resume(cfg: TrainConfig, out: Path) -> bool:
         return False
     old = json.loads(progress_file.read_text())["config"]
     new = _jsonable(asdict(cfg))
-    free = ("max_steps", "save_every", "log_every")
+    free = {"max_steps", "save_every", "log_every"} | _unused_fields(cfg.algo)
     changed = [k for k in new if k not in free and old.get(k) != new[k]]
     if changed:
         raise ValueError(
