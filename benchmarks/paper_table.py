@@ -1,6 +1,6 @@
 """The OREO paper's comparison on ``oreo/Chain-v0`` over several seeds: mean and spread per method.
 
-Run by hand (CPU, about 10 minutes per seed on 2 free cores; it prints a table and asserts
+Run by hand (CPU, 4-5 minutes per seed on 2 free cores; it prints a table and asserts
 nothing)::
 
     python benchmarks/paper_table.py --out runs/paper --seeds 0 1 2 --write docs/results.md

@@ -251,7 +251,7 @@ def _label(key: str) -> str:
 def demo_config(
     out: str, seed: int = 0, fast: bool = False, rounds: int = 1, oreo_algo: str = "oreo"
 ) -> DemoConfig:
-    """The demo's settings: the calibrated default (about 10 CPU minutes) or ``fast``."""
+    """The demo's settings: the calibrated default (4-5 minutes on 2 free cores) or ``fast``."""
     common = {"micro_batch_size": 16, "max_length": 256, "warmup_ratio": 0.03}
     if fast:
         return DemoConfig(
