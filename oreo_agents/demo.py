@@ -140,14 +140,7 @@ def run_demo(
                 f"train r{r + 1} {method}", train, algo_of(method), eps, previous,
                 out / f"{method}-r{r}", rl(method),
             )  # fmt: skip
-    evaluations = {
-        key: timed(f"eval {key}", _rollout, cfg, path, None, test_opts, "greedy")
-        for key, path in policies.items()
-    }
-    last_oreo = out / f"oreo-r{cfg.rounds - 1}"
-    evaluations["oreo+beam"] = timed("eval OREO + beam", lambda: _rollout(
-        cfg, str(last_oreo / "policy"), str(last_oreo / "value"), test_opts, "beam",
-    ))  # fmt: skip
+    evaluations = _evaluate(cfg, policies, out / f"oreo-r{cfg.rounds - 1}", test_opts, timed)
     report = {
         "env": ENV_ID,
         "config": asdict(cfg),
@@ -161,6 +154,19 @@ def run_demo(
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot(report, out / "demo.png")
     return report
+
+
+def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, options, timed) -> dict[str, Any]:
+    """Greedy rollouts of every policy, plus the last OREO policy with value-guided beam."""
+    evaluations = {
+        key: timed(f"eval {key}", _rollout, cfg, path, None, options, "greedy")
+        for key, path in policies.items()
+    }
+    evaluations["oreo+beam"] = timed(
+        "eval OREO + beam", _rollout, cfg, str(last_oreo / "policy"), str(last_oreo / "value"),
+        options, "beam",
+    )  # fmt: skip
+    return evaluations
 
 
 def _default_model(path: Path, seed: int, size: dict[str, Any]) -> Any:

@@ -48,17 +48,23 @@ def tiny_model(
     Returns:
         ``(model, tokenizer)``.
     """
+    tok = byte_tokenizer()
+    sizes = (hidden_size, hidden_size * 2, num_layers, num_heads, max_positions)
+    return _random_llama(tok, *sizes, seed=seed, out_dir=out_dir), tok
+
+
+def _random_llama(tok, hidden, intermediate, layers, heads, max_positions, *, seed, out_dir):
+    """A randomly initialised Llama for ``tok`` (tied embeddings), saved with it if asked."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = byte_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
         max_position_embeddings=max_positions,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
@@ -73,7 +79,7 @@ def tiny_model(
         hf_logging.disable_progress_bar()
         model.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
-    return model, tok
+    return model
 
 
 def char_tokenizer(alphabet: str):
@@ -126,31 +132,8 @@ def chain_model(
     Returns:
         ``(model, tokenizer)``.
     """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from oreo_envs.chain_env import ALPHABET
 
     tok = char_tokenizer(ALPHABET)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 4,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
-        max_position_embeddings=max_positions,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    if out_dir is not None:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        model.save_pretrained(out_dir)
-        tok.save_pretrained(out_dir)
-    return model, tok
+    sizes = (hidden_size, hidden_size * 4, num_layers, num_heads, max_positions)
+    return _random_llama(tok, *sizes, seed=seed, out_dir=out_dir), tok
