@@ -34,13 +34,8 @@ from pathlib import Path
 
 import torch
 
-QWEN2 = {  # from the published config.json of Qwen/Qwen2-0.5B and Qwen/Qwen2-1.5B
-    "qwen2-0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                   "num_attention_heads": 14, "num_key_value_heads": 2},
-    "qwen2-1.5b": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-                   "num_attention_heads": 12, "num_key_value_heads": 2},
-}  # fmt: skip
-QWEN2_VOCAB = 151_936
+from oreo_agents.tiny import QWEN2
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -56,41 +51,17 @@ def gsm_prompts(n: int, seed: int = 0) -> list[str]:
     return [prompts[i % len(prompts)] for i in range(n)]
 
 
-def random_qwen2(arch: str, device: str, dtype: torch.dtype):
-    """A Qwen2-shaped causal LM with random weights and the byte tokenizer."""
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    from oreo_agents.tiny import byte_tokenizer
-
-    tok = byte_tokenizer()
-    config = Qwen2Config(
-        vocab_size=QWEN2_VOCAB,
-        rms_norm_eps=1e-6,
-        rope_theta=1_000_000.0,
-        tie_word_embeddings=True,
-        max_position_embeddings=32_768,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-        **QWEN2[arch],
-    )
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    return model.eval(), tok
-
-
 def build_model(args: argparse.Namespace, tmp: Path):
     """(model, tokenizer, label, folder): the folder is None for an in-memory random model."""
     from oreo_agents.generation.hf import load_causal_lm, load_tokenizer
-    from oreo_agents.tiny import tiny_model
+    from oreo_agents.tiny import random_qwen2, tiny_model
 
     dtype = DTYPES[args.dtype]
     if args.model:
         tok = load_tokenizer(args.model)
         return load_causal_lm(args.model, device=args.device, dtype=dtype), tok, args.model
     if args.random_arch:
-        model, tok = random_qwen2(args.random_arch, args.device, dtype)
+        model, tok = random_qwen2(args.random_arch, device=args.device, dtype=dtype)
         return model, tok, f"{args.random_arch} (random weights, byte tokenizer)"
     folder = tmp / "tiny"
     tiny_model(folder, hidden_size=args.hidden_size, num_layers=args.layers)

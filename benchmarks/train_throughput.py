@@ -41,13 +41,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-QWEN2 = {  # from the published config.json of Qwen/Qwen2-0.5B and Qwen/Qwen2-1.5B
-    "qwen2-0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                   "num_attention_heads": 14, "num_key_value_heads": 2},
-    "qwen2-1.5b": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-                   "num_attention_heads": 12, "num_key_value_heads": 2},
-}  # fmt: skip
-QWEN2_VOCAB = 151_936
+from oreo_agents.tiny import QWEN2
 
 
 def write_data(path: Path, tasks: int) -> None:
@@ -68,28 +62,15 @@ def write_data(path: Path, tasks: int) -> None:
 
 def write_model(folder: Path, args: argparse.Namespace) -> None:
     """The tiny Llama, or a Qwen2-shaped model with random weights, and the byte tokenizer."""
-    from oreo_agents.tiny import byte_tokenizer, tiny_model
+    from oreo_agents.tiny import random_qwen2, tiny_model
 
     if not args.random_arch:
         tiny_model(folder, hidden_size=args.hidden_size, num_layers=args.layers)
         return
     import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
 
-    tok = byte_tokenizer()
-    config = Qwen2Config(
-        vocab_size=QWEN2_VOCAB,
-        rms_norm_eps=1e-6,
-        rope_theta=1_000_000.0,
-        tie_word_embeddings=True,
-        max_position_embeddings=32_768,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-        **QWEN2[args.random_arch],
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
+    model, tok = random_qwen2(args.random_arch, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
     tok.save_pretrained(folder)
 
 

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from oreo_agents.collect import SCRIPTED
-from oreo_cli.options import make_env, parse_options
+from oreo_cli.options import env_options, make_env
 
 
 def collect(
@@ -51,9 +51,7 @@ def collect(
 
     console = Console()
     try:
-        options = parse_options(option)
-        if split is not None:
-            options["split"] = split
+        options = env_options(option, split)
         cfg = CollectConfig(
             env=env,
             model=model,

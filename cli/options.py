@@ -27,6 +27,14 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def env_options(pairs: list[str] | None, split: str | None = None) -> dict[str, Any]:
+    """The env options of a command: ``-o KEY=VALUE`` pairs, with ``--split`` as a shortcut."""
+    options = parse_options(pairs)
+    if split is not None:
+        options["split"] = split
+    return options
+
+
 def make_env(env_id: str, options: dict[str, Any] | None = None) -> Any:
     """``gymnasium.make`` after registering oreo's envs and plug-ins, with a readable error.
 

@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from oreo_cli.options import make_env, parse_options
+from oreo_cli.options import env_options, make_env
 
 QUIT = (":q", ":quit")
 
@@ -57,9 +57,7 @@ def play(
     newline, a number picks an admissible action, :q quits), shows reward and info."""
     console = Console()
     try:
-        options = parse_options(option)
-        if split is not None:
-            options["split"] = split
+        options = env_options(option, split)
         cfg = PlayConfig(env, options, seed, task_id, episodes)
         run_play(cfg, console)
     except (ValueError, TypeError, OSError) as e:

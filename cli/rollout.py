@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oreo_cli.options import make_env, parse_options
+from oreo_cli.options import env_options, make_env
 
 
 def rollout(
@@ -61,9 +61,7 @@ def rollout(
 
     console = Console()
     try:
-        options = parse_options(option)
-        if split is not None:
-            options["split"] = split
+        options = env_options(option, split)
         cfg = RolloutConfig(
             env=env,
             policy=policy,

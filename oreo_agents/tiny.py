@@ -137,3 +137,40 @@ def chain_model(
     tok = char_tokenizer(ALPHABET)
     sizes = (hidden_size, hidden_size * 4, num_layers, num_heads, max_positions)
     return _random_llama(tok, *sizes, seed=seed, out_dir=out_dir), tok
+
+
+# Shapes from the published config.json of Qwen/Qwen2-0.5B and Qwen/Qwen2-1.5B (benchmarks).
+QWEN2 = {
+    "qwen2-0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                   "num_attention_heads": 14, "num_key_value_heads": 2},
+    "qwen2-1.5b": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                   "num_attention_heads": 12, "num_key_value_heads": 2},
+}  # fmt: skip
+QWEN2_VOCAB = 151_936
+
+
+def random_qwen2(arch: str, *, device: str = "cpu", dtype=None):
+    """A Qwen2-shaped causal LM with random weights and the byte tokenizer (GPU benchmarks).
+
+    Returns:
+        ``(model, tokenizer)``; the model is in eval mode on ``device``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    tok = byte_tokenizer()
+    config = Qwen2Config(
+        vocab_size=QWEN2_VOCAB,
+        rms_norm_eps=1e-6,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=True,
+        max_position_embeddings=32_768,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        **QWEN2[arch],
+    )
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype or torch.float32)
+    return model.eval(), tok
