@@ -45,6 +45,10 @@ def collect(
     constrain_actions: Annotated[
         bool, typer.Option(help="Snap agent actions to the closest admissible one.")
     ] = False,
+    env_workers: Annotated[
+        int,
+        typer.Option(help="Step the envs in N worker processes (CPU-heavy envs: ALFWorld)."),
+    ] = 0,
 ) -> None:
     """Collect episodes: K samples per task, batched across envs, resumable, with a summary."""
     from oreo_agents.collect import CollectConfig
@@ -68,6 +72,7 @@ def collect(
             seed=seed,
             chat_template=chat_template,
             constrain_actions=constrain_actions,
+            env_workers=env_workers,
         )
         run(cfg, console)
     except KeyboardInterrupt:

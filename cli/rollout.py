@@ -52,6 +52,10 @@ def rollout(
     constrain_actions: Annotated[
         bool, typer.Option(help="Snap agent actions to the closest admissible one.")
     ] = False,
+    env_workers: Annotated[
+        int,
+        typer.Option(help="Step the envs in N worker processes (CPU-heavy envs: ALFWorld)."),
+    ] = 0,
     plot: Annotated[
         str | None, typer.Option(help="Also write a PNG: success by subset and vs k.")
     ] = None,
@@ -81,6 +85,7 @@ def rollout(
             seed=seed,
             chat_template=chat_template,
             constrain_actions=constrain_actions,
+            env_workers=env_workers,
         )
         run(cfg, console, plot)
     except (ValueError, TypeError, OSError, ImportError) as e:

@@ -28,6 +28,7 @@ import numpy as np
 
 from oreo_agents.episodes import Episode, EpisodeWriter, load_episodes
 from oreo_agents.generation import Backend, SamplingParams
+from oreo_envs.vector import reset_all, step_all
 
 ScriptedPolicy = Callable[[str, dict[str, Any]], str]
 SCRIPTED = ("random", "expert", "gold")
@@ -54,6 +55,9 @@ class CollectConfig:
         chat_template: Format math prompts with the model tokenizer's chat template.
         constrain_actions: In agent envs, replace an inadmissible action by the closest
             admissible one.
+        env_workers: Run the envs in this many worker processes, stepped in parallel
+            (`oreo_envs.vector.EnvPool`; for CPU-heavy envs such as ALFWorld); 0 keeps them
+            in this process.
     """
 
     env: str
@@ -71,6 +75,7 @@ class CollectConfig:
     seed: int = 0
     chat_template: bool = False
     constrain_actions: bool = False
+    env_workers: int = 0
 
     def __post_init__(self):
         if self.samples < 1:
@@ -79,6 +84,8 @@ class CollectConfig:
             raise ValueError(f"tasks must be >= 1 (or omitted for all), got {self.tasks}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.env_workers < 0:
+            raise ValueError(f"env_workers must be >= 0, got {self.env_workers}")
         if self.backend not in ("auto", "hf", "vllm"):
             raise ValueError(f"backend must be 'auto', 'hf' or 'vllm', got {self.backend!r}")
 
@@ -182,29 +189,30 @@ def run_collect(
         pending.reverse()  # pop() from the end keeps task order
         if on_plan is not None:
             on_plan(len(pending), len(writer.done))
-        envs = [first] + [make_env() for _ in range(min(cfg.batch_size, len(pending)) - 1)]
-        policies = [scripted(e) for e in envs] if scripted else None
-        if agent_prompt is None:
-            from oreo_agents.agent_prompt import AgentPrompt
+        envs, close_envs = make_envs(make_env, min(cfg.batch_size, len(pending)), cfg, first)
+        try:
+            policies = [scripted(e) for e in envs] if scripted else None
+            if agent_prompt is None:
+                from oreo_agents.agent_prompt import AgentPrompt
 
-            agent_prompt = AgentPrompt()
-        slots: list[Slot | None] = [None] * len(envs)
-        round_ = 0
-        while pending or any(slots):
-            for i, env in enumerate(envs):
-                if slots[i] is None and pending:
-                    slots[i] = start_episode(env, pending.pop(), cfg.seed, agent_prompt)
-            active = [i for i, s in enumerate(slots) if s is not None]
-            if policies is not None:
-                actions = [
-                    (policies[i](slots[i].env_obs, slots[i].info), 0, "scripted") for i in active
-                ]
-            else:
-                actions = _generate(backend, [slots[i] for i in active], cfg, round_)
-            round_ += 1
-            for i, (action, n_tokens, reason) in zip(active, actions, strict=True):
-                episode = advance(slots[i], action, n_tokens, reason, cfg)
-                if episode is not None:
+                agent_prompt = AgentPrompt()
+            slots: list[Slot | None] = [None] * len(envs)
+            round_ = 0
+            while pending or any(slots):
+                fill_slots(slots, envs, pending, cfg.seed, agent_prompt)
+                active = [i for i, s in enumerate(slots) if s is not None]
+                if policies is not None:
+                    actions = [
+                        (policies[i](slots[i].env_obs, slots[i].info), 0, "scripted")
+                        for i in active
+                    ]
+                else:
+                    actions = _generate(backend, [slots[i] for i in active], cfg, round_)
+                round_ += 1
+                finished = advance_all([slots[i] for i in active], actions, cfg)
+                for i, episode in zip(active, finished, strict=True):
+                    if episode is None:
+                        continue
                     slots[i] = None
                     writer.write(episode)
                     stats.episodes += 1
@@ -213,19 +221,60 @@ def run_collect(
                     stats.tokens += episode.meta["generated_tokens"]
                     if on_episode is not None:
                         on_episode(episode, stats)
-    for env in envs:
-        env.close()
+        finally:
+            close_envs()
     return stats
 
 
+def make_envs(make_env: Callable[[], Any], n: int, cfg: Any, first: Any):
+    """``n`` envs (``first`` among them): in this process, or spread over ``cfg.env_workers``
+    worker processes (`oreo_envs.vector.EnvPool`). Returns (envs, close)."""
+    n = max(n, 1)
+    if getattr(cfg, "env_workers", 0):
+        from oreo_envs.vector import EnvPool
+
+        pool = EnvPool(make_env, n, cfg.env_workers, template=first)
+        return pool.envs, pool.close
+    envs = [first] + [make_env() for _ in range(n - 1)]
+
+    def close() -> None:
+        for env in envs:
+            env.close()
+
+    return envs, close
+
+
+def fill_slots(
+    slots: list[Slot | None], envs: list[Any], pending: list[tuple[str, int]], seed: int,
+    agent_prompt: Any,
+) -> list[int]:  # fmt: skip
+    """Start the next pending episodes in the free slots (resets run in parallel in an env
+    pool); returns the slots filled."""
+    free = [i for i, s in enumerate(slots) if s is None][: len(pending)]
+    keys = [pending.pop() for _ in free]
+    started = start_episodes([envs[i] for i in free], keys, seed, agent_prompt)
+    for i, slot in zip(free, started, strict=True):
+        slots[i] = slot
+    return free
+
+
 def start_episode(env: Any, key: tuple[str, int], seed: int, agent_prompt: Any) -> Slot:
-    task_id, sample = key
-    obs, info = env.reset(seed=seed + sample, options={"task_id": task_id})
-    slot = Slot(env=env, key=key, prompt=obs, info=info, env_obs=obs, first_obs=obs)
-    if "admissible_actions" in info:
-        slot.formatter = agent_prompt
-        slot.prompt = agent_prompt.render(obs, [])
-    return slot
+    return start_episodes([env], [key], seed, agent_prompt)[0]
+
+
+def start_episodes(
+    envs: list[Any], keys: list[tuple[str, int]], seed: int, agent_prompt: Any
+) -> list[Slot]:
+    """Reset each env to its (task, sample); sample ``s`` is seeded ``seed + s``."""
+    calls = [{"seed": seed + sample, "options": {"task_id": task}} for task, sample in keys]
+    slots = []
+    for env, key, (obs, info) in zip(envs, keys, reset_all(envs, calls), strict=True):
+        slot = Slot(env=env, key=key, prompt=obs, info=info, env_obs=obs, first_obs=obs)
+        if "admissible_actions" in info:
+            slot.formatter = agent_prompt
+            slot.prompt = agent_prompt.render(obs, [])
+        slots.append(slot)
+    return slots
 
 
 def env_kind(slot: Slot) -> str:
@@ -270,14 +319,40 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig, round_: i
 
 def advance(slot: Slot, action: str, n_tokens: int, reason: str, cfg: CollectConfig):
     """Step the env with one action; return the finished `Episode`, or None while it runs."""
+    return advance_all([slot], [(action, n_tokens, reason)], cfg)[0]
+
+
+def advance_all(
+    slots: list[Slot], actions: list[tuple[str, int, str]], cfg: CollectConfig
+) -> list[Episode | None]:
+    """`advance` for several slots, given (action, tokens, finish reason) each; the env steps
+    run in parallel when the envs live in an env pool."""
+    moves = [_env_action(slot, a[0], cfg) for slot, a in zip(slots, actions, strict=True)]
+    results = step_all([slot.env for slot in slots], moves)
+    return [
+        _record(slot, move, n_tokens, reason, result, cfg)
+        for slot, move, (_, n_tokens, reason), result in zip(
+            slots, moves, actions, results, strict=True
+        )
+    ]
+
+
+def _env_action(slot: Slot, action: str, cfg: CollectConfig) -> str:
+    """An agent's action is its first line, optionally snapped to an admissible action."""
+    if env_kind(slot) != "agent":
+        return action
+    action = action.strip().split("\n")[0].strip()
+    admissible = slot.info.get("admissible_actions") or []
+    if cfg.constrain_actions and admissible and action not in admissible:
+        close = difflib.get_close_matches(action, admissible, n=1, cutoff=0.0)
+        action = close[0] if close else admissible[0]
+    return action
+
+
+def _record(slot: Slot, action: str, n_tokens: int, reason: str, result: tuple, cfg):
+    """Log one step's result in the slot; the finished `Episode`, or None while it runs."""
     env = slot.env
-    if env_kind(slot) == "agent":
-        action = action.strip().split("\n")[0].strip()
-        admissible = slot.info.get("admissible_actions") or []
-        if cfg.constrain_actions and admissible and action not in admissible:
-            close = difflib.get_close_matches(action, admissible, n=1, cutoff=0.0)
-            action = close[0] if close else admissible[0]
-    obs, reward, terminated, truncated, info = env.step(action)
+    obs, reward, terminated, truncated, info = result
     slot.env_obs = obs
     step = {"action": action, "observation": _segment(slot, action, obs)}
     if slot.formatter is not None:

@@ -63,6 +63,8 @@ class RolloutConfig:
         seed: Seeds the task sample, the envs and the sampler.
         chat_template: Format math prompts with the policy tokenizer's chat template.
         constrain_actions: In agent envs, snap inadmissible actions to the closest admissible.
+        env_workers: Run the envs in this many worker processes (0: in this process); greedy,
+            sample and agent best-of-k.
     """
 
     env: str
@@ -84,6 +86,7 @@ class RolloutConfig:
     seed: int = 0
     chat_template: bool = False
     constrain_actions: bool = False
+    env_workers: int = 0
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -93,6 +96,8 @@ class RolloutConfig:
         for name in ("k", "beam_width", "max_steps", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.env_workers < 0:
+            raise ValueError(f"env_workers must be >= 0, got {self.env_workers}")
         if self.value_batch_size < 1:
             raise ValueError(f"value_batch_size must be >= 1, got {self.value_batch_size}")
         if self.tasks is not None and self.tasks < 1:
@@ -128,6 +133,7 @@ class RolloutConfig:
             batch_size=self.batch_size,
             seed=self.seed,
             constrain_actions=self.constrain_actions,
+            env_workers=self.env_workers,
         )
 
 

@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from oreo_agents.agent_prompt import AgentPrompt, parse_action
-from oreo_agents.collect import CollectConfig, advance, context, env_kind, start_episode
+from oreo_agents.collect import (
+    CollectConfig,
+    advance_all,
+    context,
+    env_kind,
+    fill_slots,
+    make_envs,
+)
 from oreo_agents.episodes import Episode
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.search import ValueFn
@@ -54,17 +61,25 @@ def act_with_value(
         raise ValueError("value-guided acting samples actions from a policy: pass a backend")
     agent_prompt = agent_prompt or AgentPrompt()
     pending = [(t, 0) for t in reversed(task_ids)]
-    envs = [make_env() for _ in range(min(cfg.batch_size, len(pending)))]
+    first = make_env()
+    envs, close_envs = make_envs(make_env, min(cfg.batch_size, len(pending)), cfg, first)
+    try:
+        done = _act(cfg, envs, pending, backend, value_fn, k, admissible, agent_prompt, on_episode)
+    finally:
+        close_envs()
+    return [done[t] for t in task_ids]
+
+
+def _act(cfg, envs, pending, backend, value_fn, k, admissible, agent_prompt, on_episode):
+    """The lock-step loop of `act_with_value`; returns {task id: episode}."""
     slots: list[Any] = [None] * len(envs)
     done: dict[str, Episode] = {}
     counts: dict[str, int] = {}
     round_ = 0
     while pending or any(slots):
-        for i, env in enumerate(envs):
-            if slots[i] is None and pending:
-                slots[i] = start_episode(env, pending.pop(), cfg.seed, agent_prompt)
-                if env_kind(slots[i]) != "agent":
-                    raise ValueError(f"{cfg.env} is not an agent env (no admissible actions)")
+        for i in fill_slots(slots, envs, pending, cfg.seed, agent_prompt):
+            if env_kind(slots[i]) != "agent":
+                raise ValueError(f"{cfg.env} is not an agent env (no admissible actions)")
         active = [i for i, s in enumerate(slots) if s is not None]
         if admissible:
             candidates = [[(a, 0) for a in slots[i].info["admissible_actions"]] for i in active]
@@ -79,20 +94,19 @@ def act_with_value(
         for (i, action), v in zip(flat, scores, strict=True):
             if i not in best or v > best[i][0]:  # ties go to the first (most likely) candidate
                 best[i] = (v, action)
-        for i, cands in zip(active, candidates, strict=True):
+        moves = [(best.get(i, (0.0, ""))[1], sum(n for _, n in c), "stop")
+                 for i, c in zip(active, candidates, strict=True)]  # fmt: skip
+        finished = advance_all([slots[i] for i in active], moves, cfg)
+        for i, cands, episode in zip(active, candidates, finished, strict=True):
             key = slots[i].key[0]
             counts[key] = counts.get(key, 0) + len(cands)
-            tokens = sum(n for _, n in cands)
-            episode = advance(slots[i], best.get(i, (0.0, ""))[1], tokens, "stop", cfg)
             if episode is not None:
                 episode.meta["candidates"] = counts[key]
                 done[key] = episode
                 slots[i] = None
                 if on_episode is not None:
                     on_episode(episode)
-    for env in envs:
-        env.close()
-    return [done[t] for t in task_ids]
+    return done
 
 
 def _rest(slot: Any) -> str:

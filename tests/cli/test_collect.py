@@ -130,3 +130,21 @@ def test_expert_policy_wins_bundled_alfworld(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     episodes = load_episodes(out)
     assert len(episodes) == 6 and all(e.success for e in episodes)
+
+
+def test_env_workers_give_the_same_model_episodes(tiny_model_dir, tmp_path):
+    pytest.importorskip("alfworld")
+    runs = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}"
+        run = run_cli(
+            "--env", "oreo/ALFWorld-v0", "--split", "bundled", "--model", str(tiny_model_dir),
+            "--out", str(out), "--max-new-tokens", "6", "-k", "2", "--batch-size", "5",
+            "-o", "max_episode_steps=3", "--env-workers", workers,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        runs[workers] = sorted(
+            (e.task_id, e.meta["sample"], e.prompt, e.response, e.reward)
+            for e in load_episodes(out)
+        )
+    assert len(runs["0"]) == 12 and runs["2"] == runs["0"]

@@ -128,6 +128,11 @@ def test_agent_env_strategies_and_reference_rows(trained, tmp_path):
     for r in acted["records"]:
         (s,) = r["samples"]
         assert s["steps"] == 3 and 3 <= s["candidates"] <= 9  # K sampled actions per step
+    pooled, _ = rollout(
+        tmp_path, trained, "oreo/ALFWorld-v0", opts, "p", tasks=2, strategy="best-of-k", k=3,
+        env_workers=2,
+    )  # fmt: skip
+    assert [r["samples"] for r in pooled["records"]] == [r["samples"] for r in acted["records"]]
     admissible, _ = rollout(
         tmp_path, trained, "oreo/ALFWorld-v0", opts, "a", tasks=2, strategy="best-of-k",
         admissible=True,
