@@ -116,8 +116,8 @@ def test_collect_with_env_workers_writes_the_same_episodes(tmp_path):
         run_collect(cfg, make, scripted=scripted_policy("expert", 0))
         eps = load_episodes(cfg.out)
         stores[workers] = sorted(
-            ((e.task_id, e.meta["sample"], e.prompt, tuple(map(str, e.steps)), e.success)
-             for e in eps)
+            (e.task_id, e.meta["sample"], e.prompt, tuple(map(str, e.steps)), e.success)
+             for e in eps
         )  # fmt: skip
     assert len(stores[0]) == 12 and all(row[-1] for row in stores[0])
     assert stores[2] == stores[0]
