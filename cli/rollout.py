@@ -160,6 +160,9 @@ def print_report(console: Console, report: dict) -> None:
             k = max(report[curve], key=int)
             cols.append(f"{name}@{k}")
             cells.append(f"{report[curve][k]:.1%}")
+    if "within_task" in report.get("value_auroc", {}):
+        cols.append("value AUROC in task")
+        cells.append(f"{report['value_auroc']['within_task']:.2f}")
     cols += ["steps", "tokens/task", "s/task"]
     cells += [
         f"{report['mean_steps']:.1f}",

@@ -14,7 +14,8 @@ Strategies (``RolloutConfig.strategy``):
 The report (`run_rollout`) holds the config, the overall ``success_rate`` with a 95% Wilson
 interval, pass@k / maj@k / value@k curves, per-subset success (MATH ``level`` / ``type``,
 ALFWorld ``task_type``, the split), timings and one record per task; the numbers come from
-the pure functions of `oreo_agents.rollout_metrics`.
+the pure functions of `oreo_agents.rollout_metrics`. With K > 1 ranked samples, ``value_auroc``
+says how well the value model separates successes from failures (overall and within a task).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 from oreo_agents.collect import SCRIPTED, CollectConfig, run_collect, select_tasks
 from oreo_agents.episodes import Episode, load_episodes
-from oreo_agents.rollout_metrics import curves, subsets, wilson_interval
+from oreo_agents.rollout_metrics import curves, subsets, value_auroc, wilson_interval
 from oreo_agents.search import ValueFn, beam_search
 
 STRATEGIES = ("greedy", "sample", "beam", "best-of-k")
@@ -369,6 +370,7 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
         "success_rate": successes / n if n else 0.0,
         "ci95": [lo, hi],
         **curves(records, answers=hasattr(unwrapped, "step_delimiters")),
+        **({"value_auroc": auroc} if (auroc := value_auroc(records)) else {}),
         "mean_steps": sum(s["steps"] for s in all_samples) / max(len(all_samples), 1),
         "mean_tokens_per_task": tokens / max(n, 1),
         "subsets": subsets(records),

@@ -88,6 +88,54 @@ def curves(records: Sequence[dict[str, Any]], answers: bool) -> dict[str, dict[s
     return {key: value for key, value in out.items() if value}
 
 
+def value_auroc(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """How well the value model's scores of finished samples separate successes from failures.
+
+    ``overall``: the AUROC over all samples (the probability that a random success scores
+    above a random failure, ties counting half; Mann-Whitney). ``within_task``: the same over
+    pairs from one task only, which is what reranking needs: a value model that only knows
+    which tasks are hard scores well overall and 0.5 within tasks. A key is left out when no
+    pair exists; no values at all gives ``{}``.
+    """
+    scored = [
+        [(s["value"], bool(s["success"])) for s in r["samples"] if s.get("value") is not None]
+        for r in records
+    ]
+    out = {}
+    overall = _auroc([x for task in scored for x in task])
+    if overall is not None:
+        out["overall"] = overall
+    wins = pairs = 0.0
+    for task in scored:
+        pos = [v for v, ok in task if ok]
+        neg = [v for v, ok in task if not ok]
+        wins += sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+        pairs += len(pos) * len(neg)
+    if pairs:
+        out["within_task"] = wins / pairs
+    return out
+
+
+def _auroc(scored: list[tuple[float, bool]]) -> float | None:
+    """Mann-Whitney AUROC via ranks with ties averaged (O(n log n))."""
+    n_pos = sum(ok for _, ok in scored)
+    n_neg = len(scored) - n_pos
+    if not n_pos or not n_neg:
+        return None
+    order = sorted(range(len(scored)), key=lambda i: scored[i][0])
+    ranks = [0.0] * len(scored)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scored[order[j + 1]][0] == scored[order[i]][0]:
+            j += 1
+        for m in range(i, j + 1):
+            ranks[order[m]] = (i + j) / 2 + 1  # 1-based average rank of the tie group
+        i = j + 1
+    rank_sum = sum(r for r, (_, ok) in zip(ranks, scored, strict=True) if ok)
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
 def _maj(record, k):
     return majority_index([s["answer"] for s in record["samples"][:k]])
 

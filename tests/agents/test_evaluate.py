@@ -11,6 +11,7 @@ from oreo_agents.rollout_metrics import (
     majority_index,
     pass_at_k,
     subsets,
+    value_auroc,
     wilson_interval,
 )
 
@@ -107,3 +108,33 @@ def test_gold_policy_report_is_consistent_and_reloads(tmp_path):
     (tmp_path / "bad.json").write_text("[]")
     with pytest.raises(ValueError, match="not an oreo rollout report"):
         load_report(tmp_path / "bad.json")
+
+
+def scored(*tasks):
+    """Records from per-task lists of (value, success)."""
+    return [
+        {"samples": [{"value": v, "success": ok} for v, ok in task], "chosen": 0} for task in tasks
+    ]
+
+
+def test_value_auroc_by_hand():
+    # Task a: the success scores 0.9 > both failures; task b: its success 0.2 ties one failure
+    # and loses to the other.
+    records = scored([(0.9, True), (0.5, False), (0.1, False)], [(0.2, True), (0.2, False),
+                                                                  (0.3, False)])  # fmt: skip
+    got = value_auroc(records)
+    # Within task: a gives 2/2 wins, b gives 0.5 + 0 = 0.5 of 2 pairs -> 2.5 / 4.
+    assert got["within_task"] == pytest.approx(2.5 / 4)
+    # Overall: successes 0.9 and 0.2 against failures 0.5, 0.1, 0.2, 0.3:
+    # 0.9 beats all 4; 0.2 beats 0.1, ties 0.2 -> 1.5. (4 + 1.5) / 8.
+    assert got["overall"] == pytest.approx(5.5 / 8)
+
+
+def test_value_auroc_sees_a_difficulty_only_value_model():
+    # Values that only know the task (easy 0.8, hard 0.2) rank well overall, at chance within.
+    records = scored([(0.8, True), (0.8, False), (0.8, True)], [(0.2, False), (0.2, True)],
+                     [(0.2, False)])  # fmt: skip
+    got = value_auroc(records)
+    assert got["within_task"] == 0.5 and got["overall"] > 0.6
+    assert value_auroc(scored([(0.3, True)])) == {}  # no failure: nothing to rank
+    assert value_auroc([{"samples": [{"success": True}], "chosen": None}]) == {}
