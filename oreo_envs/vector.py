@@ -70,7 +70,12 @@ class EnvPool:
             for w in range(workers):
                 mine = [i for i in range(n) if self._owner[i] == w]
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker, args=(child, make_env, mine), daemon=True)
+                # A forked worker inherits the caller's ends of its own and earlier workers'
+                # pipes; it closes them, so that the caller's death reaches every worker as EOF.
+                inherited = [*self._conns, parent]
+                proc = ctx.Process(
+                    target=_worker, args=(child, make_env, mine, inherited), daemon=True
+                )
                 proc.start()
                 child.close()
                 self._conns.append(parent)
@@ -234,9 +239,13 @@ def _receive(conn: Any, worker: int) -> tuple[str, int, Any]:
         raise RuntimeError(f"env worker {worker} died (see its stderr above)") from e
 
 
-def _worker(conn: Any, make_env: Callable[[], Any], indices: list[int]) -> None:
+def _worker(
+    conn: Any, make_env: Callable[[], Any], indices: list[int], inherited: list[Any]
+) -> None:
     """A worker's loop: build its envs, then run (command, env index, args) until "close"."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for other in inherited:
+        other.close()
     envs: dict[int, Any] = {}
     try:
         for i in indices:

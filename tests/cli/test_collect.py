@@ -148,3 +148,50 @@ def test_env_workers_give_the_same_model_episodes(tiny_model_dir, tmp_path):
             for e in load_episodes(out)
         )
     assert len(runs["0"]) == 12 and runs["2"] == runs["0"]
+
+
+def children(pid: int) -> list[int]:
+    """Live (not zombie) child processes of ``pid``, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_env_workers_exit_with_a_killed_collect(tiny_model_dir, tmp_path, sig):
+    out = tmp_path / "eps"
+    cmd = collect_cmd(
+        tiny_model_dir, out, "--samples", "2", "--tasks", "12", "--max-new-tokens", "48",
+        "--batch-size", "4", "--env-workers", "2",
+    )  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    shard = out / "episodes-00000.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not shard.exists() or shard.read_bytes().count(b"\n") < 2):
+        time.sleep(0.05)
+    workers = children(proc.pid)
+    assert len(workers) >= 2, "the env workers should be running"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(alive(w) for w in workers), "env workers outlived the collector"
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(set(keys(out))) == 24
