@@ -56,18 +56,31 @@ def test_collect_writes_every_task_sample_once(tiny_model_dir, tmp_path, granula
     assert again.returncode == 0 and len(load_episodes(out)) == 6
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_killed_collect_resumes_without_duplicates_or_gaps(tiny_model_dir, tmp_path, sig):
-    out = tmp_path / "eps"
-    cmd = collect_cmd(
-        tiny_model_dir, out, "--samples", "2", "--tasks", "12", "--max-new-tokens", "48",
-        "--batch-size", "2", "--temperature", "1.0",
+def kill_cmd(model: Path, out: Path, *extra: str) -> list[str]:
+    """24 sampled episodes: long enough to be killed mid-way."""
+    return collect_cmd(
+        model, out, "--samples", "2", "--tasks", "12", "--max-new-tokens", "48",
+        "--temperature", "1.0", *extra,
     )  # fmt: skip
+
+
+def start_until(cmd: list[str], out: Path, episodes: int) -> subprocess.Popen:
+    """Start a collect and return once its store holds ``episodes`` lines (or after 120 s)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     shard = out / "episodes-00000.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline and (not shard.exists() or shard.read_bytes().count(b"\n") < 3):
+    while time.time() < deadline and (
+        not shard.exists() or shard.read_bytes().count(b"\n") < episodes
+    ):
         time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_collect_resumes_without_duplicates_or_gaps(tiny_model_dir, tmp_path, sig):
+    out = tmp_path / "eps"
+    cmd = kill_cmd(tiny_model_dir, out, "--batch-size", "2")
+    proc = start_until(cmd, out, episodes=3)
     proc.send_signal(sig)
     proc.wait(timeout=60)
     partial = keys(out)
@@ -175,15 +188,8 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_env_workers_exit_with_a_killed_collect(tiny_model_dir, tmp_path, sig):
     out = tmp_path / "eps"
-    cmd = collect_cmd(
-        tiny_model_dir, out, "--samples", "2", "--tasks", "12", "--max-new-tokens", "48",
-        "--batch-size", "4", "--env-workers", "2",
-    )  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    shard = out / "episodes-00000.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not shard.exists() or shard.read_bytes().count(b"\n") < 2):
-        time.sleep(0.05)
+    cmd = kill_cmd(tiny_model_dir, out, "--batch-size", "4", "--env-workers", "2")
+    proc = start_until(cmd, out, episodes=2)
     workers = children(proc.pid)
     assert len(workers) >= 2, "the env workers should be running"
     proc.send_signal(sig)
