@@ -9,6 +9,7 @@ the state before action token t + 1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -49,15 +50,31 @@ def ref_sequence_logps(models: dict[str, Any], batch: dict[str, torch.Tensor]) -
 
 
 @torch.no_grad()
-def precompute_reference(reference: Any, batches: list[dict[str, Any]], device: Any) -> None:
-    """Store the reference's sequence log-probs in each batch (and its KTO mismatched batch), so
-    the reference model can be freed before training (DPO, KTO)."""
-    for batch in batches:
-        for part in (batch, batch.get("mismatched")):
+def precompute_reference(
+    reference: Any, batches: Sequence[dict[str, Any]], start: int, device: Any
+) -> dict[int, dict[str, torch.Tensor]]:
+    """The reference's sequence log-probs of micro-batches ``start..`` (and of their KTO
+    mismatched batches), so the reference model can be freed before training (DPO, KTO).
+    Returns ``{index: {"ref_logps": [B], "mismatched": [B]}}`` for `with_reference`."""
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for i in range(start, len(batches)):
+        batch = batches[i]
+        out[i] = {}
+        for key, part in (("ref_logps", batch), ("mismatched", batch.get("mismatched"))):
             if part is None:
                 continue
             on_device = {k: v.to(device) for k, v in part.items() if torch.is_tensor(v)}
-            part["ref_logps"] = ref_sequence_logps({"reference": reference}, on_device).cpu()
+            out[i][key] = ref_sequence_logps({"reference": reference}, on_device).cpu()
+    return out
+
+
+def with_reference(batch: dict[str, Any], refs: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+    """``batch`` with precomputed reference log-probs (`precompute_reference`) filled in."""
+    if refs:
+        batch["ref_logps"] = refs["ref_logps"]
+        if "mismatched" in refs:
+            batch["mismatched"]["ref_logps"] = refs["mismatched"]
+    return batch
 
 
 def oreo_step(models: dict[str, Any], batch: dict[str, torch.Tensor], cfg: Any):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from oreo_agents.algos import OREO_LEVELS, STEP_FNS, precompute_reference
+from oreo_agents.algos import OREO_LEVELS, STEP_FNS, precompute_reference, with_reference
 
 ALGOS = tuple(STEP_FNS)
 # Paper defaults (Wang et al. 2024, Sec. 5 and App. A.3).
@@ -186,16 +186,15 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     step, done_micro = progress.get("step", 0), progress.get("micro_batches", 0)
     meter = _Meter()
     micro_batches = plan.micro_batches(accelerator.num_processes, accelerator.process_index)
+    refs: dict[int, Any] = {}
     if cfg.precompute_ref:
         reference = models.pop("reference")
-        precompute_reference(reference, micro_batches[done_micro:], accelerator.device)
+        refs = precompute_reference(reference, micro_batches, done_micro, accelerator.device)
         del reference  # the point: its memory is free for training
-    for i, batch in enumerate(micro_batches):
-        if i < done_micro:
-            continue
+    for i in range(done_micro, len(micro_batches)):
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
-        batch = _to(batch, accelerator.device)
+        batch = _to(with_reference(micro_batches[i], refs.pop(i, None)), accelerator.device)
         with accelerator.accumulate(*trainable):
             loss, metrics = step_fn(models, batch, step_cfg)
             accelerator.backward(loss)

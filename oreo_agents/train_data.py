@@ -5,6 +5,7 @@ Everything here runs before any model is loaded, so bad input fails fast with a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,22 @@ def load_training_episodes(path: str) -> list[Episode]:
         raise ValueError(str(e)) from None
 
 
+class MicroBatches(Sequence):
+    """The micro-batches of a `TrainPlan` as a sequence of item-index groups, collated on access
+    (``batches[i]`` is a fresh dict of tensors; a slice gives a list of them)."""
+
+    def __init__(self, plan: TrainPlan, groups: list[list[int]]):
+        self.plan, self.groups = plan, groups
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.plan._collate([self.plan.items[k] for k in self.groups[i]])
+
+
 @dataclass
 class TrainPlan:
     """Tokenized items and how to batch them; items are episodes, or (chosen, rejected) pairs
@@ -66,15 +83,16 @@ class TrainPlan:
         per_epoch = len(self.items) // (self.micro_batch_size * self.accumulation * self.world)
         return per_epoch * self.epochs
 
-    def micro_batches(self, world: int = 1, rank: int = 0) -> list[dict[str, Any]]:
-        """Collated micro-batches of this process, epoch after epoch, in a seeded order.
+    def micro_batches(self, world: int = 1, rank: int = 0) -> MicroBatches:
+        """This process's micro-batches, epoch after epoch, in a seeded order; each is collated
+        when it is read, so the data is never held twice (as items and as padded tensors).
 
         Items are grouped by length into whole optimizer batches (``micro_batch_size x
         accumulation x world`` items; an incomplete last one is dropped), and each batch is then
         split into micro-batches, so which items share an optimizer step does not depend on the
         micro-batch size or the number of processes.
         """
-        out = []
+        groups: list[list[int]] = []
         lengths = [self._length(x) for x in self.items]
         size = self.micro_batch_size * self.accumulation * world
         for epoch in range(self.epochs):
@@ -85,8 +103,8 @@ class TrainPlan:
                     batch[i : i + self.micro_batch_size]
                     for i in range(0, size, self.micro_batch_size)
                 ]
-                out += [self._collate([self.items[i] for i in m]) for m in micro[rank::world]]
-        return out
+                groups += micro[rank::world]
+        return MicroBatches(self, groups)
 
     def _length(self, item: Any) -> int:
         return max(len(item[0]), len(item[1])) if isinstance(item, tuple) else len(item)

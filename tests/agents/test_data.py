@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+
 import pytest
+import torch
 
 from oreo_agents.data import (
     collate,
@@ -99,3 +102,25 @@ def test_collate_and_mismatched(tok):
     assert batch["rewards"].tolist() == [1.0, 0.0]
     m = mismatched([a, b])
     assert m[0].input_ids == a.input_ids[:2] + b.input_ids[2:]
+
+
+def test_micro_batches_are_collated_on_read_and_split_across_processes(tok):
+    from oreo_agents.train_data import TrainPlan
+
+    eps = [episode([{"action": "x" * (1 + i % 7), "observation": ""}], task_id=str(i))
+           for i in range(20)]  # fmt: skip
+    items = [tokenize_episode(e, tok) for e in eps]
+    plan = TrainPlan(items, tok.pad_token_id, micro_batch_size=2, accumulation=2, epochs=2,
+                     seed=0, algo="sft")  # fmt: skip
+    batches = plan.micro_batches()
+    # 20 items, optimizer batches of 4: 5 per epoch, 2 micro-batches each, 2 epochs.
+    assert len(batches) == 20 == plan.optimizer_steps * plan.accumulation
+    first, again = batches[3], batches[3]
+    assert first is not again and torch.equal(first["input_ids"], again["input_ids"])
+    assert [b["input_ids"].shape[0] for b in batches[:4]] == [2, 2, 2, 2]
+    # Two processes share each optimizer batch of 2 x 2 x 2 = 8 items (2 per epoch; the last
+    # 4 items are dropped): rank 0 and 1 take alternate micro-batches, no item twice an epoch.
+    r0, r1 = plan.micro_batches(world=2, rank=0), plan.micro_batches(world=2, rank=1)
+    assert len(r0) == len(r1) == 8
+    seen = collections.Counter(k for part in (r0, r1) for g in part.groups for k in g)
+    assert sum(seen.values()) == 32 and max(seen.values()) <= 2
