@@ -189,7 +189,8 @@ def run_collect(
         pending.reverse()  # pop() from the end keeps task order
         if on_plan is not None:
             on_plan(len(pending), len(writer.done))
-        envs, close_envs = make_envs(make_env, min(cfg.batch_size, len(pending)), cfg, first)
+        n = min(cfg.batch_size, len(pending))
+        envs, close_envs = make_envs(make_env, n, cfg.env_workers if n else 0, first)
         try:
             policies = [scripted(e) for e in envs] if scripted else None
             if agent_prompt is None:
@@ -226,14 +227,14 @@ def run_collect(
     return stats
 
 
-def make_envs(make_env: Callable[[], Any], n: int, cfg: Any, first: Any):
-    """``n`` envs (``first`` among them): in this process, or spread over ``cfg.env_workers``
-    worker processes (`oreo_envs.vector.EnvPool`). Returns (envs, close)."""
+def make_envs(make_env: Callable[[], Any], n: int, workers: int, first: Any):
+    """``n`` envs (``first`` among them; at least one): in this process, or spread over
+    ``workers`` worker processes (`oreo_envs.vector.EnvPool`). Returns (envs, close)."""
     n = max(n, 1)
-    if getattr(cfg, "env_workers", 0):
+    if workers:
         from oreo_envs.vector import EnvPool
 
-        pool = EnvPool(make_env, n, cfg.env_workers, template=first)
+        pool = EnvPool(make_env, n, workers, template=first)
         return pool.envs, pool.close
     envs = [first] + [make_env() for _ in range(n - 1)]
 
@@ -256,10 +257,6 @@ def fill_slots(
     for i, slot in zip(free, started, strict=True):
         slots[i] = slot
     return free
-
-
-def start_episode(env: Any, key: tuple[str, int], seed: int, agent_prompt: Any) -> Slot:
-    return start_episodes([env], [key], seed, agent_prompt)[0]
 
 
 def start_episodes(
@@ -317,16 +314,11 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig, round_: i
     return out
 
 
-def advance(slot: Slot, action: str, n_tokens: int, reason: str, cfg: CollectConfig):
-    """Step the env with one action; return the finished `Episode`, or None while it runs."""
-    return advance_all([slot], [(action, n_tokens, reason)], cfg)[0]
-
-
 def advance_all(
     slots: list[Slot], actions: list[tuple[str, int, str]], cfg: CollectConfig
 ) -> list[Episode | None]:
-    """`advance` for several slots, given (action, tokens, finish reason) each; the env steps
-    run in parallel when the envs live in an env pool."""
+    """Step each slot's env with its (action, tokens, finish reason); the finished `Episode`s,
+    None for those still running. The steps run in parallel when the envs live in an env pool."""
     moves = [_env_action(slot, a[0], cfg) for slot, a in zip(slots, actions, strict=True)]
     results = step_all([slot.env for slot in slots], moves)
     return [

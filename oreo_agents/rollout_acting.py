@@ -62,7 +62,8 @@ def act_with_value(
     agent_prompt = agent_prompt or AgentPrompt()
     pending = [(t, 0) for t in reversed(task_ids)]
     first = make_env()
-    envs, close_envs = make_envs(make_env, min(cfg.batch_size, len(pending)), cfg, first)
+    n = min(cfg.batch_size, len(pending))
+    envs, close_envs = make_envs(make_env, n, cfg.env_workers, first)
     try:
         done = _act(cfg, envs, pending, backend, value_fn, k, admissible, agent_prompt, on_episode)
     finally:

@@ -214,8 +214,10 @@ def _parallel(envs: Sequence[Any], calls: list[tuple[str, Any]]) -> list[tuple]:
     if len({id(e) for e in envs}) != len(envs):
         raise ValueError("each env may appear once per parallel call")
     for env, (kind, arg) in zip(envs, calls, strict=True):
-        if isinstance(env, RemoteEnv):
-            env.step_async(arg) if kind == "step" else env.reset_async(**arg)
+        if isinstance(env, RemoteEnv) and kind == "step":
+            env.step_async(arg)
+        elif isinstance(env, RemoteEnv):
+            env.reset_async(**arg)
     results: list[Any] = []
     error: BaseException | None = None
     for env, (kind, arg) in zip(envs, calls, strict=True):
