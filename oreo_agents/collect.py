@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +126,12 @@ class CollectStats:
     steps: int = 0
     started: float = field(default_factory=time.perf_counter)
 
+    def add(self, episode: Episode) -> None:
+        self.episodes += 1
+        self.successes += int(episode.success)
+        self.steps += len(episode.steps)
+        self.tokens += episode.meta["generated_tokens"]
+
     def rates(self) -> dict[str, float]:
         dt = max(time.perf_counter() - self.started, 1e-9)
         return {
@@ -192,39 +198,41 @@ def run_collect(
         n = min(cfg.batch_size, len(pending))
         envs, close_envs = make_envs(make_env, n, cfg.env_workers if n else 0, first)
         try:
-            policies = [scripted(e) for e in envs] if scripted else None
-            if agent_prompt is None:
-                from oreo_agents.agent_prompt import AgentPrompt
-
-                agent_prompt = AgentPrompt()
-            slots: list[Slot | None] = [None] * len(envs)
-            round_ = 0
-            while pending or any(slots):
-                fill_slots(slots, envs, pending, cfg.seed, agent_prompt)
-                active = [i for i, s in enumerate(slots) if s is not None]
-                if policies is not None:
-                    actions = [
-                        (policies[i](slots[i].env_obs, slots[i].info), 0, "scripted")
-                        for i in active
-                    ]
-                else:
-                    actions = _generate(backend, [slots[i] for i in active], cfg, round_)
-                round_ += 1
-                finished = advance_all([slots[i] for i in active], actions, cfg)
-                for i, episode in zip(active, finished, strict=True):
-                    if episode is None:
-                        continue
-                    slots[i] = None
-                    writer.write(episode)
-                    stats.episodes += 1
-                    stats.successes += int(episode.success)
-                    stats.steps += len(episode.steps)
-                    stats.tokens += episode.meta["generated_tokens"]
-                    if on_episode is not None:
-                        on_episode(episode, stats)
+            for episode in _lockstep(cfg, envs, pending, backend, scripted, agent_prompt):
+                writer.write(episode)
+                stats.add(episode)
+                if on_episode is not None:
+                    on_episode(episode, stats)
         finally:
             close_envs()
     return stats
+
+
+def _lockstep(cfg, envs, pending, backend, scripted, agent_prompt) -> Iterator[Episode]:
+    """Run the ``pending`` (task, sample) episodes side by side in ``envs``, one batched action
+    per round for every running episode; yield each episode as it finishes."""
+    policies = [scripted(e) for e in envs] if scripted else None
+    if agent_prompt is None:
+        from oreo_agents.agent_prompt import AgentPrompt
+
+        agent_prompt = AgentPrompt()
+    slots: list[Slot | None] = [None] * len(envs)
+    round_ = 0
+    while pending or any(slots):
+        fill_slots(slots, envs, pending, cfg.seed, agent_prompt)
+        active = [i for i, s in enumerate(slots) if s is not None]
+        if policies is not None:
+            actions = [
+                (policies[i](slots[i].env_obs, slots[i].info), 0, "scripted") for i in active
+            ]
+        else:
+            actions = _generate(backend, [slots[i] for i in active], cfg, round_)
+        round_ += 1
+        finished = advance_all([slots[i] for i in active], actions, cfg)
+        for i, episode in zip(active, finished, strict=True):
+            if episode is not None:
+                slots[i] = None
+                yield episode
 
 
 def make_envs(make_env: Callable[[], Any], n: int, workers: int, first: Any):

@@ -124,22 +124,25 @@ def oreo_loss(
     value_loss = _mean_square_over_states(value_residual, states)
     policy_loss = _mean_square_over_states(policy_residual, states)
 
-    with torch.no_grad():
-        n_states = states.sum()
-        n_tokens = mask.sum()
-        has_actions = mask.any(-1)
-        response_log_ratio = log_ratio.sum(-1)
-        metrics = {
-            "value_residual_mean": _masked_mean(value_residual, states),
-            "policy_residual_mean": _masked_mean(policy_residual, states),
-            "values_mean": _masked_mean(values, states),
-            "log_ratio_mean": log_ratio.sum() / n_tokens.clamp(min=1),
-            "response_log_ratio_mean": _masked_mean(response_log_ratio, has_actions),
-            "rewards_mean": _masked_mean(reward.squeeze(-1), has_actions),
-            "n_states": n_states,
-            "n_action_tokens": n_tokens,
-        }
+    metrics = _metrics(value_residual, policy_residual, values, log_ratio, reward, mask, states)
     return value_loss, policy_loss, metrics
+
+
+@torch.no_grad()
+def _metrics(value_residual, policy_residual, values, log_ratio, reward, mask, states):
+    """Detached scalar diagnostics of `oreo_loss` (means over states, tokens or sequences)."""
+    n_tokens = mask.sum()
+    has_actions = mask.any(-1)
+    return {
+        "value_residual_mean": _masked_mean(value_residual, states),
+        "policy_residual_mean": _masked_mean(policy_residual, states),
+        "values_mean": _masked_mean(values, states),
+        "log_ratio_mean": log_ratio.sum() / n_tokens.clamp(min=1),
+        "response_log_ratio_mean": _masked_mean(log_ratio.sum(-1), has_actions),
+        "rewards_mean": _masked_mean(reward.squeeze(-1), has_actions),
+        "n_states": states.sum(),
+        "n_action_tokens": n_tokens,
+    }
 
 
 def kl_penalty(
