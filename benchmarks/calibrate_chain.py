@@ -6,7 +6,7 @@ Run by hand (CPU is fine; it prints a table and asserts nothing)::
     python benchmarks/calibrate_chain.py --preset default --workdir /tmp/chain-cal
 
 Each setting runs the same commands a user would, through the ``oreo`` CLI (printed as they run):
-build the model (`oreo_agents.tiny.chain_model`), ``oreo collect --policy gold`` on the train
+build the model (`oreo_agents.models.tiny.chain_model`), ``oreo collect --policy gold`` on the train
 split, ``oreo train --algo sft``, and ``oreo collect --temperature 0`` on held-out test tasks.
 The aim is a middling SFT success rate (20-60%) in a few CPU minutes, leaving room for RL.
 """
@@ -95,8 +95,8 @@ def _env() -> dict[str, str]:
 
 def calibrate(name: str, s: Setting, work: Path) -> dict:
     """Build, collect gold, SFT and evaluate one setting; returns its row of the table."""
-    from oreo_agents.collect import summarize
-    from oreo_agents.tiny import chain_model
+    from oreo_agents.models.tiny import chain_model
+    from oreo_agents.rollout.collect import summarize
 
     d = work / name
     d.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ counts: it took a decoding step), so a row that stops early costs its batch time
 tokens, as in collection.
 
 ``--random-arch`` builds a Qwen2-0.5B or -1.5B shaped model with random weights (no download)
-and the byte tokenizer of `oreo_agents.tiny`, with the vocabulary padded to Qwen2's 151,936 so
-the output layer costs what it costs in the real model; byte tokens make prompts about 4x
+and the byte tokenizer of `oreo_agents.models.tiny`, with the vocabulary padded to Qwen2's
+151,936 so the output layer costs what it costs in the real model; byte tokens make prompts about 4x
 longer than Qwen's tokenizer would. A random model rarely samples EOS, so every row runs to
 ``--max-new-tokens``. Tokens/s include the prompt's prefill, as every collection round pays
 it. On CPU torch runs on one thread unless ``--threads`` says otherwise: on a shared machine
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from oreo_agents.tiny import QWEN2
+from oreo_agents.models.tiny import QWEN2
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -54,7 +54,7 @@ def gsm_prompts(n: int, seed: int = 0) -> list[str]:
 def build_model(args: argparse.Namespace, tmp: Path):
     """(model, tokenizer, label, folder): the folder is None for an in-memory random model."""
     from oreo_agents.generation.hf import load_causal_lm, load_tokenizer
-    from oreo_agents.tiny import random_qwen2, tiny_model
+    from oreo_agents.models.tiny import random_qwen2, tiny_model
 
     dtype = DTYPES[args.dtype]
     if args.model:

@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from oreo_agents.demo import LABELS, demo_config, run_demo
+from oreo_agents.recipes.demo import LABELS, demo_config, run_demo
 
 
 def collect(out: Path, seeds: list[int], rounds: int, oreo_algo: str) -> dict[str, list[float]]:

@@ -19,10 +19,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from oreo_agents.evaluation.search import beam_search
 from oreo_agents.generation import SamplingParams
 from oreo_agents.generation.hf import HFBackend
-from oreo_agents.models import ValueModel
-from oreo_agents.search import ValueScorer, beam_search
+from oreo_agents.models.scorer import ValueScorer
+from oreo_agents.models.value import ValueModel
 
 
 def main() -> None:
@@ -60,7 +61,7 @@ def main() -> None:
 
 
 def _tiny(folder: str) -> str:
-    from oreo_agents.tiny import tiny_model
+    from oreo_agents.models.tiny import tiny_model
 
     tiny_model(folder, seed=0)
     return folder

@@ -17,11 +17,10 @@ Torch runs on one CPU thread unless ``--threads`` says otherwise: on a shared ma
 more busy processes than cores, two OpenMP threads wait on each other at every barrier and one
 forward + backward of the tiny model took 40x longer than on one thread.
 
-Random batching is `train_data.TrainPlan.micro_batches` with `length_grouped_batches` swapped
-for a seeded shuffle cut into batches of the same size, and `train._save` is skipped (the
-benchmark measures the loop, not checkpoint writing); both patches live only in the run's
-process. Tokens/s are `run_train`'s own per-step ``tokens_per_s``, combined over the measured
-steps with each step's non-pad token count.
+Random batching is ``length_grouping=False`` (a seeded shuffle cut into batches of the same
+size). The checkpoint written after the last step is outside the measured steps. Tokens/s are
+`run_train`'s own per-step ``tokens_per_s``, combined over the measured steps with each step's
+non-pad token count.
 
 MFU (GPU only) counts 6 x params FLOPs per non-pad token for each trained model (policy, and
 the value model for OREO) and 2 x params for the frozen reference's forward, attention
@@ -34,14 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import random
 import resource
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from oreo_agents.tiny import QWEN2
+from oreo_agents.models.tiny import QWEN2
 
 
 def write_data(path: Path, tasks: int) -> None:
@@ -62,7 +60,7 @@ def write_data(path: Path, tasks: int) -> None:
 
 def write_model(folder: Path, args: argparse.Namespace) -> None:
     """The tiny Llama, or a Qwen2-shaped model with random weights, and the byte tokenizer."""
-    from oreo_agents.tiny import random_qwen2, tiny_model
+    from oreo_agents.models.tiny import random_qwen2, tiny_model
 
     if not args.random_arch:
         tiny_model(folder, hidden_size=args.hidden_size, num_layers=args.layers)
@@ -90,39 +88,25 @@ def param_counts(folder: Path) -> tuple[int, int]:
     return lm, body + config.hidden_size + 1
 
 
-def random_batches(lengths, batch_size: int, *, seed: int = 0, group: int = 64):
-    """Stand-in for `data.length_grouped_batches`: a seeded shuffle, lengths ignored."""
-    order = list(range(len(lengths)))
-    random.Random(seed).shuffle(order)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 def train_once(cfg_values: dict[str, Any], grouped: bool, threads: int) -> dict[str, Any]:
     """One `run_train` in this (fresh) process: tokens, time and memory after epoch 1."""
-    from contextlib import ExitStack
-    from unittest import mock
-
     import torch
 
-    from oreo_agents import train, train_data
+    from oreo_agents.data.batches import prepare
     from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.train import TrainConfig, run_train
 
     torch.set_num_threads(threads)
-    cfg = train.TrainConfig(**cfg_values)
-    with ExitStack() as patches:
-        patches.enter_context(mock.patch.object(train, "_save", lambda *a, **k: None))
-        if not grouped:
-            swap = mock.patch.object(train_data, "length_grouped_batches", random_batches)
-            patches.enter_context(swap)
-        plan = train_data.prepare(cfg, load_tokenizer(cfg.model))
-        micro = plan.micro_batches()
-        steps = [micro[i : i + plan.accumulation] for i in range(0, len(micro), plan.accumulation)]
-        tokens = [sum(int(b["attention_mask"].sum()) for b in s) for s in steps]
-        slots = [sum(b["attention_mask"].numel() for b in s) for s in steps]
-        del micro, steps  # run_train builds its own: keep ours out of the peak RSS
-        records: list[dict[str, Any]] = []
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        train.run_train(cfg, log=records.append)
+    cfg = TrainConfig.from_dict({**cfg_values, "length_grouping": grouped})
+    plan = prepare(cfg, load_tokenizer(cfg.model))
+    micro = plan.micro_batches()
+    steps = [micro[i : i + plan.accumulation] for i in range(0, len(micro), plan.accumulation)]
+    tokens = [sum(int(b["attention_mask"].sum()) for b in s) for s in steps]
+    slots = [sum(b["attention_mask"].numel() for b in s) for s in steps]
+    del micro, steps  # run_train builds its own: keep ours out of the peak RSS
+    records: list[dict[str, Any]] = []
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    run_train(cfg, log=records.append)
     measured = range(len(tokens) // cfg.epochs, len(tokens))  # all but the first epoch
     seconds = sum(tokens[i] / records[i]["tokens_per_s"] for i in measured)
     cuda = torch.cuda.is_available()
@@ -187,11 +171,10 @@ def main() -> None:
 
 def flops_per_token(algo: str, lm_params: int, value_params: int) -> int:
     """Training FLOPs per token: 6N per trained model, 2N for the reference forward."""
-    if algo.startswith("oreo"):
-        return 6 * lm_params + 6 * value_params + 2 * lm_params
-    if algo in ("dpo", "kto"):
-        return 6 * lm_params + 2 * lm_params
-    return 6 * lm_params
+    from oreo_agents.algorithms import get_algorithm
+
+    spec = get_algorithm(algo)
+    return 6 * lm_params + 6 * value_params * spec.value + 2 * lm_params * spec.reference
 
 
 def print_table(args, results, lm_params: int, value_params: int) -> None:

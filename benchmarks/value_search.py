@@ -81,7 +81,7 @@ def row(name: str, run: Path, short: bool) -> list[str]:
     beam = evaluate(run, "beam", 0.5)
     auroc = bok.get("value_auroc", {})
     if not auroc:  # reports written before value_auroc existed
-        from oreo_agents.rollout_metrics import value_auroc
+        from oreo_agents.evaluation.metrics import value_auroc
 
         auroc = value_auroc(bok["records"])
     cells = [greedy["success_rate"], bok["pass_at_k"]["1"], bok["maj_at_k"]["4"],
@@ -101,11 +101,11 @@ def ceiling(seed_dir: Path, data: Path, out: Path, epochs: int = 2) -> dict:
     import torch
 
     import oreo_envs  # noqa: F401
-    from oreo_agents.episodes import load_episodes
+    from oreo_agents.data.episodes import load_episodes
+    from oreo_agents.evaluation.metrics import value_auroc
     from oreo_agents.generation.hf import load_tokenizer
-    from oreo_agents.models import ValueModel
-    from oreo_agents.rollout_metrics import value_auroc
-    from oreo_agents.search import ValueScorer
+    from oreo_agents.models.scorer import ValueScorer
+    from oreo_agents.models.value import ValueModel
 
     dest = out / "ceiling.json"
     if dest.exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any
 
 import typer
@@ -9,75 +10,36 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oreo_agents.collect import SCRIPTED
-from oreo_cli.options import env_options, make_env
+from oreo_agents.rollout.collect import CollectConfig
+from oreo_agents.rollout.scripted import SCRIPTED
+from oreo_cli.options import ENV_OPTION, Flag, config_parameters, make_env, with_parameters
+from oreo_cli.options import env_options as env_options_of
+
+FLAGS = {
+    "model": Flag(names=("--model", "--policy")),
+    "samples": Flag(names=("--samples", "-k")),
+    "env_options": ENV_OPTION,
+}
+SPLIT = inspect.Parameter(
+    "split",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=None,
+    annotation=Annotated[str | None, typer.Option(help="Shortcut for -o split=SPLIT.")],
+)
 
 
-def collect(
-    env: Annotated[str, typer.Option("--env", help="Env id (see `oreo envs`).")],
-    out: Annotated[str, typer.Option("--out", help="Output folder (re-run to resume).")],
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "--policy",
-            help="Hub id or folder of a causal LM, or a scripted policy: 'gold' (math envs' "
-            "reference solutions), 'expert' (ALFWorld walkthroughs), 'random' (admissible "
-            "actions).",
-        ),
-    ],
-    option: Annotated[
-        list[str] | None, typer.Option("--option", "-o", help="Env option KEY=VALUE (repeat).")
-    ] = None,
-    split: Annotated[str | None, typer.Option(help="Shortcut for -o split=SPLIT.")] = None,
-    samples: Annotated[int, typer.Option("--samples", "-k", help="Episodes per task (K).")] = 1,
-    tasks: Annotated[int | None, typer.Option(help="Number of tasks (default: all).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Token budget per action.")] = 512,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off).")] = 0,
-    backend: Annotated[str, typer.Option(help="auto | hf | vllm.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Episodes run side by side.")] = 32,
-    seed: Annotated[int, typer.Option(help="Seeds task sample, envs and sampler.")] = 0,
-    chat_template: Annotated[
-        bool, typer.Option(help="Format prompts with the tokenizer's chat template.")
-    ] = False,
-    constrain_actions: Annotated[
-        bool, typer.Option(help="Snap agent actions to the closest admissible one.")
-    ] = False,
-    env_workers: Annotated[
-        int,
-        typer.Option(help="Step the envs in N worker processes (CPU-heavy envs: ALFWorld)."),
-    ] = 0,
-) -> None:
-    """Collect episodes: K samples per task, batched across envs, resumable, with a summary."""
-    from oreo_agents.collect import CollectConfig
-
+@with_parameters(
+    [*config_parameters(CollectConfig, FLAGS), SPLIT],
+    "Collect episodes: K samples per task, batched across envs, resumable, with a summary.",
+)
+def collect(*, env_options: list[str] | None, split: str | None, **values: Any) -> None:
     console = Console()
     try:
-        options = env_options(option, split)
-        cfg = CollectConfig(
-            env=env,
-            model=model,
-            out=out,
-            env_options=options,
-            samples=samples,
-            tasks=tasks,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            backend=backend,
-            batch_size=batch_size,
-            seed=seed,
-            chat_template=chat_template,
-            constrain_actions=constrain_actions,
-            env_workers=env_workers,
-        )
+        cfg = CollectConfig(**values, env_options=env_options_of(env_options, split))
         run(cfg, console)
     except KeyboardInterrupt:
         console.print(
-            f"[yellow]interrupted[/]: finished episodes are saved in {out}; "
+            f"[yellow]interrupted[/]: finished episodes are saved in {values['out']}; "
             "run the same command again to resume"
         )
         raise typer.Exit(130) from None
@@ -88,7 +50,8 @@ def collect(
 
 def run(cfg: Any, console: Console) -> None:
     """The recipe: backend -> envs -> collect with a progress bar -> summary table."""
-    from oreo_agents.collect import run_collect, scripted_policy, summarize
+    from oreo_agents.rollout.collect import run_collect, summarize
+    from oreo_agents.rollout.scripted import scripted_policy
 
     backend, scripted = None, None
     options = dict(cfg.env_options)

@@ -20,8 +20,8 @@ def convert(
     env: Annotated[str | None, typer.Option("--env", help="Env id given to imports.")] = None,
 ) -> None:
     """Convert between oreo episodes and the OREO paper's math / agent (ETO) formats."""
-    from oreo_agents.convert import convert as run_convert
-    from oreo_agents.episodes import EpisodeFormatError
+    from oreo_agents.data.convert import convert as run_convert
+    from oreo_agents.data.episodes import EpisodeFormatError
 
     console = Console()
     try:

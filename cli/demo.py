@@ -19,7 +19,7 @@ def demo(
     oreo_algo: Annotated[str, typer.Option(help="oreo | oreo-step | oreo-response.")] = "oreo",
 ) -> None:
     """SFT -> sample -> train OREO and the baselines from the same episodes -> evaluate."""
-    from oreo_agents.demo import LABELS, demo_config, run_demo
+    from oreo_agents.recipes.demo import LABELS, demo_config, run_demo
 
     console = Console()
     try:

@@ -18,7 +18,7 @@ app = typer.Typer(
 app.command("play", help=play.__doc__)(play.play)
 app.command("collect")(collect.collect)
 app.command("convert")(convert.convert)
-app.command("train")(train.train)
+app.command("train", cls=train._TrainCommand)(train.train)
 app.command("rollout")(rollout.rollout)
 app.command("demo")(demo.demo)
 

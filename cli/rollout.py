@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any
 
 import typer
@@ -9,84 +10,43 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oreo_cli.options import env_options, make_env
+from oreo_agents.evaluation.evaluate import RolloutConfig
+from oreo_cli.options import ENV_OPTION, Flag, config_parameters, make_env, with_parameters
+from oreo_cli.options import env_options as env_options_of
+
+FLAGS = {
+    "policy": Flag(names=("--policy", "--model")),
+    "k": Flag(names=("--k", "-k")),
+    "env_options": ENV_OPTION,
+}
+EXTRA = [
+    inspect.Parameter(
+        "split",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[str | None, typer.Option(help="Shortcut for -o split=SPLIT.")],
+    ),
+    inspect.Parameter(
+        "plot",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None, typer.Option(help="Also write a PNG: success by subset and vs k.")
+        ],
+    ),
+]
 
 
+@with_parameters(
+    [*config_parameters(RolloutConfig, FLAGS), *EXTRA],
+    "Evaluate a policy on an env split; write a JSON report (success_rate, pass@k, maj@k).",
+)
 def rollout(
-    env: Annotated[str, typer.Option("--env", help="Env id (see `oreo envs`).")],
-    policy: Annotated[
-        str,
-        typer.Option(
-            "--policy",
-            "--model",
-            help="Hub id or folder of a causal LM (oreo train's OUT/policy), or a scripted "
-            "policy for reference rows: 'expert', 'random', 'gold'.",
-        ),
-    ],
-    out: Annotated[str, typer.Option("--out", help="Path of the JSON report.")],
-    option: Annotated[
-        list[str] | None, typer.Option("--option", "-o", help="Env option KEY=VALUE (repeat).")
-    ] = None,
-    split: Annotated[str | None, typer.Option(help="Shortcut for -o split=SPLIT.")] = None,
-    tasks: Annotated[
-        int | None, typer.Option(help="A seeded sample of N tasks (default all).")
-    ] = None,
-    value: Annotated[
-        str | None, typer.Option(help="Value model folder (oreo train's OUT/value).")
-    ] = None,
-    strategy: Annotated[str, typer.Option(help="greedy | sample | beam | best-of-k.")] = "greedy",
-    k: Annotated[int, typer.Option("--k", "-k", help="Samples per task / actions per step.")] = 1,
-    beam_width: Annotated[int, typer.Option(help="Beam width B (B x B candidates/step).")] = 4,
-    max_steps: Annotated[int, typer.Option(help="Beam search step limit (paper: 20).")] = 20,
-    admissible: Annotated[
-        bool, typer.Option(help="Agent best-of-k: score every admissible action.")
-    ] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="Token budget per generation.")] = 512,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (not greedy).")] = 1.0,
-    backend: Annotated[str, typer.Option(help="auto | hf | vllm.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Episodes run side by side.")] = 32,
-    seed: Annotated[int, typer.Option(help="Seeds task sample, envs and sampler.")] = 0,
-    chat_template: Annotated[
-        bool, typer.Option(help="Format prompts with the tokenizer's chat template.")
-    ] = False,
-    constrain_actions: Annotated[
-        bool, typer.Option(help="Snap agent actions to the closest admissible one.")
-    ] = False,
-    env_workers: Annotated[
-        int,
-        typer.Option(help="Step the envs in N worker processes (CPU-heavy envs: ALFWorld)."),
-    ] = 0,
-    plot: Annotated[
-        str | None, typer.Option(help="Also write a PNG: success by subset and vs k.")
-    ] = None,
+    *, env_options: list[str] | None, split: str | None, plot: str | None, **values: Any
 ) -> None:
-    """Evaluate a policy on an env split; write a JSON report (success_rate, pass@k, maj@k)."""
-    from oreo_agents.evaluate import RolloutConfig
-
     console = Console()
     try:
-        options = env_options(option, split)
-        cfg = RolloutConfig(
-            env=env,
-            policy=policy,
-            out=out,
-            env_options=options,
-            tasks=tasks,
-            strategy=strategy,
-            k=k,
-            beam_width=beam_width,
-            max_steps=max_steps,
-            value=value,
-            admissible=admissible,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            backend=backend,
-            batch_size=batch_size,
-            seed=seed,
-            chat_template=chat_template,
-            constrain_actions=constrain_actions,
-            env_workers=env_workers,
-        )
+        cfg = RolloutConfig(**values, env_options=env_options_of(env_options, split))
         run(cfg, console, plot)
     except (ValueError, TypeError, OSError, ImportError) as e:
         console.print(f"[bold red]error:[/] {e}")
@@ -95,12 +55,13 @@ def rollout(
 
 def run(cfg: Any, console: Console, plot: str | None = None) -> None:
     """The recipe: policy (+ value) -> rollout with a progress bar -> report, table, plot."""
-    from oreo_agents.evaluate import SCRIPTED, run_rollout, save_report
+    from oreo_agents.evaluation.evaluate import run_rollout, save_report
+    from oreo_agents.rollout.scripted import SCRIPTED
 
     backend, scripted, value_fn = None, None, None
     options = dict(cfg.env_options)
     if cfg.policy in SCRIPTED:
-        from oreo_agents.collect import scripted_policy
+        from oreo_agents.rollout.scripted import scripted_policy
 
         scripted = scripted_policy(cfg.policy, cfg.seed)
     else:
@@ -113,7 +74,7 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
     if cfg.value is not None and cfg.strategy in ("greedy", "sample"):
         console.print(f"[yellow]note[/]: --strategy {cfg.strategy} does not use --value")
     elif cfg.value is not None:
-        from oreo_agents.search import ValueScorer
+        from oreo_agents.models.scorer import ValueScorer
 
         console.print(f"loading the value model [bold]{cfg.value}[/]...")
         value_fn = ValueScorer.from_pretrained(
@@ -139,7 +100,7 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
     print_report(console, report)
     console.print(f"report written to {path}")
     if plot:
-        from oreo_agents.rollout_plot import plot_report
+        from oreo_agents.evaluation.plot import plot_report
 
         console.print(f"plot written to {plot_report(report, plot)}")
 

@@ -2,70 +2,100 @@
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from oreo_cli.options import parse_options
+from oreo_agents.train import TrainConfig
+from oreo_cli.options import Flag, config_parameters, field_docs, parse_options, with_parameters
+
+FLAGS = {
+    "model": Flag(names=("--model", "--policy")),
+    "data": Flag(
+        annotation=list[str],
+        help="Episode store, episode file or published OREO JSON(L) file (repeat to combine).",
+    ),
+}
+EXTRA = [
+    inspect.Parameter(
+        "config",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            Path | None,
+            typer.Option(help="YAML/JSON file of fields (the loop's and the algorithm's)."),
+        ],
+    ),
+    inspect.Parameter(
+        "set_",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            list[str] | None,
+            typer.Option(
+                "--set", help="Any field as KEY=VALUE, the algorithm's settings below included."
+            ),
+        ],
+    ),
+]
 
 
-def train(
-    algo: Annotated[
-        str | None, typer.Option(help="oreo | oreo-step | oreo-response | sft | rft | dpo | kto.")
-    ] = None,
-    data: Annotated[
-        list[str] | None,
-        typer.Option(help="Episode store or OREO JSONL file (repeat to combine several)."),
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "--policy", help="Starting checkpoint.")
-    ] = None,
-    out: Annotated[str | None, typer.Option(help="Output folder (re-run to resume).")] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="YAML/JSON file of TrainConfig fields.")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the data (paper: 1).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Policy learning rate.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Sequences per optimizer step.")] = None,
-    micro_batch_size: Annotated[int | None, typer.Option(help="Sequences per forward.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Data order and init seed.")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Any TrainConfig field as KEY=VALUE (repeatable)."),
-    ] = None,
-) -> None:
-    """Train a policy (and for OREO a value model) from logged episodes with accelerate."""
+class _TrainCommand(typer.core.TyperCommand):
+    """Lists each algorithm's settings under the options, read from the specs when help is
+    asked for (so starting the CLI does not import the algorithms)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.epilog = algorithm_help()
+        super().format_help(ctx, formatter)
+
+
+def algorithm_help() -> str:
+    """One paragraph per algorithm: its name, what it is, and its settings with their docs and
+    defaults (``--set`` takes them)."""
+    from oreo_agents.algorithms import ALGORITHMS, algorithm_names
+
+    paragraphs = ["Algorithms (--algo) and their settings (--set KEY=VALUE):"]
+    for name in algorithm_names():
+        spec = ALGORITHMS[name]
+        docs, defaults = field_docs(spec.config), spec.defaults()
+        settings = [
+            f"{f.name} = {getattr(defaults, f.name)!r}: {docs.get(f.name, '')}"
+            for f in fields(spec.config)
+        ]
+        text = f"{name}: {spec.description} (lr {spec.default_lr:g})."
+        paragraphs.append(text + "".join(f" - {s}" for s in settings))
+    return "\n\n".join(paragraphs)
+
+
+@with_parameters(
+    [*config_parameters(TrainConfig, FLAGS, skip=("settings",), optional=True), *EXTRA],
+    "Train a policy (and for OREO a value model) from logged episodes with accelerate.",
+)
+def train(*, config: Path | None, set_: list[str] | None, **flags: Any) -> None:
     console = Console()
     try:
         values = _load_config_file(config) if config else {}
-        flags = {
-            "algo": algo,
-            "data": ",".join(data) if data else None,
-            "model": model,
-            "out": out,
-            "epochs": epochs,
-            "lr": lr,
-            "batch_size": batch_size,
-            "micro_batch_size": micro_batch_size,
-            "max_steps": max_steps,
-            "seed": seed,
-        }
+        if flags.get("data"):
+            flags["data"] = ",".join(flags["data"])
         values.update({k: v for k, v in flags.items() if v is not None})
         values.update(parse_options(set_))
         missing = [k for k in ("algo", "data", "model", "out") if k not in values]
         if missing:
             raise ValueError(f"missing {', '.join('--' + m for m in missing)}")
-        from oreo_agents.train import TrainConfig, run_train
+        from oreo_agents.train import run_train
 
         cfg = TrainConfig.from_dict(values)
+        settings = ", ".join(f"{k} {v}" for k, v in asdict(cfg.settings).items())
         console.print(
             f"[bold]{cfg.algo}[/] on {cfg.data} from {cfg.model} -> {cfg.out} "
-            f"(lr {cfg.lr:g}, batch {cfg.batch_size}, beta {cfg.beta}, alpha {cfg.alpha})"
+            f"(lr {cfg.lr:g}, batch {cfg.batch_size}{', ' + settings if settings else ''})"
         )
-        policy = run_train(cfg, log=lambda record: console.print(_format(record)))
+        keys = cfg.spec.log_keys
+        policy = run_train(cfg, log=lambda record: console.print(_format(record, keys)))
     except KeyboardInterrupt:
         console.print(
             "[yellow]interrupted[/]: re-run the same command to resume from the last save"
@@ -89,8 +119,7 @@ def _load_config_file(path: Path) -> dict[str, Any]:
     return values
 
 
-def _format(record: dict[str, Any]) -> str:
-    keys = ("value_loss", "policy_loss", "kl", "sft_loss", "dpo_loss", "kto_loss")
+def _format(record: dict[str, Any], keys: tuple[str, ...]) -> str:
     parts = [f"step {record['step']}"]
     parts += [f"{k} {record[k]:.4f}" for k in keys if k in record]
     parts.append(f"{record['tokens_per_s']:.0f} tok/s")

@@ -1,1 +1,60 @@
-"""oreo_agents: episodes, generation, losses, training and search for LLM agents (in progress)."""
+"""oreo_agents: LLM agents in text envs, from logged episodes to trained models and search.
+
+The data flow, one subpackage a stage::
+
+    rollout/      run a policy in envs (lock-step collector, scripted policies, agent prompts)
+    data/         the episode store; converters; tokenization into masks; batching
+    algorithms/   one spec per algorithm (models it needs, batches, config, micro-batch step)
+    losses/       pure loss functions and log-prob helpers
+    models/       policy and reference loading, the value model, the value scorer, tiny models
+    train.py      the one accelerate loop every algorithm runs in
+    generation/   generation backends (HF transformers, vLLM)
+    evaluation/   oreo rollout: strategies, value-guided search and acting, metrics, reports
+    recipes/      whole pipelines written from the above (oreo demo)
+
+The names below are the public surface; each loads its module on first use, so importing the
+package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Episode": "oreo_agents.data.episodes",
+    "EpisodeWriter": "oreo_agents.data.episodes",
+    "load_episodes": "oreo_agents.data.episodes",
+    "read_episodes": "oreo_agents.data.episodes",
+    "convert": "oreo_agents.data.convert",
+    "tokenize_episodes": "oreo_agents.data.tokenization",
+    "ActingConfig": "oreo_agents.rollout.collect",
+    "CollectConfig": "oreo_agents.rollout.collect",
+    "run_collect": "oreo_agents.rollout.collect",
+    "scripted_policy": "oreo_agents.rollout.scripted",
+    "AgentPrompt": "oreo_agents.rollout.agent_prompt",
+    "Algorithm": "oreo_agents.algorithms",
+    "get_algorithm": "oreo_agents.algorithms",
+    "register": "oreo_agents.algorithms",
+    "TrainConfig": "oreo_agents.train",
+    "run_train": "oreo_agents.train",
+    "load_policy": "oreo_agents.models.policy",
+    "ValueModel": "oreo_agents.models.value",
+    "ValueScorer": "oreo_agents.models.scorer",
+    "SamplingParams": "oreo_agents.generation",
+    "load_backend": "oreo_agents.generation",
+    "RolloutConfig": "oreo_agents.evaluation.evaluate",
+    "run_rollout": "oreo_agents.evaluation.evaluate",
+    "beam_search": "oreo_agents.evaluation.search",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'oreo_agents' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,7 +1,9 @@
 """`oreo train`: one `accelerate` loop for OREO and the baselines, resumable to the micro-batch.
 
 CPU, one GPU, or many through ``accelerate launch`` (DDP, FSDP or DeepSpeed from an accelerate
-config). The algorithm picks the models and the per-micro-batch function in `algos`.
+config). The loop never looks at the algorithm's name: it asks the spec
+(`oreo_agents.algorithms`) which models to build, how to batch the data and what one
+micro-batch's loss is.
 Output folder: ``policy/`` (a standard HF folder), ``value/`` (OREO), ``state/`` (optimizers,
 schedulers, RNG and the position in the data, for an exact resume) and ``metrics.jsonl``.
 """
@@ -12,40 +14,33 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from oreo_agents.algos import OREO_LEVELS, STEP_FNS, precompute_reference, with_reference
-
-ALGOS = tuple(STEP_FNS)
-# Paper defaults (Wang et al. 2024, Sec. 5 and App. A.3).
-DEFAULT_LR = {"dpo": 5e-7}  # others 5e-6
-DEFAULT_BETA = {"oreo": 0.03, "oreo-step": 0.03, "oreo-response": 0.03, "dpo": 0.1, "kto": 0.1}
-DEFAULT_ALPHA = {"oreo": 0.01, "oreo-step": 0.1, "oreo-response": 0.3}
+# torch and the algorithms load inside the functions: the CLI builds its options from
+# TrainConfig when it starts, and `oreo --help` should not wait for torch.
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What `oreo train` runs. Defaults follow the OREO paper unless a field says otherwise.
+    """What `oreo train` runs: the loop's settings, and the algorithm's own (``settings``).
+    Defaults follow the OREO paper (Wang et al. 2024, App. A.3) unless a field says otherwise.
 
     Attributes:
-        algo: oreo | oreo-step | oreo-response | sft | rft | dpo | kto.
+        algo: The algorithm (`oreo_agents.algorithms`: oreo | oreo-step | oreo-response | sft |
+            rft | dpo | kto, and plug-ins).
         data: An episode store folder or file, or a published OREO JSON(L) file; several
             separated by commas.
         model: The starting checkpoint (hub id or folder): policy, reference and value init.
         out: Output folder; an existing run there with the same settings is resumed.
         epochs: Passes over the data (paper: 1).
-        lr: Policy learning rate (paper: 5e-6; DPO 5e-7).
-        value_lr: Value model learning rate (paper: 5e-6).
+        lr: Policy learning rate (None: the algorithm's default; paper: 5e-6, DPO 5e-7).
         batch_size: Sequences per optimizer step (paper: 128); DPO counts pairs.
         micro_batch_size: Sequences per forward pass; gradients accumulate up to batch_size.
-        beta: KL coefficient in the OREO residual (0.03) / DPO and KTO beta (0.1).
-        alpha: Weight of KL(pi || pi_ref) in OREO's policy loss (token 0.01, step 0.1,
-            response 0.3).
         max_length: Episodes are cut to this many tokens.
+        length_grouping: Batch episodes of similar lengths together (less padding; the order of
+            batches stays random); off: a plain seeded shuffle.
         warmup_ratio: Cosine schedule warm-up fraction (3%).
         adam_betas: Adam betas (0.9, 0.95).
         weight_decay: AdamW weight decay.
@@ -56,18 +51,9 @@ class TrainConfig:
         log_every: Log every N optimizer steps.
         gradient_checkpointing: Trade compute for memory.
         mixed_precision: "no", "bf16" or "fp16" (default: bf16 on a GPU, else no).
-        dpo_max_pairs_per_task: Pairs of (correct, incorrect) per task (paper: 6).
-        kto_desirable_weight: KTO lambda_D; None balances the classes, lambda_D * n_D =
-            lambda_U * n_U, inside the range [1, 4/3] the KTO paper recommends for that ratio
-            (Ethayarajh et al. 2024, Sec. 4); unbalanced weights with mostly failed episodes
-            push the policy mainly away from them.
-        kto_undesirable_weight: KTO lambda_U (1.0).
-        value_lora_rank: Train the value backbone through LoRA adapters of this rank (0: full
-            fine-tuning; the paper used LoRA for its 7B value models). Needs peft.
-        value_lora_alpha: LoRA alpha.
         report_to: "tensorboard" (OUT/runs), "none", or "auto" (tensorboard when installed).
-        precompute_ref: Compute the reference's log-probs for all data before training and free
-            the reference model (DPO and KTO; OREO's exact KL needs the reference's logits).
+        settings: The algorithm's config (e.g. `OREOConfig`), or a dict of its fields; None
+            takes its defaults.
     """
 
     algo: str
@@ -76,12 +62,10 @@ class TrainConfig:
     out: str
     epochs: int = 1
     lr: float | None = None
-    value_lr: float = 5e-6
     batch_size: int = 128
     micro_batch_size: int = 4
-    beta: float | None = None
-    alpha: float | None = None
     max_length: int = 2048
+    length_grouping: bool = True
     warmup_ratio: float = 0.03
     adam_betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
@@ -92,17 +76,11 @@ class TrainConfig:
     log_every: int = 1
     gradient_checkpointing: bool = False
     mixed_precision: str | None = None
-    dpo_max_pairs_per_task: int = 6
-    kto_desirable_weight: float | None = None
-    kto_undesirable_weight: float = 1.0
-    value_lora_rank: int = 0
-    value_lora_alpha: int = 16
     report_to: str = "auto"
-    precompute_ref: bool = False
+    settings: Any = None
 
     def __post_init__(self):
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        spec = self.spec
         for name in ("epochs", "batch_size", "micro_batch_size", "max_length", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -113,32 +91,48 @@ class TrainConfig:
             )
         if self.report_to not in ("auto", "none", "tensorboard"):
             raise ValueError(f"report_to must be auto, none or tensorboard: {self.report_to!r}")
-        if self.precompute_ref and self.algo not in ("dpo", "kto"):
-            raise ValueError(
-                "precompute_ref works for dpo and kto; OREO's KL term needs the reference's "
-                "full logits, and sft/rft use no reference"
-            )
-        if self.value_lora_rank < 0:
-            raise ValueError(f"value_lora_rank must be >= 0, got {self.value_lora_rank}")
         if self.mixed_precision not in (None, "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16: {self.mixed_precision!r}")
+        settings = self.settings
+        if settings is None or isinstance(settings, dict):
+            settings = spec.settings(settings)
+        elif not isinstance(settings, spec.config):
+            raise ValueError(
+                f"settings of {self.algo} must be a {spec.config.__name__} or a dict, "
+                f"got {type(settings).__name__}"
+            )
         set_ = object.__setattr__
-        set_(self, "lr", self.lr if self.lr is not None else DEFAULT_LR.get(self.algo, 5e-6))
-        set_(self, "beta", self.beta if self.beta is not None else DEFAULT_BETA.get(self.algo))
-        set_(self, "alpha", self.alpha if self.alpha is not None else DEFAULT_ALPHA.get(self.algo))
+        set_(self, "settings", settings)
+        set_(self, "lr", self.lr if self.lr is not None else spec.default_lr)
         set_(self, "adam_betas", tuple(self.adam_betas))
 
     @property
-    def is_oreo(self) -> bool:
-        return self.algo in OREO_LEVELS
+    def spec(self) -> Any:
+        """The algorithm's spec (`oreo_agents.algorithms.Algorithm`)."""
+        from oreo_agents.algorithms import get_algorithm
+
+        return get_algorithm(self.algo)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown train config field(s): {sorted(unknown)}")
-        return cls(**values)
+        """A config from one flat mapping: loop fields by name, and every other key a field of
+        the algorithm's settings (what ``--set`` and config files give).
+
+        Raises:
+            ValueError: ``algo`` is missing or unknown, or a key is neither kind of field.
+        """
+        values = dict(values)
+        if "algo" not in values:
+            raise ValueError("missing algo")
+        loop = {f.name for f in fields(cls)} - {"settings"}
+        settings = {k: values.pop(k) for k in list(values) if k not in loop}
+        settings = {**(values.pop("settings", None) or {}), **settings}
+        return cls(**values, settings=settings)
+
+    def flat(self) -> dict[str, Any]:
+        """The loop fields and the algorithm's settings in one JSON-safe mapping."""
+        loop = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "settings"}
+        return _jsonable({**loop, **asdict(self.settings)})
 
 
 def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None = None) -> Path:
@@ -150,20 +144,23 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     """
     import logging
 
+    import torch
     from accelerate import Accelerator, PartialState
     from accelerate.utils import set_seed
+
+    from oreo_agents.algorithms.base import precompute_reference, with_reference
 
     # accelerate warns on every save that tied embeddings are stored once: expected, not news
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
 
-    from oreo_agents import train_data
+    from oreo_agents.data import batches
     from oreo_agents.generation.hf import load_tokenizer
 
     out = Path(cfg.out)
     resume = _check_resume(cfg, out)
     tokenizer = load_tokenizer(cfg.model)
     world = PartialState().num_processes
-    plan = train_data.prepare(cfg, tokenizer, world)  # raises on bad data before any compute
+    plan = batches.prepare(cfg, tokenizer, world)  # raises on bad data before any compute
     mixed = cfg.mixed_precision or ("bf16" if torch.cuda.is_available() else "no")
     trackers = _trackers(cfg.report_to)
     accelerator = Accelerator(
@@ -173,21 +170,21 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
         project_dir=str(out) if trackers else None,
     )
     if trackers:
-        accelerator.init_trackers("runs", config=_flat(asdict(cfg)))
+        accelerator.init_trackers("runs", config=_flat(cfg.flat()))
     set_seed(cfg.seed)
     models, optimizers, schedulers = _build(cfg, plan.optimizer_steps, accelerator)
     if resume:
         accelerator.load_state(str(out / "state"))
     progress = json.loads((out / "state" / "progress.json").read_text()) if resume else {}
     _truncate_metrics(out, progress.get("step", 0), accelerator)
-    step_fn = STEP_FNS[cfg.algo]
-    step_cfg = _with_kto_balance(cfg, plan.items)
+    spec = cfg.spec
+    settings = spec.finalize(cfg.settings, plan.items)
     trainable = [m for name, m in models.items() if name != "reference"]
     step, done_micro = progress.get("step", 0), progress.get("micro_batches", 0)
     meter = _Meter()
     micro_batches = plan.micro_batches(accelerator.num_processes, accelerator.process_index)
     refs: dict[int, Any] = {}
-    if cfg.precompute_ref:
+    if spec.precomputes_reference(settings):
         reference = models.pop("reference")
         refs = precompute_reference(reference, micro_batches, done_micro, accelerator.device)
         del reference  # the point: its memory is free for training
@@ -196,7 +193,7 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
             break
         batch = _to(with_reference(micro_batches[i], refs.pop(i, None)), accelerator.device)
         with accelerator.accumulate(*trainable):
-            loss, metrics = step_fn(models, batch, step_cfg)
+            loss, metrics = spec.step(models, batch, settings)
             accelerator.backward(loss)
             meter.add(batch, metrics)
             if accelerator.sync_gradients:
@@ -219,27 +216,6 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     _save(cfg, out, accelerator, models, tokenizer, step, len(micro_batches))
     accelerator.end_training()
     return out / "policy"
-
-
-def _unused_fields(algo: str) -> set[str]:
-    """Config fields that do not affect ``algo`` (a change to them must not block a resume)."""
-    unused = set()
-    if algo != "kto":
-        unused |= {"kto_desirable_weight", "kto_undesirable_weight"}
-    if algo != "dpo":
-        unused.add("dpo_max_pairs_per_task")
-    if algo not in OREO_LEVELS:
-        unused |= {"value_lr", "value_lora_rank", "value_lora_alpha", "alpha"}
-    return unused
-
-
-def _with_kto_balance(cfg: TrainConfig, items: list[Any]) -> TrainConfig:
-    """``cfg`` with KTO's lambda_D set so both classes weigh the same (when left to None)."""
-    if cfg.algo != "kto" or cfg.kto_desirable_weight is not None:
-        return cfg
-    good = sum(1 for x in items if x.reward > 0)
-    bad = len(items) - good
-    return replace(cfg, kto_desirable_weight=cfg.kto_undesirable_weight * bad / good)
 
 
 def _trackers(report_to: str) -> list[str]:
@@ -265,8 +241,8 @@ def _check_resume(cfg: TrainConfig, out: Path) -> bool:
             raise ValueError(f"{out} already holds a finished run; choose another --out")
         return False
     old = json.loads(progress_file.read_text())["config"]
-    new = _jsonable(asdict(cfg))
-    free = {"max_steps", "save_every", "log_every"} | _unused_fields(cfg.algo)
+    new = cfg.flat()
+    free = {"max_steps", "save_every", "log_every"}
     changed = [k for k in new if k not in free and old.get(k) != new[k]]
     if changed:
         raise ValueError(
@@ -277,19 +253,21 @@ def _check_resume(cfg: TrainConfig, out: Path) -> bool:
 
 
 def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
+    """The models the algorithm asks for (policy; frozen reference; value model), with an AdamW
+    optimizer and a cosine schedule for each trained one, prepared by ``accelerator``."""
+    import torch
     from transformers import get_cosine_schedule_with_warmup
 
-    from oreo_agents.models import ValueModel, load_policy
+    from oreo_agents.models.policy import load_policy
 
+    spec = cfg.spec
     models: dict[str, Any] = {"policy": load_policy(cfg.model)}
     groups = [("policy", cfg.lr)]
-    if cfg.algo not in ("sft", "rft"):
+    if spec.reference:
         models["reference"] = load_policy(cfg.model, trainable=False)
-    if cfg.is_oreo:
-        models["value"] = ValueModel.from_pretrained(cfg.model)
-        if cfg.value_lora_rank:
-            models["value"].add_lora(cfg.value_lora_rank, cfg.value_lora_alpha)
-        groups.append(("value", cfg.value_lr))
+    if spec.value:
+        models["value"], value_lr = spec.value_model(cfg.model, cfg.settings)
+        groups.append(("value", value_lr))
     if cfg.gradient_checkpointing:
         for name, _ in groups:
             models[name].gradient_checkpointing_enable()
@@ -324,7 +302,7 @@ def _save(cfg, out: Path, accelerator, models, tokenizer, step: int, micro_batch
             "algo": cfg.algo,
             "step": step,
             "micro_batches": micro_batches,
-            "config": _jsonable(asdict(cfg)),
+            "config": cfg.flat(),
         }
         (out / "state" / "progress.json").write_text(json.dumps(progress, indent=2) + "\n")
 
@@ -342,7 +320,9 @@ class _Meter:
         self.tokens = self.slots = 0
         self.t0 = time.perf_counter()
 
-    def add(self, batch: dict[str, torch.Tensor], metrics: dict[str, Any]) -> None:
+    def add(self, batch: dict[str, Any], metrics: dict[str, Any]) -> None:
+        import torch
+
         # Sum tensors on their device: float() here would wait for the GPU every micro-batch.
         for k, v in metrics.items():
             v = v.detach() if torch.is_tensor(v) else v
@@ -357,6 +337,8 @@ class _Meter:
         record.update({k: float(v) / max(self.n, 1) for k, v in self.sums.items()})
         record["tokens_per_s"] = self.tokens / dt
         record["pad_fraction"] = 1 - self.tokens / max(self.slots, 1)
+        import torch
+
         if torch.cuda.is_available():
             record["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
         self.__init__()

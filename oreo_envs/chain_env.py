@@ -36,7 +36,7 @@ from oreo_envs.verifiers import extract_answer, grade, has_final_answer
 
 OPS = "+-*"
 # Every character a problem, its solution or a graded answer can contain (a task tokenizer's
-# vocabulary: `oreo_agents.tiny.chain_model`).
+# vocabulary: `oreo_agents.models.tiny.chain_model`).
 ALPHABET = string.ascii_lowercase + string.digits + OPS + "=;?# \n"
 # Step-mode episodes need steps + 1 actions; a variable per letter bounds steps + distractors.
 MAX_STATEMENTS = len(string.ascii_lowercase)

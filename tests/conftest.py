@@ -63,7 +63,7 @@ def math_file(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random tiny Llama + byte tokenizer saved as a normal Hugging Face folder."""
-    from oreo_agents.tiny import tiny_model
+    from oreo_agents.models.tiny import tiny_model
 
     out = tmp_path_factory.mktemp("tiny_model")
     tiny_model(out, seed=0)

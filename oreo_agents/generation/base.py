@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
 
@@ -20,8 +20,6 @@ class SamplingParams:
         stop: Strings that end a continuation; the stop string is kept at the end of the text
             (a reasoning step keeps its delimiter, so steps concatenate back to the response).
         seed: Seeds the sampler for this call (None: not reseeded).
-        logprobs: Also return each generated token's log-probability under the model's
-            unmodified distribution (temperature 1, no top-p/top-k).
     """
 
     n: int = 1
@@ -31,7 +29,6 @@ class SamplingParams:
     top_k: int = 0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    logprobs: bool = False
 
     def __post_init__(self):
         if self.n < 1:
@@ -60,13 +57,11 @@ class Completion:
         text: The decoded continuation (ending with the stop string when one was hit).
         token_ids: Its token ids (EOS and padding excluded).
         finish_reason: "eos" (the model stopped), "stop" (a stop string) or "length".
-        logprobs: Per-token log-probabilities when asked for, else None.
     """
 
     text: str
     token_ids: list[int]
     finish_reason: Literal["eos", "stop", "length"]
-    logprobs: list[float] | None = field(default=None)
 
 
 class Backend(Protocol):

@@ -119,7 +119,6 @@ class HFBackend:
             "pad_token_id": tok.pad_token_id,
             "eos_token_id": tok.eos_token_id,
             "return_dict_in_generate": True,
-            "output_logits": params.logprobs,
         }
         if params.stop:
             from transformers import StoppingCriteriaList
@@ -130,13 +129,9 @@ class HFBackend:
             )
         out = self.model.generate(**enc, **kwargs)
         new = out.sequences[:, enc["input_ids"].shape[1] :].tolist()
-        logps = None
-        if params.logprobs:
-            logits = torch.stack(out.logits, dim=1).float()  # [B, new_tokens, V]
-            logps = torch.log_softmax(logits, dim=-1)
-        return [self._finish(row, new[row], logps, params) for row in range(len(prompts))]
+        return [self._finish(ids, params) for ids in new]
 
-    def _finish(self, row: int, ids: list[int], logps, params: SamplingParams) -> Completion:
+    def _finish(self, ids: list[int], params: SamplingParams) -> Completion:
         tok = self.tokenizer
         reason = "length"
         if tok.eos_token_id in ids:
@@ -149,10 +144,7 @@ class HFBackend:
         if cut is not None:
             text, reason = text[:cut], "stop"
             ids = _shortest_prefix(tok, ids, cut)
-        lp = None
-        if logps is not None:
-            lp = [float(logps[row, k, t]) for k, t in enumerate(ids)]
-        return Completion(text=text, token_ids=ids, finish_reason=reason, logprobs=lp)
+        return Completion(text=text, token_ids=ids, finish_reason=reason)
 
 
 def _first_stop_end(text: str, stops: tuple[str, ...]) -> int | None:

@@ -45,7 +45,6 @@ class VLLMBackend:
             stop=list(params.stop) or None,
             include_stop_str_in_output=True,
             seed=params.seed,
-            logprobs=0 if params.logprobs else None,
         )
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
@@ -60,11 +59,4 @@ def _completion(out: Any, params: SamplingParams) -> Completion:
         reason = "eos"
     else:
         reason = "stop"
-    logprobs = None
-    if params.logprobs and out.logprobs is not None:
-        logprobs = [
-            float(step[tid].logprob) for tid, step in zip(out.token_ids, out.logprobs, strict=True)
-        ]
-    return Completion(
-        text=out.text, token_ids=list(out.token_ids), finish_reason=reason, logprobs=logprobs
-    )
+    return Completion(text=out.text, token_ids=list(out.token_ids), finish_reason=reason)

@@ -2,8 +2,9 @@
 
 from oreo_agents.losses.dpo import dpo_loss
 from oreo_agents.losses.kto import kto_loss, kto_reference_point
+from oreo_agents.losses.logprobs import sequence_logps, token_logps
 from oreo_agents.losses.oreo import kl_penalty, oreo_loss, suffix_sum
-from oreo_agents.losses.sft import sequence_logps, sft_loss, token_logps
+from oreo_agents.losses.sft import sft_loss
 
 __all__ = [
     "dpo_loss",

@@ -50,3 +50,28 @@ def as_bool_mask(name: str, mask: torch.Tensor, shape: torch.Size) -> torch.Tens
     if mask.is_complex() or not ((mask == 0) | (mask == 1)).all():
         raise ValueError(f"{name} must be bool or hold only 0 and 1 (dtype {mask.dtype})")
     return mask.bool()
+
+
+def check_logits_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Raise ValueError unless logits are ``[B, T, V]`` float and labels ``[B, T]`` integer."""
+    check_float("logits", logits, 3)
+    if (
+        not isinstance(labels, torch.Tensor)
+        or labels.dtype.is_floating_point
+        or (labels.dtype == torch.bool)
+    ):
+        raise ValueError(f"labels must be an integer tensor, got {getattr(labels, 'dtype', None)}")
+    if labels.shape != logits.shape[:2]:
+        raise ValueError(
+            f"labels shape {tuple(labels.shape)} does not match logits [B, T] "
+            f"{tuple(logits.shape[:2])}"
+        )
+
+
+def check_label_range(labels: torch.Tensor, vocab_size: int) -> None:
+    """Raise ValueError if any label lies outside ``[0, vocab_size)``."""
+    if labels.numel() and (labels.min() < 0 or labels.max() >= vocab_size):
+        raise ValueError(
+            f"labels must lie in [0, {vocab_size}), got min {int(labels.min())} "
+            f"and max {int(labels.max())}"
+        )

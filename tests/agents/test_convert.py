@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from oreo_agents.convert import convert, prompt_task_id
-from oreo_agents.episodes import EpisodeFormatError, load_episodes
+from oreo_agents.data.convert import convert, prompt_task_id
+from oreo_agents.data.episodes import EpisodeFormatError, load_episodes
 
 MATH_ROWS = [
     {

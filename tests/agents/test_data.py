@@ -7,15 +7,15 @@ import collections
 import pytest
 import torch
 
-from oreo_agents.data import (
+from oreo_agents.data.episodes import Episode
+from oreo_agents.data.tokenization import (
     collate,
     dpo_pairs,
     length_grouped_batches,
     mismatched,
     tokenize_episode,
 )
-from oreo_agents.episodes import Episode
-from oreo_agents.tiny import byte_tokenizer
+from oreo_agents.models.tiny import byte_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +105,14 @@ def test_collate_and_mismatched(tok):
 
 
 def test_micro_batches_are_collated_on_read_and_split_across_processes(tok):
-    from oreo_agents.train_data import TrainPlan
+    from oreo_agents.algorithms import get_algorithm
+    from oreo_agents.data.batches import TrainPlan
 
     eps = [episode([{"action": "x" * (1 + i % 7), "observation": ""}], task_id=str(i))
            for i in range(20)]  # fmt: skip
     items = [tokenize_episode(e, tok) for e in eps]
     plan = TrainPlan(items, tok.pad_token_id, micro_batch_size=2, accumulation=2, epochs=2,
-                     seed=0, algo="sft")  # fmt: skip
+                     seed=0, spec=get_algorithm("sft"))  # fmt: skip
     batches = plan.micro_batches()
     # 20 items, optimizer batches of 4: 5 per epoch, 2 micro-batches each, 2 epochs.
     assert len(batches) == 20 == plan.optimizer_steps * plan.accumulation

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from oreo_agents.episodes import (
+from oreo_agents.data.episodes import (
     Episode,
     EpisodeFormatError,
     EpisodeWriter,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from oreo_agents.evaluate import RolloutConfig, load_report, run_rollout, save_report
-from oreo_agents.rollout_metrics import (
+from oreo_agents.evaluation.evaluate import RolloutConfig, load_report, run_rollout, save_report
+from oreo_agents.evaluation.metrics import (
     curves,
     k_grid,
     majority_index,
@@ -87,11 +87,12 @@ def test_config_refuses_what_it_cannot_run(kwargs, message):
 
 
 def test_gold_policy_report_is_consistent_and_reloads(tmp_path):
-    from oreo_agents.collect import GoldPolicy
+    from oreo_agents.rollout.scripted import GoldPolicy
     from oreo_cli.options import make_env
 
     options = {"size": 12, "granularity": "step"}
-    cfg = RolloutConfig("oreo/GSMSymbolic-v0", "gold", str(tmp_path / "r.json"), options, tasks=5)
+    cfg = RolloutConfig(env="oreo/GSMSymbolic-v0", policy="gold", out=str(tmp_path / "r.json"),
+                        env_options=options, tasks=5)  # fmt: skip
     seen = []
     report = run_rollout(
         cfg, lambda: make_env(cfg.env, options), scripted=GoldPolicy,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from oreo_agents.evaluation.search import beam_search
 from oreo_agents.generation import Completion, SamplingParams
-from oreo_agents.search import ValueScorer, beam_search
+from oreo_agents.models.scorer import ValueScorer
 
 # A reasoning tree: the text so far -> the next steps the "policy" proposes, most likely first.
 # Greedy (the first child each time) walks a -> a2 -> "#### 1" (wrong); the value model knows
@@ -130,7 +131,7 @@ def test_beam_width_one_with_greedy_sampling_equals_greedy_decoding(tiny_model_d
 def test_value_scorer_reads_the_value_at_the_last_token(tiny_model_dir):
     import torch
 
-    from oreo_agents.models import ValueModel
+    from oreo_agents.models.value import ValueModel
 
     model = ValueModel.from_pretrained(tiny_model_dir)
     torch.nn.init.normal_(model.head.weight, std=1.0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from oreo_agents.episodes import load_episodes
+from oreo_agents.data.episodes import load_episodes
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
 
@@ -114,7 +114,7 @@ def test_gold_policy_writes_correct_sft_episodes(tmp_path, granularity):
 
 def test_agent_env_episodes_hold_the_exact_conversation(tiny_model_dir, tmp_path):
     pytest.importorskip("alfworld")
-    from oreo_agents.agent_prompt import AgentPrompt
+    from oreo_agents.rollout.agent_prompt import AgentPrompt
 
     out = tmp_path / "agent"
     run = run_cli(

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from oreo_agents.models import ValueModel
+from oreo_agents.models.value import ValueModel
 from oreo_agents.train import TrainConfig, run_train
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
@@ -38,10 +38,12 @@ def mixed_data(tmp_path_factory):
 
 
 def train_cmd(model, data, out, algo, *extra):
+    # value_lr is a setting of the OREO algorithms only; the others refuse it
+    value_lr = ["--set", "value_lr=1e-3"] if algo.startswith("oreo") else []
     return [
         sys.executable, "-m", "oreo_cli", "train", "--algo", algo, "--data", str(data),
         "--model", str(model), "--out", str(out), "--batch-size", "4",
-        "--micro-batch-size", "2", "--set", "lr=1e-3", "--set", "value_lr=1e-3",
+        "--micro-batch-size", "2", "--set", "lr=1e-3", *value_lr,
         "--set", "max_length=1024", *extra,
     ]  # fmt: skip
 
@@ -110,7 +112,7 @@ def test_gradient_accumulation_1x8_equals_8x1(tiny_model_dir, mixed_data, tmp_pa
         cfg = TrainConfig(
             algo="oreo", data=str(mixed_data), model=str(tiny_model_dir),
             out=str(tmp_path / f"m{micro}"), batch_size=8, micro_batch_size=micro,
-            lr=1e-3, value_lr=1e-3, max_steps=2, warmup_ratio=0.0, max_length=1024,
+            lr=1e-3, max_steps=2, warmup_ratio=0.0, max_length=1024, settings={"value_lr": 1e-3},
         )  # fmt: skip
         run_train(cfg)
         out = tmp_path / f"m{micro}"
@@ -146,7 +148,7 @@ def test_bad_data_is_refused_before_training(tiny_model_dir, tmp_path, algo, row
 def test_mismatched_tokenizer_and_other_runs_are_refused(tiny_model_dir, mixed_data, tmp_path):
     import shutil
 
-    from oreo_agents.tiny import byte_tokenizer
+    from oreo_agents.models.tiny import byte_tokenizer
 
     odd = tmp_path / "odd_model"
     shutil.copytree(tiny_model_dir, odd)
@@ -173,8 +175,8 @@ def test_lora_value_model_and_tensorboard_logs(tiny_model_dir, mixed_data, tmp_p
     out = tmp_path / "lora"
     cfg = TrainConfig(
         algo="oreo", data=str(mixed_data), model=str(tiny_model_dir), out=str(out),
-        batch_size=4, micro_batch_size=2, max_steps=3, lr=1e-3, value_lr=1e-3, warmup_ratio=0.0,
-        max_length=1024, value_lora_rank=4, report_to="tensorboard",
+        batch_size=4, micro_batch_size=2, max_steps=3, lr=1e-3, warmup_ratio=0.0,
+        max_length=1024, settings={"value_lr": 1e-3, "value_lora_rank": 4}, report_to="tensorboard",
     )  # fmt: skip
     run_train(cfg)
     value = ValueModel.from_pretrained(out / "value")  # merged: a plain backbone + head
@@ -205,24 +207,27 @@ def test_precomputed_reference_equals_online_reference(tiny_model_dir, mixed_dat
         cfg = TrainConfig(
             algo=algo, data=str(mixed_data), model=str(tiny_model_dir), out=str(out),
             batch_size=4, micro_batch_size=2, max_steps=3, lr=1e-3, max_length=1024,
-            warmup_ratio=0.0, precompute_ref=precompute,
+            warmup_ratio=0.0, settings={"precompute_ref": precompute},
         )  # fmt: skip
         run_train(cfg)
         curves.append([m[f"{algo}_loss"] for m in metrics(out)])
     assert curves[0] == pytest.approx(curves[1], rel=1e-5, abs=1e-7)
     assert len(set(curves[0])) > 1  # the policy moved, so the comparison means something
-    with pytest.raises(ValueError, match="precompute_ref works for dpo and kto"):
-        TrainConfig("oreo", "d", "m", "o", precompute_ref=True)
+    # OREO's exact KL needs the reference's full logits, so it has no such setting.
+    with pytest.raises(ValueError, match=r"oreo has no setting \['precompute_ref'\]"):
+        TrainConfig("oreo", "d", "m", "o", settings={"precompute_ref": True})
 
 
 def test_kto_balances_classes_unless_told_otherwise():
     from types import SimpleNamespace
 
-    from oreo_agents.train import _with_kto_balance
+    from oreo_agents.algorithms import get_algorithm
 
     items = [SimpleNamespace(reward=r) for r in (1.0, 0.0, 0.0, 0.0)]
+    kto = get_algorithm("kto")
     cfg = TrainConfig("kto", "d", "m", "o")
-    assert _with_kto_balance(cfg, items).kto_desirable_weight == 3.0  # 1 good vs 3 bad
-    fixed = TrainConfig("kto", "d", "m", "o", kto_desirable_weight=1.0)
-    assert _with_kto_balance(fixed, items).kto_desirable_weight == 1.0
-    assert _with_kto_balance(TrainConfig("dpo", "d", "m", "o"), items).kto_desirable_weight is None
+    assert kto.finalize(cfg.settings, items).desirable_weight == 3.0  # 1 good vs 3 bad
+    fixed = TrainConfig("kto", "d", "m", "o", settings={"desirable_weight": 1.0})
+    assert kto.finalize(fixed.settings, items).desirable_weight == 1.0
+    dpo = TrainConfig("dpo", "d", "m", "o")
+    assert dpo.spec.finalize(dpo.settings, items) == dpo.settings  # only KTO has class weights

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from oreo_agents.agent_prompt import (
+from oreo_agents.rollout.agent_prompt import (
     THINK_REPLY,
     AgentPrompt,
     Demo,
@@ -59,11 +59,13 @@ def test_without_think_the_examples_lose_their_thoughts():
     assert "think" not in text and text.endswith("Room 2.\n> ")
 
 
-def test_messages_alternate_and_history_is_capped():
-    prompt = AgentPrompt("Do it.", max_history=1)
+def test_messages_alternate_and_keep_the_whole_history():
+    prompt = AgentPrompt("Do it.")
     msgs = prompt.messages("Room.", [("look", "A room."), ("inventory", "Nothing.")])
-    assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
     assert msgs[1:] == [
+        {"role": "assistant", "content": "look"},
+        {"role": "user", "content": "A room."},
         {"role": "assistant", "content": "inventory"},
         {"role": "user", "content": "Nothing."},
     ]

@@ -182,7 +182,7 @@ def test_bad_options_are_refused(kwargs, message):
 def test_tokenizer_round_trips_every_character_one_token_each(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from oreo_agents.tiny import chain_model
+    from oreo_agents.models.tiny import chain_model
 
     model, _ = chain_model(tmp_path, hidden_size=32, num_layers=1, num_heads=2)
     tok = AutoTokenizer.from_pretrained(tmp_path)
@@ -214,10 +214,11 @@ def test_step_mode_passes_the_gymnasium_checker():
 
 @pytest.mark.parametrize("granularity", ["response", "step"])
 def test_gold_policy_episodes_succeed_and_tokenize_into_steps(tmp_path, granularity):
-    from oreo_agents.collect import CollectConfig, GoldPolicy, run_collect, summarize
-    from oreo_agents.data import tokenize_episodes
-    from oreo_agents.episodes import load_episodes
-    from oreo_agents.tiny import char_tokenizer
+    from oreo_agents.data.episodes import load_episodes
+    from oreo_agents.data.tokenization import tokenize_episodes
+    from oreo_agents.models.tiny import char_tokenizer
+    from oreo_agents.rollout.collect import CollectConfig, run_collect, summarize
+    from oreo_agents.rollout.scripted import GoldPolicy
 
     options = {"size": 6, "granularity": granularity}
     cfg = CollectConfig(env="oreo/Chain-v0", model="gold", out=str(tmp_path), env_options=options)

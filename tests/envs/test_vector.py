@@ -101,8 +101,9 @@ def test_mixed_local_and_pooled_envs_step_together():
 
 def test_collect_with_env_workers_writes_the_same_episodes(tmp_path):
     pytest.importorskip("alfworld")
-    from oreo_agents.collect import CollectConfig, run_collect, scripted_policy
-    from oreo_agents.episodes import load_episodes
+    from oreo_agents.data.episodes import load_episodes
+    from oreo_agents.rollout.collect import CollectConfig, run_collect
+    from oreo_agents.rollout.scripted import scripted_policy
 
     def make():
         return gymnasium.make("oreo/ALFWorld-v0", split="bundled")

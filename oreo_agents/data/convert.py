@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from oreo_agents.episodes import Episode, EpisodeFormatError, EpisodeWriter, read_episodes
+from oreo_agents.data.episodes import Episode, EpisodeFormatError, EpisodeWriter, read_episodes
 
 FORMATS = ("oreo-math", "oreo-agent")
 _ROLE_KEYS = {"from": ("value", "human", "gpt"), "role": ("content", "user", "assistant")}

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from oreo_agents.episodes import Episode
+from oreo_agents.data.episodes import Episode
 
 MATH_STEP_DELIMITERS = ("\n", ". ", ".$ ")
 LINE_DELIMITERS = ("\n",)
@@ -189,6 +189,14 @@ def length_grouped_batches(
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def shuffled_batches(lengths: Sequence[int], batch_size: int, *, seed: int = 0) -> list[list[int]]:
+    """Batches of indices in a seeded random order, lengths ignored (`length_grouped_batches`
+    without the grouping)."""
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def collate(items: Sequence[TokenizedEpisode], pad_id: int) -> dict[str, torch.Tensor]:

@@ -1,8 +1,8 @@
 """Evaluation metrics over per-task records: Wilson intervals, pass@k, maj@k, value@k, subsets.
 
 A record is ``{"task_id", "samples": [{"success", "answer", "value", ...}], "chosen",
-"subset": {key: label}, "success"}`` (`oreo_agents.evaluate` builds them); these functions are
-pure, so the report's numbers can be checked by hand.
+"subset": {key: label}, "success"}`` (`oreo_agents.evaluation.evaluate` builds them); these
+functions are pure, so the report's numbers can be checked by hand.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Model loading: the policy, its frozen reference, and the value model (LM backbone + head).
+"""The value model: an LM backbone and a scalar head.
 
 A value model folder is the backbone saved by ``save_pretrained`` plus ``value_head.safetensors``
 and ``oreo_value.json`` (ARCHITECTURE.md). ``ValueModel.from_pretrained`` also accepts a plain
@@ -92,17 +92,3 @@ class ValueModel(nn.Module):
 
 def is_value_folder(path: str | Path) -> bool:
     return (Path(path) / VALUE_CONFIG_FILE).exists()
-
-
-def load_policy(path: str, *, dtype: Any = None, trainable: bool = True):
-    """A causal LM for training (``trainable``) or as the frozen reference."""
-    from oreo_agents.generation.hf import load_causal_lm
-
-    if is_value_folder(path):
-        raise ValueError(f"{path} is a value model folder, not a policy (pass OUT/policy)")
-    model = load_causal_lm(path, device="cpu", dtype=dtype or torch.float32)
-    if trainable:
-        model.train()
-    else:
-        model.requires_grad_(False)
-    return model

@@ -7,14 +7,14 @@ Strategies (``RolloutConfig.strategy``):
   pass@k (the unbiased estimator of Chen et al. 2021) and maj@k (majority over final answers).
 - ``best-of-k``: math: K sampled responses reranked by the value model at their final state
   (the value model as an outcome verifier), reported beside maj@k; agent envs: value-guided
-  acting, K candidate actions scored at every step (`oreo_agents.rollout_acting`).
-- ``beam``: value-guided step-level beam search (`oreo_agents.search.beam_search`), graded by
-  the env.
+  acting, K candidate actions scored at every step (`oreo_agents.evaluation.acting`).
+- ``beam``: value-guided step-level beam search
+  (`oreo_agents.evaluation.search.beam_search`), graded by the env.
 
 The report (`run_rollout`) holds the config, the overall ``success_rate`` with a 95% Wilson
 interval, pass@k / maj@k / value@k curves, per-subset success (MATH ``level`` / ``type``,
 ALFWorld ``task_type``, the split), timings and one record per task; the numbers come from
-the pure functions of `oreo_agents.rollout_metrics`. With K > 1 ranked samples, ``value_auroc``
+the pure functions of `oreo_agents.evaluation.metrics`. With K > 1 ranked samples, ``value_auroc``
 says how well the value model separates successes from failures (overall and within a task).
 """
 
@@ -24,87 +24,57 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from oreo_agents.collect import SCRIPTED, CollectConfig, run_collect, select_tasks
-from oreo_agents.episodes import Episode, load_episodes
-from oreo_agents.rollout_metrics import curves, subsets, value_auroc, wilson_interval
-from oreo_agents.search import ValueFn, beam_search
+from oreo_agents.data.episodes import Episode, load_episodes
+from oreo_agents.evaluation.metrics import curves, subsets, value_auroc, wilson_interval
+from oreo_agents.evaluation.search import ValueFn, beam_search
+from oreo_agents.rollout.collect import ActingConfig, CollectConfig, run_collect, select_tasks
+from oreo_agents.rollout.scripted import SCRIPTED
 
 STRATEGIES = ("greedy", "sample", "beam", "best-of-k")
 SUBSET_KEYS = ("level", "type", "task_type", "split")
 REPORT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class RolloutConfig:
-    """What `oreo rollout` runs.
+@dataclass(frozen=True, kw_only=True)
+class RolloutConfig(ActingConfig):
+    """What `oreo rollout` runs (with the `ActingConfig` fields).
 
     Attributes:
-        env: Env id.
-        policy: Hub id or folder of a causal LM, or a scripted policy ("gold", "expert",
-            "random"; greedy and sample only).
+        policy: Hub id or folder of a causal LM (``oreo train``'s OUT/policy), or a scripted
+            policy for reference rows: "gold", "expert", "random" (greedy and sample only).
         out: Path of the JSON report.
-        env_options: Keyword arguments of the env (``split`` among them).
-        tasks: Evaluate a seeded sample of N tasks (None: all).
         strategy: "greedy", "sample", "beam" or "best-of-k" (module docstring).
         k: Samples per task (sample, best-of-k) or candidate actions per step (agent best-of-k).
         beam_width: B of the beam search (B beams, B candidates each per step).
         max_steps: Beam search step limit (the OREO paper: 20).
         value: Folder of the value model (``oreo train`` OUT/value); beam and best-of-k.
         admissible: Agent best-of-k: score every admissible action instead of K samples.
-        max_new_tokens: Token budget of one generation (a response, a step or an action).
-        temperature: Sampling temperature of sample, best-of-k and beam (greedy uses 0; the
-            paper samples candidates at 1).
-        backend: "auto", "hf" or "vllm".
-        batch_size: Episodes run side by side (and sequences per HF generate call).
         value_batch_size: Sequences per value-model forward.
-        seed: Seeds the task sample, the envs and the sampler.
-        chat_template: Format math prompts with the policy tokenizer's chat template.
-        constrain_actions: In agent envs, snap inadmissible actions to the closest admissible.
-        env_workers: Run the envs in this many worker processes (0: in this process); greedy,
-            sample and agent best-of-k.
     """
 
-    env: str
     policy: str
     out: str
-    env_options: dict[str, Any] = field(default_factory=dict)
-    tasks: int | None = None
     strategy: str = "greedy"
     k: int = 1
     beam_width: int = 4
     max_steps: int = 20
     value: str | None = None
     admissible: bool = False
-    max_new_tokens: int = 512
-    temperature: float = 1.0
-    backend: str = "auto"
-    batch_size: int = 32
     value_batch_size: int = 16
-    seed: int = 0
-    chat_template: bool = False
-    constrain_actions: bool = False
-    env_workers: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         if self.strategy not in STRATEGIES:
             raise ValueError(
                 f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}"
             )
-        for name in ("k", "beam_width", "max_steps", "max_new_tokens", "batch_size"):
+        for name in ("k", "beam_width", "max_steps", "value_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.env_workers < 0:
-            raise ValueError(f"env_workers must be >= 0, got {self.env_workers}")
-        if self.value_batch_size < 1:
-            raise ValueError(f"value_batch_size must be >= 1, got {self.value_batch_size}")
-        if self.tasks is not None and self.tasks < 1:
-            raise ValueError(f"tasks must be >= 1 (or omitted for all), got {self.tasks}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.strategy == "greedy" and self.k != 1:
             raise ValueError(
                 "greedy decoding gives one response per task; for pass@k and maj@k use "
@@ -121,21 +91,8 @@ class RolloutConfig:
 
     def collect_config(self, out: str, samples: int, temperature: float) -> CollectConfig:
         """The `CollectConfig` that runs this evaluation's episodes."""
-        return CollectConfig(
-            env=self.env,
-            model=self.policy,
-            out=out,
-            env_options=self.env_options,
-            samples=samples,
-            tasks=self.tasks,
-            max_new_tokens=self.max_new_tokens,
-            temperature=temperature,
-            backend=self.backend,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            constrain_actions=self.constrain_actions,
-            env_workers=self.env_workers,
-        )
+        acting = {**self.acting(), "temperature": temperature}
+        return CollectConfig(**acting, model=self.policy, out=out, samples=samples)
 
 
 def run_rollout(
@@ -249,6 +206,8 @@ def _beam_records(cfg, env, task_ids, backend, value_fn, progress):
         is_final=lambda text: has_final_answer(text, style=style),
         max_new_tokens=cfg.max_new_tokens,
         temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
         seed=cfg.seed,
     )
     records = []
@@ -288,7 +247,7 @@ def _grade(env, task_id: str, text: str, seed: int) -> dict[str, Any]:
 
 
 def _acting_records(cfg, make_env, task_ids, backend, value_fn, progress):
-    from oreo_agents.rollout_acting import act_with_value
+    from oreo_agents.evaluation.acting import act_with_value
 
     episodes = act_with_value(
         cfg.collect_config("", 1, cfg.temperature),

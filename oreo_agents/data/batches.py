@@ -1,4 +1,5 @@
-"""Training data for `oreo train`: load, check, tokenize and batch episodes for one algorithm.
+"""Training data for `oreo train`: load, check, tokenize and batch episodes for one algorithm
+(the algorithm's spec decides which episodes, what an item is and how items collate).
 
 Everything here runs before any model is loaded, so bad input fails fast with a clear message.
 """
@@ -10,14 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oreo_agents.data import (
-    collate,
-    dpo_pairs,
+from oreo_agents.data.episodes import Episode, load_episodes
+from oreo_agents.data.tokenization import (
     length_grouped_batches,
-    mismatched,
+    shuffled_batches,
     tokenize_episodes,
 )
-from oreo_agents.episodes import Episode, load_episodes
 
 
 def load_training_episodes(path: str) -> list[Episode]:
@@ -30,7 +29,7 @@ def load_training_episodes(path: str) -> list[Episode]:
     """
     if "," in path:
         return [ep for part in path.split(",") if part for ep in load_training_episodes(part)]
-    from oreo_agents.convert import from_oreo_agent, from_oreo_math, read_records
+    from oreo_agents.data.convert import from_oreo_agent, from_oreo_math, read_records
 
     p = Path(path)
     if not p.exists():
@@ -66,8 +65,8 @@ class MicroBatches(Sequence):
 
 @dataclass
 class TrainPlan:
-    """Tokenized items and how to batch them; items are episodes, or (chosen, rejected) pairs
-    for DPO."""
+    """Tokenized items and how to batch them; what an item is (an episode, a DPO pair) is the
+    algorithm's (``spec``)."""
 
     items: list[Any]
     pad_id: int
@@ -75,8 +74,9 @@ class TrainPlan:
     accumulation: int
     epochs: int
     seed: int
-    algo: str
+    spec: Any
     world: int = 1
+    length_grouping: bool = True
 
     @property
     def optimizer_steps(self) -> int:
@@ -87,16 +87,18 @@ class TrainPlan:
         """This process's micro-batches, epoch after epoch, in a seeded order; each is collated
         when it is read, so the data is never held twice (as items and as padded tensors).
 
-        Items are grouped by length into whole optimizer batches (``micro_batch_size x
-        accumulation x world`` items; an incomplete last one is dropped), and each batch is then
+        Items are grouped by length (unless ``length_grouping`` is off) into whole optimizer
+        batches (``micro_batch_size x accumulation x world`` items; an incomplete last one is
+        dropped), and each batch is then
         split into micro-batches, so which items share an optimizer step does not depend on the
         micro-batch size or the number of processes.
         """
         groups: list[list[int]] = []
-        lengths = [self._length(x) for x in self.items]
+        lengths = [self.spec.length(x) for x in self.items]
         size = self.micro_batch_size * self.accumulation * world
+        batches = length_grouped_batches if self.length_grouping else shuffled_batches
         for epoch in range(self.epochs):
-            for batch in length_grouped_batches(lengths, size, seed=self.seed + epoch):
+            for batch in batches(lengths, size, seed=self.seed + epoch):
                 if len(batch) < size:
                     continue
                 micro = [
@@ -106,47 +108,28 @@ class TrainPlan:
                 groups += micro[rank::world]
         return MicroBatches(self, groups)
 
-    def _length(self, item: Any) -> int:
-        return max(len(item[0]), len(item[1])) if isinstance(item, tuple) else len(item)
-
     def _collate(self, items: list[Any]) -> dict[str, Any]:
-        if self.algo == "dpo":
-            return collate([c for c, _ in items] + [r for _, r in items], self.pad_id)
-        batch = collate(items, self.pad_id)
-        if self.algo == "kto":
-            batch["mismatched"] = collate(mismatched(items), self.pad_id)
-        return batch
+        return self.spec.collate(items, self.pad_id)
 
 
 def prepare(cfg: Any, tokenizer: Any, world: int = 1) -> TrainPlan:
     """Load, filter and tokenize the data for ``cfg.algo`` and check it can fill a batch.
 
     Raises:
-        ValueError: Empty data, no successful episodes (rft), no pairs (dpo), one-sided labels
-            (kto), a tokenizer larger than the model's vocabulary, or fewer sequences than one
-            optimizer batch.
+        ValueError: Empty data, data the algorithm cannot use (no successful episode for rft,
+            no pair for dpo, one-sided labels for kto), a tokenizer larger than the model's
+            vocabulary, or fewer items than one optimizer batch.
     """
+    spec = cfg.spec
     _check_tokenizer(cfg.model, tokenizer)
     episodes = load_training_episodes(cfg.data)
     if not episodes:
         raise ValueError(f"{cfg.data} holds no episodes")
-    if cfg.algo == "rft":
-        episodes = [e for e in episodes if e.reward > 0]
-        if not episodes:
-            raise ValueError(f"{cfg.data}: no episode has reward > 0, nothing to fine-tune on")
+    episodes = spec.select(episodes, cfg.settings, cfg.data)
     tokenized = tokenize_episodes(episodes, tokenizer, max_length=cfg.max_length)
     if not tokenized:
         raise ValueError(f"{cfg.data}: no episode has an action to learn from")
-    items: list[Any] = tokenized
-    if cfg.algo == "dpo":
-        items = dpo_pairs(tokenized, max_pairs_per_task=cfg.dpo_max_pairs_per_task, seed=cfg.seed)
-        if not items:
-            raise ValueError(
-                f"{cfg.data}: no task has both a correct and an incorrect episode, so DPO has "
-                "no (chosen, rejected) pairs; collect more samples per task (--samples)"
-            )
-    if cfg.algo == "kto" and len({t.reward > 0 for t in tokenized}) < 2:
-        raise ValueError(f"{cfg.data}: KTO needs both successful and failed episodes")
+    items = spec.items(tokenized, cfg.settings, cfg.seed, cfg.data)
     accumulation = cfg.batch_size // (cfg.micro_batch_size * world)
     if accumulation < 1:
         raise ValueError(
@@ -155,12 +138,11 @@ def prepare(cfg: Any, tokenizer: Any, world: int = 1) -> TrainPlan:
         )
     plan = TrainPlan(
         items, tokenizer.pad_token_id, cfg.micro_batch_size, accumulation, cfg.epochs, cfg.seed,
-        cfg.algo, world,
+        spec, world, cfg.length_grouping,
     )  # fmt: skip
     if plan.optimizer_steps < 1:
-        unit = "pairs" if cfg.algo == "dpo" else "episodes"
         raise ValueError(
-            f"{cfg.data}: {len(items)} {unit} do not fill one batch of {cfg.batch_size}; "
+            f"{cfg.data}: {len(items)} {spec.unit} do not fill one batch of {cfg.batch_size}; "
             "lower --batch-size"
         )
     return plan

@@ -2,9 +2,9 @@
 
 At each step of each episode, take K candidate actions (K sampled generations, or every
 admissible action), score each resulting conversation (context + action) with the value model,
-and play the best. Episodes run in lock-step across env instances, as in `oreo_agents.collect`,
-whose episode bookkeeping (prompt rendering, stepping, the `Episode` record) is reused so an
-acted episode is stored exactly like a collected one.
+and play the best. Episodes run in lock-step across env instances, as in
+`oreo_agents.rollout.collect`, whose episode bookkeeping (prompt rendering, stepping, the
+`Episode` record) is reused so an acted episode is stored exactly like a collected one.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from oreo_agents.agent_prompt import AgentPrompt, parse_action
-from oreo_agents.collect import (
+from oreo_agents.data.episodes import Episode
+from oreo_agents.evaluation.search import ValueFn
+from oreo_agents.generation import Backend, SamplingParams
+from oreo_agents.rollout.agent_prompt import AgentPrompt, parse_action
+from oreo_agents.rollout.collect import (
     CollectConfig,
     advance_all,
     context,
@@ -21,9 +24,6 @@ from oreo_agents.collect import (
     fill_slots,
     make_envs,
 )
-from oreo_agents.episodes import Episode
-from oreo_agents.generation import Backend, SamplingParams
-from oreo_agents.search import ValueFn
 
 
 def act_with_value(
@@ -48,7 +48,8 @@ def act_with_value(
         value_fn: Scores ``(prompt, rest of the conversation)`` pairs.
         k: Candidate actions sampled per step.
         admissible: Score every admissible action instead of sampling.
-        agent_prompt: Formats the conversation (default `AgentPrompt()`, as collect).
+        agent_prompt: Formats the conversation (default `AgentPrompt(think=cfg.think)`, as
+            collect).
         on_episode: Called after each finished episode (progress display).
 
     Returns:
@@ -59,7 +60,7 @@ def act_with_value(
     """
     if backend is None and not admissible:
         raise ValueError("value-guided acting samples actions from a policy: pass a backend")
-    agent_prompt = agent_prompt or AgentPrompt()
+    agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
     pending = [(t, 0) for t in reversed(task_ids)]
     first = make_env()
     n = min(cfg.batch_size, len(pending))

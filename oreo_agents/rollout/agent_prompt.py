@@ -132,9 +132,14 @@ class AgentPrompt:
     Args:
         instruction: What the agent is told first (default: ALFWorld's actions).
         examples: Few-shot episodes shown before the task.
-        think: Allow ``think:`` lines (kept in the examples, mentioned in the instruction);
-            without it, thoughts are removed from the examples.
-        max_history: Keep only the last N steps of the history (None: all).
+        think: Allow ``think:`` lines (kept in the examples, mentioned in the instruction; the
+            collector answers them with `THINK_REPLY` and never sends them to the env); without
+            it, thoughts are removed from the examples and a ``think:`` line is an action.
+
+    Renderings are append-only (each turn's prompt extends the previous one), which is what
+    lets an episode store ``prompt + action_1 + observation_1 + ...`` as exactly the text the
+    model saw; a history window would break that, so there is none: cut long episodes at
+    training time (``max_length``) instead.
     """
 
     def __init__(
@@ -143,20 +148,13 @@ class AgentPrompt:
         examples: Sequence[Demo] = (),
         *,
         think: bool = False,
-        max_history: int | None = None,
     ):
-        if max_history is not None and max_history < 0:
-            raise ValueError(f"max_history must be >= 0 or None, got {max_history}")
         self.think = think
         self.instruction = instruction + (THINK_INSTRUCTION if think else "")
         self.examples = [e if think else e.without_thoughts() for e in examples]
-        self.max_history = max_history
 
     def _history(self, history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        history = [(a.strip(), o.strip()) for a, o in history]
-        if self.max_history is not None:
-            history = history[len(history) - self.max_history :] if self.max_history else []
-        return history
+        return [(a.strip(), o.strip()) for a, o in history]
 
     def _preamble(self) -> str:
         parts = [self.instruction]

@@ -5,7 +5,6 @@
   solution with the value model at its last token; keep the top B unfinished, move finished
   candidates (a final answer, or EOS) to a pool; after the step limit (20) answer with the
   highest-value finished candidate (the best unfinished one when none finished).
-- `ValueScorer`: the value model as a batched function ``(prompts, continuations) -> values``.
 
 Every search step makes one generation call for all beams of all problems and one scoring call
 for all their candidates, so the model never sees one prompt at a time.
@@ -15,87 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import torch
 
 from oreo_agents.generation import Backend, SamplingParams
 
 ValueFn = Callable[[Sequence[str], Sequence[str]], list[float]]
-"""``value_fn(prompts, continuations)``: V of the state after each ``prompt + continuation``."""
-
-
-class ValueScorer:
-    """A `ValueModel` as a batched `ValueFn`: the value at the last token of each text.
-
-    Texts are tokenized as in training (`oreo_agents.data.tokenize_episode`): the prompt with a
-    BOS when the tokenizer has one, the continuation without special tokens, so a state has the
-    token ids the value model learned on.
-
-    Args:
-        model: A `ValueModel` (``model(input_ids, attention_mask) -> [B, T]``).
-        tokenizer: The policy's tokenizer.
-        batch_size: Sequences per forward (sorted by length, right-padded).
-    """
-
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 16):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
-        self.scored_tokens = 0  # tokens run through the value model (search cost)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, tokenizer: Any = None, *, batch_size: int = 16, device=None
-    ) -> ValueScorer:
-        """Load ``oreo train``'s OUT/value folder (its tokenizer too, unless one is given).
-
-        Raises:
-            ValueError: The folder cannot be loaded.
-        """
-        from oreo_agents.generation.hf import load_tokenizer
-        from oreo_agents.models import ValueModel
-
-        model = ValueModel.from_pretrained(path)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if device.startswith("cuda"):
-            model = model.to(torch.bfloat16)
-        return cls(model.to(device), tokenizer or load_tokenizer(str(path)), batch_size=batch_size)
-
-    def encode(self, prompt: str, continuation: str) -> list[int]:
-        tok = self.tokenizer
-        add_bos = tok.bos_token is not None and not prompt.startswith(tok.bos_token)
-        ids = tok(prompt, add_special_tokens=add_bos)["input_ids"]
-        if continuation:
-            ids += tok(continuation, add_special_tokens=False)["input_ids"]
-        return ids
-
-    @torch.inference_mode()
-    def __call__(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
-        if len(prompts) != len(continuations):
-            raise ValueError("prompts and continuations differ in length")
-        seqs = [self.encode(p, c) for p, c in zip(prompts, continuations, strict=True)]
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        values = [0.0] * len(seqs)
-        device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id or 0
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            width = max(len(seqs[i]) for i in chunk)
-            # Right padding keeps position ids 0..n-1, the layout training used.
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[row, : len(seqs[i])] = 1
-            out = self.model(ids.to(device), mask.to(device))
-            last = mask.sum(dim=1) - 1
-            picked = out[torch.arange(len(chunk)), last.to(out.device)].tolist()
-            for row, i in enumerate(chunk):
-                values[i] = float(picked[row])
-            self.scored_tokens += int(mask.sum())
-        return values
+"""``value_fn(prompts, continuations)``: V of the state after each ``prompt + continuation``
+(e.g. `oreo_agents.models.scorer.ValueScorer`)."""
 
 
 @dataclass
@@ -150,6 +74,8 @@ def beam_search(
     is_final: Callable[[str], bool] | None = None,
     max_new_tokens: int = 256,
     temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
     seed: int = 0,
 ) -> list[SearchResult]:
     """Value-guided step-level beam search over many problems at once (module docstring).
@@ -168,6 +94,8 @@ def beam_search(
         is_final: Whether a partial response holds a final answer (None: only EOS ends one).
         max_new_tokens: Token budget of one step.
         temperature: Sampling temperature of candidate steps (the paper: 1; 0 = greedy).
+        top_p: Nucleus sampling mass of candidate steps.
+        top_k: Top-k sampling of candidate steps (0 = off).
         seed: Seeds the sampler (step t uses ``seed * 1_000_003 + t``).
 
     Returns:
@@ -184,6 +112,8 @@ def beam_search(
             n=beam_width,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
             stop=tuple(stop),
             seed=seed * 1_000_003 + step,
         )

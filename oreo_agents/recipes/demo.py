@@ -48,7 +48,7 @@ class DemoConfig:
         beam_width: Beam width of value-guided search.
         rounds: Collect + train rounds for OREO and rejection sampling (iterative training).
         max_new_tokens: Generation budget per response.
-        model: Size of the tiny model (`oreo_agents.tiny.chain_model` arguments).
+        model: Size of the tiny model (`oreo_agents.models.tiny.chain_model` arguments).
     """
 
     out: str
@@ -71,7 +71,9 @@ class DemoConfig:
         for name in ("train_tasks", "rl_tasks", "samples", "test_tasks", "beam_width", "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.oreo_algo not in ("oreo", "oreo-step", "oreo-response"):
+        from oreo_agents.algorithms import OREO, get_algorithm
+
+        if not isinstance(get_algorithm(self.oreo_algo), OREO):
             raise ValueError(f"oreo_algo must be an OREO level, got {self.oreo_algo!r}")
 
 
@@ -111,7 +113,7 @@ def run_demo(
         return str(dest / "policy")
 
     def algo_of(method: str) -> str:
-        return cfg.oreo_algo if method == "oreo" else method
+        return {"oreo": cfg.oreo_algo}.get(method, method)
 
     def rl(method: str) -> dict[str, Any]:
         return {**cfg.rl, **cfg.method_overrides.get(method, {})}
@@ -170,7 +172,7 @@ def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, options, timed) ->
 
 
 def _default_model(path: Path, seed: int, size: dict[str, Any]) -> Any:
-    from oreo_agents.tiny import chain_model
+    from oreo_agents.models.tiny import chain_model
 
     return chain_model(path, seed=seed, **size)
 
@@ -180,7 +182,8 @@ def _collect(cfg, policy, dest, options, tasks, samples=1, round_=0) -> None:
     import gymnasium
 
     import oreo_envs  # noqa: F401
-    from oreo_agents.collect import CollectConfig, run_collect, scripted_policy
+    from oreo_agents.rollout.collect import CollectConfig, run_collect
+    from oreo_agents.rollout.scripted import scripted_policy
 
     cc = CollectConfig(
         env=ENV_ID, model=policy, out=str(dest), env_options=options, samples=samples,
@@ -201,7 +204,7 @@ def _rollout(cfg, policy: str, value: str | None, options, strategy: str) -> dic
     import gymnasium
 
     import oreo_envs  # noqa: F401
-    from oreo_agents.evaluate import RolloutConfig, run_rollout
+    from oreo_agents.evaluation.evaluate import RolloutConfig, run_rollout
     from oreo_agents.generation import load_backend
 
     rc = RolloutConfig(
@@ -213,7 +216,7 @@ def _rollout(cfg, policy: str, value: str | None, options, strategy: str) -> dic
     backend = load_backend("hf", policy, batch_size=64)
     value_fn = None
     if value is not None:
-        from oreo_agents.search import ValueScorer
+        from oreo_agents.models.scorer import ValueScorer
 
         value_fn = ValueScorer.from_pretrained(value, backend.tokenizer, batch_size=64)
     gran = {"granularity": "step"} if strategy == "beam" else {}
@@ -265,13 +268,13 @@ def demo_config(
             env_options={"steps": 2, "max_value": 15}, model={"hidden_size": 64, "num_layers": 2},
             train_tasks=800, rl_tasks=32, samples=8, test_tasks=32, beam_width=2,
             sft={**common, "epochs": 3, "lr": 3e-3, "batch_size": 32},
-            rl={**common, "micro_batch_size": 8, "lr": 1e-4, "value_lr": 1e-4, "batch_size": 8},
-            method_overrides={"dpo": {"lr": 1e-5}},
+            rl={**common, "micro_batch_size": 8, "lr": 1e-4, "batch_size": 8},
+            method_overrides={"oreo": {"value_lr": 1e-4}, "dpo": {"lr": 1e-5}},
         )  # fmt: skip
     return DemoConfig(
         out=out, seed=seed, rounds=rounds, oreo_algo=oreo_algo,
         train_tasks=8000, rl_tasks=1000, samples=4, test_tasks=200, beam_width=4,
         sft={**common, "epochs": 4, "lr": 3e-3, "batch_size": 64},
-        rl={**common, "lr": 1e-4, "value_lr": 3e-4, "batch_size": 32, "epochs": 1},
-        method_overrides={"dpo": {"lr": 1e-5}, "kto": {"lr": 1e-5}},
+        rl={**common, "lr": 1e-4, "batch_size": 32, "epochs": 1},
+        method_overrides={"oreo": {"value_lr": 3e-4}, "dpo": {"lr": 1e-5}, "kto": {"lr": 1e-5}},
     )  # fmt: skip

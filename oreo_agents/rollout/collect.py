@@ -18,35 +18,31 @@ can stand in for the model.
 from __future__ import annotations
 
 import difflib
-import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from oreo_agents.episodes import Episode, EpisodeWriter, load_episodes
+from oreo_agents.data.episodes import Episode, EpisodeWriter, load_episodes
 from oreo_agents.generation import Backend, SamplingParams
+from oreo_agents.rollout.agent_prompt import THINK_REPLY, AgentPrompt, is_think
+from oreo_agents.rollout.scripted import ScriptedPolicy
 from oreo_envs.vector import reset_all, step_all
 
-ScriptedPolicy = Callable[[str, dict[str, Any]], str]
-SCRIPTED = ("random", "expert", "gold")
 
-
-@dataclass(frozen=True)
-class CollectConfig:
-    """What `oreo collect` runs.
+@dataclass(frozen=True, kw_only=True)
+class ActingConfig:
+    """How a policy acts in an env: the settings `oreo collect` and `oreo rollout` share.
 
     Attributes:
         env: Env id (``oreo envs`` lists them).
-        model: Hub id or local folder of a causal LM, or a scripted policy's name ("expert").
-        out: Output folder (an episode store; re-running the same command resumes it).
-        env_options: Keyword arguments of the env.
-        samples: Episodes per task (K).
+        env_options: Keyword arguments of the env (``split`` among them).
         tasks: How many tasks (a seeded sample of the env's tasks); None for all of them.
-        max_new_tokens: Generation budget per action.
-        temperature: Sampling temperature (0 = greedy).
+        max_new_tokens: Token budget of one generation (a response, a step or an action).
+        temperature: Sampling temperature (0 = greedy; rollout's greedy strategy always uses 0,
+            and the OREO paper samples search candidates at 1).
         top_p: Nucleus sampling mass.
         top_k: Top-k sampling (0 = off).
         backend: "auto", "hf" or "vllm".
@@ -55,16 +51,15 @@ class CollectConfig:
         chat_template: Format math prompts with the model tokenizer's chat template.
         constrain_actions: In agent envs, replace an inadmissible action by the closest
             admissible one.
+        think: In agent envs, let the agent write ``think: ...`` lines (ReAct): the env never
+            sees them, the reply is "OK.", and each takes a turn of the step limit.
         env_workers: Run the envs in this many worker processes, stepped in parallel
             (`oreo_envs.vector.EnvPool`; for CPU-heavy envs such as ALFWorld); 0 keeps them
             in this process.
     """
 
     env: str
-    model: str
-    out: str
     env_options: dict[str, Any] = field(default_factory=dict)
-    samples: int = 1
     tasks: int | None = None
     max_new_tokens: int = 512
     temperature: float = 1.0
@@ -75,19 +70,29 @@ class CollectConfig:
     seed: int = 0
     chat_template: bool = False
     constrain_actions: bool = False
+    think: bool = False
     env_workers: int = 0
 
     def __post_init__(self):
-        if self.samples < 1:
-            raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.tasks is not None and self.tasks < 1:
             raise ValueError(f"tasks must be >= 1 (or omitted for all), got {self.tasks}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if self.env_workers < 0:
             raise ValueError(f"env_workers must be >= 0, got {self.env_workers}")
         if self.backend not in ("auto", "hf", "vllm"):
             raise ValueError(f"backend must be 'auto', 'hf' or 'vllm', got {self.backend!r}")
+
+    def acting(self) -> dict[str, Any]:
+        """The shared fields as keyword arguments (to make another `ActingConfig` kind)."""
+        return {f.name: getattr(self, f.name) for f in fields(ActingConfig)}
 
     def sampling(self) -> dict[str, Any]:
         return {
@@ -96,6 +101,28 @@ class CollectConfig:
             "top_p": self.top_p,
             "top_k": self.top_k,
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectConfig(ActingConfig):
+    """What `oreo collect` runs (with the `ActingConfig` fields).
+
+    Attributes:
+        model: Hub id or local folder of a causal LM, or a scripted policy: "gold" (math envs'
+            reference solutions), "expert" (ALFWorld walkthroughs), "random" (admissible
+            actions).
+        out: Output folder (an episode store; re-running the same command resumes it).
+        samples: Episodes per task (K).
+    """
+
+    model: str
+    out: str
+    samples: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
 
 
 @dataclass
@@ -167,7 +194,8 @@ def run_collect(
         backend: The generator (when ``scripted`` is None).
         scripted: A factory taking an env and returning a scripted policy for it.
         agent_prompt: Formats agent envs' interactions (an `AgentPrompt`; default: a plain
-            ReAct-style transcript). Its rendering is what the model sees and what is stored.
+            ReAct-style transcript, with thoughts when ``cfg.think``). Its rendering is what
+            the model sees and what is stored.
         on_episode: Called after each episode is stored (progress display).
         on_plan: Called once with (episodes to run now, episodes already in the store).
 
@@ -213,9 +241,7 @@ def _lockstep(cfg, envs, pending, backend, scripted, agent_prompt) -> Iterator[E
     per round for every running episode; yield each episode as it finishes."""
     policies = [scripted(e) for e in envs] if scripted else None
     if agent_prompt is None:
-        from oreo_agents.agent_prompt import AgentPrompt
-
-        agent_prompt = AgentPrompt()
+        agent_prompt = AgentPrompt(think=cfg.think)
     slots: list[Slot | None] = [None] * len(envs)
     round_ = 0
     while pending or any(slots):
@@ -328,13 +354,33 @@ def advance_all(
     """Step each slot's env with its (action, tokens, finish reason); the finished `Episode`s,
     None for those still running. The steps run in parallel when the envs live in an env pool."""
     moves = [_env_action(slot, a[0], cfg) for slot, a in zip(slots, actions, strict=True)]
-    results = step_all([slot.env for slot in slots], moves)
+    thinking = [_thinks(slot, move) for slot, move in zip(slots, moves, strict=True)]
+    acting = [i for i, t in enumerate(thinking) if not t]
+    stepped = step_all([slots[i].env for i in acting], [moves[i] for i in acting])
+    results: list[tuple] = [_thought_result(s) for s in slots]  # replaced where the env acts
+    for i, result in zip(acting, stepped, strict=True):
+        results[i] = result
     return [
         _record(slot, move, n_tokens, reason, result, cfg)
         for slot, move, (_, n_tokens, reason), result in zip(
             slots, moves, actions, results, strict=True
         )
     ]
+
+
+def _thinks(slot: Slot, action: str) -> bool:
+    """Whether an agent's action is a thought its prompt allows (``AgentPrompt(think=True)``):
+    the env never sees it."""
+    return slot.formatter is not None and slot.formatter.think and is_think(action)
+
+
+def _thought_result(slot: Slot) -> tuple:
+    """The step result of a thought: `THINK_REPLY`, no reward, the env's state unchanged. A
+    thought takes a turn of the env's step limit, as in ReAct's ALFWorld runs (Yao et al. 2023,
+    whose 50-turn loop counts thoughts), so an agent that only thinks is still cut off."""
+    limit = getattr(slot.env.spec, "max_episode_steps", None) if slot.env.spec else None
+    truncated = limit is not None and len(slot.steps) + 1 >= limit
+    return THINK_REPLY, 0.0, False, truncated, slot.info
 
 
 def _env_action(slot: Slot, action: str, cfg: CollectConfig) -> str:
@@ -431,54 +477,3 @@ def summarize(out_dir: str) -> dict[str, Any]:
         "mean_steps": sum(len(e.steps) for e in episodes) / n if n else 0.0,
         "mean_tokens": (sum(e.meta.get("generated_tokens", 0) for e in episodes) / n if n else 0.0),
     }
-
-
-class GoldPolicy:
-    """A scripted policy that writes a math env's reference solution (SFT data).
-
-    Response level: the whole solution; step level: its steps one by one (the last one holds
-    the final answer, which ends the episode).
-    """
-
-    def __init__(self, env: Any):
-        from oreo_envs.math_env import split_steps
-
-        self.env = env.unwrapped
-        if not hasattr(self.env, "task"):
-            raise ValueError("the 'gold' policy needs a math env with reference solutions")
-        self._split = split_steps
-        self._queue: list[str] = []
-        self._task: str | None = None
-
-    def __call__(self, _obs: str, info: dict[str, Any]) -> str:
-        if "success" not in info:  # a reset: start on this task's solution
-            solution = self.env.task(info["task_id"]).solution
-            if not solution:
-                raise ValueError(f"task {info['task_id']} has no reference solution")
-            text = " " + solution
-            if self.env.granularity == "step":
-                self._queue = self._split(text, self.env.step_delimiters)
-            else:
-                self._queue = [text]
-        return self._queue.pop(0) if self._queue else ""  # EOS if the env wants more
-
-
-def scripted_policy(name: str, seed: int):
-    """A factory ``env -> policy(observation, info) -> action`` for a scripted policy name."""
-    if name == "random":
-        rng = random.Random(seed)
-
-        def random_admissible(_obs: str, info: dict) -> str:
-            admissible = info.get("admissible_actions")
-            if not admissible:
-                raise ValueError("the 'random' policy needs an agent env (admissible actions)")
-            return rng.choice(admissible)
-
-        return lambda env: random_admissible
-    if name == "gold":
-        return GoldPolicy
-    try:
-        from oreo_envs.alfworld import WalkthroughExpert
-    except ImportError as e:
-        raise ImportError(f"the 'expert' policy needs the ALFWorld env: {e}") from None
-    return lambda env: WalkthroughExpert()

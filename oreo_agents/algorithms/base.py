@@ -1,0 +1,165 @@
+"""What an algorithm is to the training loop: the `Algorithm` spec, and the forward-pass helpers
+the specs share.
+
+A spec says which models it needs (a frozen reference, a value model), turns episodes into
+training items and collates them into micro-batches, carries its own config dataclass with the
+paper's defaults, and computes one micro-batch's ``(loss, metrics)`` by running the models and
+calling a pure loss from `oreo_agents.losses`. The loop (`oreo_agents.train`) only asks the spec.
+
+Alignment in every step: logits at position t predict token t + 1, so targets and masks are
+shifted by one and ``values[:, t]`` (the state ending at token t) is V of the state before
+action token t + 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from typing import Any
+
+import torch
+
+from oreo_agents.data.tokenization import TokenizedEpisode, collate
+from oreo_agents.losses import sequence_logps
+
+Batch = dict[str, Any]
+
+
+class Algorithm:
+    """The base spec: SFT-like defaults that a subclass overrides where it differs.
+
+    Class attributes:
+        config: The algorithm's settings, a frozen dataclass whose docstring documents each
+            field (``oreo train --help`` shows them; ``--set FIELD=VALUE`` sets them).
+        reference: Whether the loop loads a frozen reference copy of the starting model.
+        value: Whether it trains a value (critic) model beside the policy (`value_model`
+            builds it).
+        default_lr: The policy learning rate when the user gives none.
+        unit: What one training item is, for messages ("episodes", "pairs").
+        log_keys: The metrics ``oreo train`` prints each step.
+    """
+
+    config: type = type(None)
+    reference: bool = False
+    value: bool = False
+    default_lr: float = 5e-6
+    unit: str = "episodes"
+    log_keys: tuple[str, ...] = ()
+
+    def __init__(self, name: str, description: str):
+        self.name, self.description = name, description
+
+    def defaults(self) -> Any:
+        """This algorithm's config with its paper defaults."""
+        return self.config()
+
+    def settings(self, values: dict[str, Any] | None = None) -> Any:
+        """The defaults with ``values`` applied.
+
+        Raises:
+            ValueError: A key that is not a field of `config`.
+        """
+        values = dict(values or {})
+        known = {f.name for f in fields(self.config)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            fields_ = ", ".join(sorted(known)) or "none"
+            raise ValueError(f"{self.name} has no setting {unknown} (its settings: {fields_})")
+        return replace(self.defaults(), **values)
+
+    def select(self, episodes: list[Any], settings: Any, source: str) -> list[Any]:
+        """The episodes to train on (all of them unless the algorithm filters).
+
+        Raises:
+            ValueError: Nothing is left to train on.
+        """
+        return episodes
+
+    def items(self, episodes: list[TokenizedEpisode], settings: Any, seed: int, source: str):
+        """Training items from tokenized episodes (episodes themselves unless overridden).
+
+        Raises:
+            ValueError: The episodes cannot make a single item.
+        """
+        return episodes
+
+    def finalize(self, settings: Any, items: Sequence[Any]) -> Any:
+        """Settings that depend on the data (e.g. class weights), fixed once before training."""
+        return settings
+
+    def length(self, item: Any) -> int:
+        """An item's length in tokens, for length-grouped batching."""
+        return len(item)
+
+    def collate(self, items: Sequence[Any], pad_id: int) -> Batch:
+        """A micro-batch of tensors from items."""
+        return collate(items, pad_id)
+
+    def value_model(self, model: str, settings: Any) -> tuple[Any, float]:
+        """The trainable value/critic model, started from ``model``, and its learning rate
+        (called when `value` is set)."""
+        raise NotImplementedError(f"{self.name} declares value = True but builds no value model")
+
+    def precomputes_reference(self, settings: Any) -> bool:
+        """Whether the reference's sequence log-probs are computed once before training (and the
+        reference freed); only for algorithms that use nothing else of the reference."""
+        return False
+
+    def step(self, models: dict[str, Any], batch: Batch, settings: Any):
+        """``(loss, metrics)`` of one micro-batch; ``models`` holds "policy" and, as needed,
+        "reference" and "value". The loss already sums what is backpropagated."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def logits(model: Any, batch: Batch) -> torch.Tensor:
+    """``[B, T-1, V]`` next-token logits of the batch's sequences."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return out.logits[:, :-1]
+
+
+def shifted(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The targets ``[B, T-1]`` of `logits` and the mask of action tokens among them."""
+    labels = batch["input_ids"][:, 1:]
+    mask = batch["action_mask"][:, 1:] & batch["attention_mask"][:, 1:].bool()
+    return labels, mask
+
+
+def ref_sequence_logps(models: dict[str, Any], batch: Batch) -> torch.Tensor:
+    """The frozen reference's per-sequence log-prob of the actions ``[B]``, precomputed
+    (``batch["ref_logps"]``, see `precompute_reference`) or computed now."""
+    if "ref_logps" in batch:
+        return batch["ref_logps"]
+    labels, mask = shifted(batch)
+    with torch.no_grad():
+        return sequence_logps(logits(models["reference"], batch), labels, mask)
+
+
+@torch.no_grad()
+def precompute_reference(
+    reference: Any, batches: Sequence[Batch], start: int, device: Any
+) -> dict[int, dict[str, torch.Tensor]]:
+    """The reference's sequence log-probs of micro-batches ``start..`` (and of their KTO
+    mismatched batches), so the reference model can be freed before training (DPO, KTO).
+    Returns ``{index: {"ref_logps": [B], "mismatched": [B]}}`` for `with_reference`."""
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for i in range(start, len(batches)):
+        batch = batches[i]
+        out[i] = {}
+        for key, part in (("ref_logps", batch), ("mismatched", batch.get("mismatched"))):
+            if part is None:
+                continue
+            on_device = {k: v.to(device) for k, v in part.items() if torch.is_tensor(v)}
+            out[i][key] = ref_sequence_logps({"reference": reference}, on_device).cpu()
+    return out
+
+
+def with_reference(batch: Batch, refs: dict[str, torch.Tensor] | None) -> Batch:
+    """``batch`` with precomputed reference log-probs (`precompute_reference`) filled in."""
+    if refs:
+        batch["ref_logps"] = refs["ref_logps"]
+        if "mismatched" in refs:
+            batch["mismatched"]["ref_logps"] = refs["mismatched"]
+    return batch

@@ -1,0 +1,1 @@
+"""Recipes: whole pipelines written top to bottom from library calls (torchtune's ``recipes/``)."""

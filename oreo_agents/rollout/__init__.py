@@ -1,0 +1,2 @@
+"""Running policies in envs: the lock-step episode collector, scripted policies, and the prompts
+of agent envs."""

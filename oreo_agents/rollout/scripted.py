@@ -1,0 +1,63 @@
+"""Scripted policies ``policy(observation, info) -> action`` that stand in for a model: a math
+env's reference solutions (``gold``), ALFWorld's walkthrough expert (``expert``) and uniformly
+random admissible actions (``random``)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+ScriptedPolicy = Callable[[str, dict[str, Any]], str]
+SCRIPTED = ("random", "expert", "gold")
+
+
+class GoldPolicy:
+    """A scripted policy that writes a math env's reference solution (SFT data).
+
+    Response level: the whole solution; step level: its steps one by one (the last one holds
+    the final answer, which ends the episode).
+    """
+
+    def __init__(self, env: Any):
+        from oreo_envs.math_env import split_steps
+
+        self.env = env.unwrapped
+        if not hasattr(self.env, "task"):
+            raise ValueError("the 'gold' policy needs a math env with reference solutions")
+        self._split = split_steps
+        self._queue: list[str] = []
+        self._task: str | None = None
+
+    def __call__(self, _obs: str, info: dict[str, Any]) -> str:
+        if "success" not in info:  # a reset: start on this task's solution
+            solution = self.env.task(info["task_id"]).solution
+            if not solution:
+                raise ValueError(f"task {info['task_id']} has no reference solution")
+            text = " " + solution
+            if self.env.granularity == "step":
+                self._queue = self._split(text, self.env.step_delimiters)
+            else:
+                self._queue = [text]
+        return self._queue.pop(0) if self._queue else ""  # EOS if the env wants more
+
+
+def scripted_policy(name: str, seed: int):
+    """A factory ``env -> policy(observation, info) -> action`` for a scripted policy name."""
+    if name == "random":
+        rng = random.Random(seed)
+
+        def random_admissible(_obs: str, info: dict) -> str:
+            admissible = info.get("admissible_actions")
+            if not admissible:
+                raise ValueError("the 'random' policy needs an agent env (admissible actions)")
+            return rng.choice(admissible)
+
+        return lambda env: random_admissible
+    if name == "gold":
+        return GoldPolicy
+    try:
+        from oreo_envs.alfworld import WalkthroughExpert
+    except ImportError as e:
+        raise ImportError(f"the 'expert' policy needs the ALFWorld env: {e}") from None
+    return lambda env: WalkthroughExpert()
