@@ -43,15 +43,15 @@ REACT_PREFIXES = {
 
 
 @dataclass(frozen=True)
-class Demo:
+class Example:
     """A few-shot example: a first observation and its ``(action, observation)`` steps."""
 
     first_observation: str
     steps: tuple[tuple[str, str], ...]
 
-    def without_thoughts(self) -> Demo:
+    def without_thoughts(self) -> Example:
         """The same episode with its ``think:`` steps removed."""
-        return Demo(self.first_observation, tuple(s for s in self.steps if not is_think(s[0])))
+        return Example(self.first_observation, tuple(s for s in self.steps if not is_think(s[0])))
 
 
 def is_think(action: str) -> bool:
@@ -77,8 +77,9 @@ def parse_action(generation: str) -> str:
     return ""
 
 
-def parse_transcript(text: str) -> Demo:
-    """Read a ReAct transcript (observation, then ``> action`` / observation lines) as a `Demo`."""
+def parse_transcript(text: str) -> Example:
+    """Read a ReAct transcript (observation, then ``> action`` / observation lines) as an
+    `Example`."""
     first: list[str] = []
     steps: list[tuple[str, list[str]]] = []
     for line in text.strip("\n").split("\n"):
@@ -88,12 +89,12 @@ def parse_transcript(text: str) -> Demo:
             steps[-1][1].append(line)
         else:
             first.append(line)
-    return Demo("\n".join(first).strip(), tuple((a, "\n".join(o).strip()) for a, o in steps))
+    return Example("\n".join(first).strip(), tuple((a, "\n".join(o).strip()) for a, o in steps))
 
 
 def load_react_examples(
     path: str | Path, task_type: str | None = None, style: str = "react"
-) -> list[Demo]:
+) -> list[Example]:
     """Few-shot episodes from a ReAct prompt file (a JSON object of transcripts named
     ``<style>_<task>_<i>``, such as ``react_alfworld_3prompts.json``).
 
@@ -116,10 +117,10 @@ def load_react_examples(
     return [parse_transcript(data[k]) for k in keys]
 
 
-def demo_from_episode(episode: dict[str, Any]) -> Demo:
-    """A `Demo` from a stored episode (``prompt`` and ``steps`` of ``{action, observation}``)."""
+def example_from_episode(episode: dict[str, Any]) -> Example:
+    """A `Example` from a stored episode (``prompt`` and ``steps`` of ``{action, observation}``)."""
     steps = tuple((s["action"], s["observation"]) for s in episode["steps"])
-    return Demo(episode["prompt"], steps)
+    return Example(episode["prompt"], steps)
 
 
 def _transcript(first_observation: str, steps: Sequence[tuple[str, str]]) -> str:
@@ -145,7 +146,7 @@ class AgentPrompt:
     def __init__(
         self,
         instruction: str = DEFAULT_INSTRUCTION,
-        examples: Sequence[Demo] = (),
+        examples: Sequence[Example] = (),
         *,
         think: bool = False,
     ):
@@ -158,8 +159,8 @@ class AgentPrompt:
 
     def _preamble(self) -> str:
         parts = [self.instruction]
-        for i, demo in enumerate(self.examples, start=1):
-            parts.append(f"Example {i}:\n{_transcript(demo.first_observation, demo.steps)}")
+        for i, example in enumerate(self.examples, start=1):
+            parts.append(f"Example {i}:\n{_transcript(example.first_observation, example.steps)}")
         if self.examples:
             parts.append("Now it is your turn.")
         return "\n\n".join(parts)

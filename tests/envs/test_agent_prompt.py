@@ -9,8 +9,8 @@ import pytest
 from oreo_agents.rollout.agent_prompt import (
     THINK_REPLY,
     AgentPrompt,
-    Demo,
-    demo_from_episode,
+    Example,
+    example_from_episode,
     is_think,
     load_react_examples,
     parse_action,
@@ -19,7 +19,9 @@ from oreo_agents.rollout.agent_prompt import (
 
 REACT = Path(__file__).resolve().parents[2].parent / "shared/data/alfworld/prompts"
 REACT_FILE = REACT / "react_alfworld_3prompts.json"
-DEMO = Demo("Room.\nYour task is to: x.", (("think: find x", "OK."), ("go to a 1", "On a 1.")))
+EXAMPLE = Example(
+    "Room.\nYour task is to: x.", (("think: find x", "OK."), ("go to a 1", "On a 1."))
+)
 
 
 @pytest.mark.parametrize(
@@ -40,12 +42,12 @@ def test_parse_transcript():
     demo = parse_transcript(
         "Room.\nYour task is to: x.\n> think: find x\nOK.\n> go to a 1\nOn a 1."
     )
-    assert demo == DEMO
+    assert demo == EXAMPLE
     assert is_think(demo.steps[0][0]) and demo.steps[0][1] == THINK_REPLY
 
 
 def test_plain_render_is_the_react_transcript():
-    prompt = AgentPrompt("Do it.", [DEMO], think=True)
+    prompt = AgentPrompt("Do it.", [EXAMPLE], think=True)
     text = prompt.render("Room 2.", [("go to b 1", "On b 1.")])
     assert text == (
         "Do it. You may also reply 'think: ...' to reason; thoughts are answered 'OK.'.\n\n"
@@ -55,7 +57,7 @@ def test_plain_render_is_the_react_transcript():
 
 
 def test_without_think_the_examples_lose_their_thoughts():
-    text = AgentPrompt("Do it.", [DEMO]).render("Room 2.", [])
+    text = AgentPrompt("Do it.", [EXAMPLE]).render("Room 2.", [])
     assert "think" not in text and text.endswith("Room 2.\n> ")
 
 
@@ -83,9 +85,9 @@ def test_chat_template_is_applied():
     assert out == "user:Do it.\n\nRoom.|assistant:look|user:A room.|assistant:"
 
 
-def test_demo_from_episode():
+def test_example_from_episode():
     ep = {"prompt": "Room.", "steps": [{"action": "look", "observation": "A room."}]}
-    assert demo_from_episode(ep) == Demo("Room.", (("look", "A room."),))
+    assert example_from_episode(ep) == Example("Room.", (("look", "A room."),))
 
 
 @pytest.mark.skipif(not REACT_FILE.is_file(), reason="no shared ReAct prompts")
