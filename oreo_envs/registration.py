@@ -78,17 +78,27 @@ def load_plugins() -> list[str]:
     if _plugins_loaded:
         return []
     _plugins_loaded = True
+    return run_entry_points(ENTRY_POINT_GROUP, "env")
+
+
+def run_entry_points(group: str, kind: str) -> list[str]:
+    """Load every entry point of ``group``, calling those that name a function; one that fails
+    is reported with a warning naming the ``kind`` of plug-in, and skipped.
+
+    Returns:
+        The names of the entry points loaded.
+    """
     loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points(group=group):
         try:
             obj = ep.load()
             if not isinstance(obj, ModuleType) and callable(obj):
                 obj()
         except Exception as e:  # noqa: BLE001 - report any plug-in failure, keep going
             warnings.warn(
-                f"oreo env plug-in {ep.name!r} ({ep.value}) failed to load: "
+                f"oreo {kind} plug-in {ep.name!r} ({ep.value}) failed to load: "
                 f"{type(e).__name__}: {e}",
-                stacklevel=2,
+                stacklevel=3,
             )
             continue
         loaded.append(ep.name)

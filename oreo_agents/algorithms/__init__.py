@@ -10,15 +10,12 @@ its own through an entry point in the ``oreo.algorithms`` group, with no change 
 
 from __future__ import annotations
 
-import warnings
-from importlib.metadata import entry_points
-from types import ModuleType
-
 from oreo_agents.algorithms.base import Algorithm
 from oreo_agents.algorithms.dpo import DPO, DPOConfig
 from oreo_agents.algorithms.kto import KTO, KTOConfig
 from oreo_agents.algorithms.oreo import OREO, OREOConfig
 from oreo_agents.algorithms.sft import SFT, RejectionSampling, SFTConfig
+from oreo_envs.registration import run_entry_points
 
 ENTRY_POINT_GROUP = "oreo.algorithms"
 ALGORITHMS: dict[str, Algorithm] = {}
@@ -62,17 +59,7 @@ def load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()
-            if not isinstance(obj, ModuleType) and callable(obj):
-                obj()
-        except Exception as e:  # noqa: BLE001 - report any plug-in failure, keep going
-            warnings.warn(
-                f"oreo algorithm plug-in {ep.name!r} ({ep.value}) failed to load: "
-                f"{type(e).__name__}: {e}",
-                stacklevel=2,
-            )
+    run_entry_points(ENTRY_POINT_GROUP, "algorithm")
 
 
 # Defaults: Wang et al. 2024, Sec. 5 and App. A.3.

@@ -76,15 +76,9 @@ class ActingConfig:
     def __post_init__(self):
         if self.tasks is not None and self.tasks < 1:
             raise ValueError(f"tasks must be >= 1 (or omitted for all), got {self.tasks}")
-        for name in ("max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        SamplingParams(**self.sampling())  # raises on a bad token budget, temperature, top-p/k
         if self.env_workers < 0:
             raise ValueError(f"env_workers must be >= 0, got {self.env_workers}")
         if self.backend not in ("auto", "hf", "vllm"):
