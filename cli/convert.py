@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 def convert(
@@ -27,6 +28,7 @@ def convert(
     try:
         n = run_convert(src, dst, src_format=src_format, dst_format=dst_format, env_id=env)
     except (EpisodeFormatError, ValueError, OSError) as e:
-        console.print(f"[bold red]error:[/] {e}")
+        # escape: a path such as "runs[2]/x.jsonl" is not rich markup
+        console.print(f"[bold red]error:[/] {escape(str(e))}")
         raise typer.Exit(2) from None
-    console.print(f"converted {n} records: {src} -> {dst}")
+    console.print(f"converted {n} records: {escape(src)} -> {escape(dst)}")

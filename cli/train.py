@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import signal
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from oreo_agents.checkpoint import TrainingInterrupted
 from oreo_agents.train import TrainConfig
 from oreo_cli.options import Flag, config_parameters, field_docs, parse_options, with_parameters
 
@@ -96,9 +98,16 @@ def train(*, config: Path | None, set_: list[str] | None, **flags: Any) -> None:
         )
         keys = cfg.spec.log_keys
         policy = run_train(cfg, log=lambda record: console.print(_format(record, keys)))
+    except TrainingInterrupted as e:
+        console.print(
+            f"[yellow]stopped by {signal.Signals(e.signum).name}[/]: saved the checkpoint of step "
+            f"{e.step}; re-run the same command to resume from it"
+        )
+        raise typer.Exit(128 + e.signum) from None
     except KeyboardInterrupt:
         console.print(
-            "[yellow]interrupted[/]: re-run the same command to resume from the last save"
+            "[yellow]aborted[/]: the last complete checkpoint (if any) is kept; re-run the same "
+            "command to resume from it"
         )
         raise typer.Exit(130) from None
     except (ValueError, TypeError, OSError) as e:

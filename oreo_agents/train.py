@@ -47,7 +47,9 @@ class TrainConfig:
         grad_clip: Gradient norm clip (1.0).
         seed: Seeds data order and initialisation.
         max_steps: Stop after this many optimizer steps (None: all epochs).
-        save_every: Checkpoint every N optimizer steps (0: only at the end).
+        save_every: Checkpoint every N optimizer steps (0: off).
+        save_minutes: Also checkpoint when this many minutes have passed since the last save
+            (0: off). Checkpoints are also written at the end and on SIGINT / SIGTERM.
         log_every: Log every N optimizer steps.
         gradient_checkpointing: Trade compute for memory.
         mixed_precision: "no", "bf16" or "fp16" (default: bf16 on a GPU, else no).
@@ -73,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     max_steps: int | None = None
     save_every: int = 0
+    save_minutes: float = 10.0
     log_every: int = 1
     gradient_checkpointing: bool = False
     mixed_precision: str | None = None
@@ -138,9 +141,14 @@ class TrainConfig:
 def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Train and write ``cfg.out``; returns the policy folder. Checks inputs before any compute.
 
+    Checkpoints (`oreo_agents.checkpoint`) are written every ``save_every`` steps, every
+    ``save_minutes``, at the end, and on SIGINT / SIGTERM, each atomically; re-running the same
+    command resumes from the last one exactly.
+
     Raises:
-        ValueError: Empty or unusable data, a mismatched tokenizer, or an output folder holding
-            another run.
+        ValueError: Empty or unusable data, a mismatched tokenizer, an output folder holding
+            another run, or a checkpoint that could not be written (the previous one is kept).
+        TrainingInterrupted: A signal stopped training after its checkpoint was saved.
     """
     import logging
 
@@ -148,16 +156,16 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     from accelerate import Accelerator, PartialState
     from accelerate.utils import set_seed
 
-    from oreo_agents.algorithms.base import precompute_reference, with_reference
+    from oreo_agents.checkpoint import CheckpointDir
+    from oreo_agents.data import batches
+    from oreo_agents.generation.hf import load_tokenizer
 
     # accelerate warns on every save that tied embeddings are stored once: expected, not news
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
 
-    from oreo_agents.data import batches
-    from oreo_agents.generation.hf import load_tokenizer
-
     out = Path(cfg.out)
-    resume = _check_resume(cfg, out)
+    ckpts = CheckpointDir(out)
+    progress = _check_resume(cfg, ckpts)
     tokenizer = load_tokenizer(cfg.model)
     world = PartialState().num_processes
     plan = batches.prepare(cfg, tokenizer, world)  # raises on bad data before any compute
@@ -169,18 +177,51 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
         log_with=trackers or None,
         project_dir=str(out) if trackers else None,
     )
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpts.clean()  # folders of saves that a kill interrupted
     if trackers:
         accelerator.init_trackers("runs", config=_flat(cfg.flat()))
     set_seed(cfg.seed)
     models, optimizers, schedulers = _build(cfg, plan.optimizer_steps, accelerator)
-    if resume:
-        accelerator.load_state(str(out / "state"))
-    progress = json.loads((out / "state" / "progress.json").read_text()) if resume else {}
-    _truncate_metrics(out, progress.get("step", 0), accelerator)
+    if progress:
+        accelerator.load_state(str(ckpts.current / "state"))
+    _truncate_metrics(out, progress["step"] if progress else 0, accelerator)
+    run = _Run(cfg, accelerator, models, optimizers, schedulers, tokenizer, ckpts, log, trackers)
+    _loop(run, plan, progress or {})
+    accelerator.end_training()
+    return out / "policy"
+
+
+@dataclass
+class _Run:
+    """What the loop works with."""
+
+    cfg: TrainConfig
+    accelerator: Any
+    models: dict[str, Any]
+    optimizers: list[Any]
+    schedulers: list[Any]
+    tokenizer: Any
+    ckpts: Any
+    log: Callable[[dict[str, Any]], None] | None
+    trackers: list[str]
+
+
+def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
+    """The micro-batches from the checkpoint's position on; saves as configured, on a signal
+    (at the next micro-batch boundary, holding the last optimizer step) and at the end."""
+    import signal
+
+    from oreo_agents.algorithms.base import precompute_reference, with_reference
+    from oreo_agents.checkpoint import Interrupts, TrainingInterrupted, rng_state, set_rng_state
+
+    cfg, accelerator, models = run.cfg, run.accelerator, run.models
     spec = cfg.spec
     settings = spec.finalize(cfg.settings, plan.items)
     trainable = [m for name, m in models.items() if name != "reference"]
     step, done_micro = progress.get("step", 0), progress.get("micro_batches", 0)
+    saved = (step, done_micro) if progress else None  # what the current checkpoint holds
     meter = _Meter()
     micro_batches = plan.micro_batches(accelerator.num_processes, accelerator.process_index)
     refs: dict[int, Any] = {}
@@ -188,34 +229,64 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
         reference = models.pop("reference")
         refs = precompute_reference(reference, micro_batches, done_micro, accelerator.device)
         del reference  # the point: its memory is free for training
-    for i in range(done_micro, len(micro_batches)):
-        if cfg.max_steps is not None and step >= cfg.max_steps:
-            break
-        batch = _to(with_reference(micro_batches[i], refs.pop(i, None)), accelerator.device)
-        with accelerator.accumulate(*trainable):
-            loss, metrics = spec.step(models, batch, settings)
-            accelerator.backward(loss)
-            meter.add(batch, metrics)
-            if accelerator.sync_gradients:
-                for model in trainable:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            for opt, sched in zip(optimizers, schedulers, strict=True):
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-        if accelerator.sync_gradients:
-            step += 1
-            record = meter.flush(step, schedulers[0].get_last_lr()[0])
-            _append_metrics(out, record, accelerator)
-            if trackers:
-                accelerator.log(record, step=step)
-            if log is not None and step % cfg.log_every == 0:
-                log(record)
-            if cfg.save_every and step % cfg.save_every == 0:
-                _save(cfg, out, accelerator, models, tokenizer, step, i + 1)
-    _save(cfg, out, accelerator, models, tokenizer, step, len(micro_batches))
-    accelerator.end_training()
-    return out / "policy"
+    # At each optimizer-step boundary: the micro-batch it starts at, the random state, and
+    # accelerate's accumulation counter (save_state stores it and decides from it which
+    # micro-batch syncs after a resume).
+    boundary, rng, counter = done_micro, rng_state(), accelerator.step
+    last_save = time.monotonic()
+    with Interrupts() as interrupts:
+        for i in range(done_micro, len(micro_batches)):
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                break
+            if _agree(accelerator, interrupts.signum is not None):
+                # Weights and optimizers are as they were after the last optimizer step;
+                # the random state is put back to then, so a resume repeats this step exactly.
+                set_rng_state(rng)
+                accelerator.step = counter
+                if saved != (step, boundary):
+                    _save(run, step, boundary)
+                # a process that got no signal itself was stopped by one sent to another
+                raise TrainingInterrupted(interrupts.signum or signal.SIGTERM, step)
+            batch = _to(with_reference(micro_batches[i], refs.pop(i, None)), accelerator.device)
+            with accelerator.accumulate(*trainable):
+                loss, metrics = spec.step(models, batch, settings)
+                accelerator.backward(loss)
+                meter.add(batch, metrics)
+                if accelerator.sync_gradients:
+                    for model in trainable:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                for opt, sched in zip(run.optimizers, run.schedulers, strict=True):
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            step, boundary, rng, counter = step + 1, i + 1, rng_state(), accelerator.step
+            _report(run, meter.flush(step, run.schedulers[0].get_last_lr()[0]))
+            timely = cfg.save_minutes and time.monotonic() - last_save >= 60 * cfg.save_minutes
+            if _agree(accelerator, bool(cfg.save_every and step % cfg.save_every == 0 or timely)):
+                _save(run, step, boundary)
+                saved, last_save = (step, boundary), time.monotonic()
+    if saved != (step, boundary):
+        _save(run, step, boundary)
+
+
+def _agree(accelerator: Any, flag: bool) -> bool:
+    """``flag`` on any process, so that all processes save (or stop) at the same micro-batch."""
+    if accelerator.num_processes == 1:
+        return flag
+    import torch
+
+    tensor = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(tensor, reduction="sum").item() > 0)
+
+
+def _report(run: _Run, record: dict[str, Any]) -> None:
+    _append_metrics(Path(run.cfg.out), record, run.accelerator)
+    if run.trackers:
+        run.accelerator.log(record, step=record["step"])
+    if run.log is not None and record["step"] % run.cfg.log_every == 0:
+        run.log(record)
 
 
 def _trackers(report_to: str) -> list[str]:
@@ -234,22 +305,30 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()}
 
 
-def _check_resume(cfg: TrainConfig, out: Path) -> bool:
-    progress_file = out / "state" / "progress.json"
-    if not progress_file.exists():
-        if (out / "policy").exists():
-            raise ValueError(f"{out} already holds a finished run; choose another --out")
-        return False
-    old = json.loads(progress_file.read_text())["config"]
-    new = cfg.flat()
-    free = {"max_steps", "save_every", "log_every"}
+def _check_resume(cfg: TrainConfig, ckpts: Any) -> dict[str, Any] | None:
+    """The progress of the run in ``cfg.out`` to resume, or None for a new run.
+
+    Raises:
+        ValueError: The folder holds another run, or output that is not a run's.
+    """
+    progress = ckpts.progress()
+    if progress is None:
+        foreign = ckpts.foreign()
+        if foreign:
+            raise ValueError(
+                f"{ckpts.out} holds {', '.join(foreign)} but no oreo train checkpoint; "
+                "choose another --out"
+            )
+        return None
+    old, new = progress["config"], cfg.flat()
+    free = {"max_steps", "save_every", "save_minutes", "log_every"}
     changed = [k for k in new if k not in free and old.get(k) != new[k]]
     if changed:
         raise ValueError(
-            f"{out} holds a run with other settings ({', '.join(changed)}; e.g. algo "
+            f"{ckpts.out} holds a run with other settings ({', '.join(changed)}; e.g. algo "
             f"{old.get('algo')!r}); resume with the same settings or choose another --out"
         )
-    return True
+    return progress
 
 
 def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
@@ -288,23 +367,33 @@ def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
     return models, optimizers, schedulers
 
 
-def _save(cfg, out: Path, accelerator, models, tokenizer, step: int, micro_batches: int) -> None:
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(out / "state"))
-    if accelerator.is_main_process:
-        policy = accelerator.unwrap_model(models["policy"])
-        policy.save_pretrained(out / "policy")
-        tokenizer.save_pretrained(out / "policy")
-        if "value" in models:
-            accelerator.unwrap_model(models["value"]).save_pretrained(out / "value")
-            tokenizer.save_pretrained(out / "value")
+def _save(run: _Run, step: int, micro_batches: int) -> None:
+    """One atomic checkpoint (`CheckpointDir.save`): every process's accelerate state, then the
+    main process's policy, value model and progress record."""
+    from oreo_agents.checkpoint import write_progress
+
+    accelerator = run.accelerator
+
+    def write(folder: Path) -> None:
+        accelerator.save_state(str(folder / "state"))
+        if not accelerator.is_main_process:
+            return
+        accelerator.unwrap_model(run.models["policy"]).save_pretrained(folder / "policy")
+        run.tokenizer.save_pretrained(folder / "policy")
+        if "value" in run.models:
+            accelerator.unwrap_model(run.models["value"]).save_pretrained(folder / "value")
+            run.tokenizer.save_pretrained(folder / "value")
         progress = {
-            "algo": cfg.algo,
+            "algo": run.cfg.algo,
             "step": step,
             "micro_batches": micro_batches,
-            "config": cfg.flat(),
+            "config": run.cfg.flat(),
         }
-        (out / "state" / "progress.json").write_text(json.dumps(progress, indent=2) + "\n")
+        write_progress(folder, progress)
+
+    run.ckpts.save(
+        step, write, main=accelerator.is_main_process, barrier=accelerator.wait_for_everyone
+    )
 
 
 def _to(batch: dict[str, Any], device: Any) -> dict[str, Any]:
@@ -353,11 +442,27 @@ def _append_metrics(out: Path, record: dict[str, Any], accelerator: Any) -> None
 
 
 def _truncate_metrics(out: Path, step: int, accelerator: Any) -> None:
-    """Drop metrics logged after the checkpoint we resume from (they will be logged again)."""
+    """Drop metrics logged after the checkpoint we resume from (they will be logged again), and
+    a last line torn by a kill.
+
+    Raises:
+        ValueError: A line other than the last is not JSON (the file is not this run's log).
+    """
     path = out / "metrics.jsonl"
-    if accelerator.is_main_process and path.exists():
-        keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in keep))
+    if not (accelerator.is_main_process and path.exists()):
+        return
+    lines = path.read_text(errors="replace").splitlines()
+    keep = []
+    for n, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines):
+                break  # torn by a kill mid-write
+            raise ValueError(f"{path}:{n}: not a JSON metrics record") from None
+        if record["step"] <= step:
+            keep.append(line)
+    path.write_text("".join(line + "\n" for line in keep))
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,12 +15,20 @@ the text the model has seen.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from oreo_envs.core import TextEnv
-from oreo_envs.tasks import MathTask, ReasoningGymTasks, load_file, load_hub
+from oreo_envs.tasks import (
+    DEFAULT_HUB,
+    MathTask,
+    ReasoningGymTasks,
+    TaskDataError,
+    load_file,
+    load_hub,
+)
 from oreo_envs.verifiers import extract_answer, grade, has_final_answer
 
 # Instructions the OREO authors used (Wang et al. 2024, public code): GSM8K asks for '#### N',
@@ -108,11 +116,42 @@ def load_tasks(
             raise ValueError("source='file' needs path='tasks.jsonl'")
         return load_file(path, dataset)
     if source == "hub":
+        _check_hub_source(dataset, split, hub_id)
         return load_hub(dataset, split, hub_id, hub_config)
     if dataset != "gsm8k":
         raise ValueError("source='symbolic' exists for GSM8K only (reasoning-gym gsm_symbolic)")
     seed = data_seed + (_SYMBOLIC_TEST_SEED_OFFSET if split == "test" else 0)
     return ReasoningGymTasks("gsm_symbolic", size, seed)
+
+
+def _check_hub_source(dataset: str, split: str, hub_id: str | None) -> None:
+    """Fail at once where a hub load cannot succeed, before `datasets` spends ~25 s retrying:
+    a local-looking ``hub_id`` that does not exist, or an unreachable hub with nothing cached.
+
+    Raises:
+        TaskDataError: Saying what to pass instead.
+    """
+    from oreo_envs import hub
+
+    example = "oreo/GSM8K-v0" if dataset == "gsm8k" else "oreo/MATH-v0"
+    hint = (
+        "To run offline, pass a local JSON Lines file in the dataset's native format, e.g. "
+        f"gymnasium.make({example!r}, path='test.jsonl') or `oreo play {example} "
+        "--option path=test.jsonl`; or use the embedded generator 'oreo/GSMSymbolic-v0'."
+    )
+    if hub_id is not None and hub.looks_local(hub_id):
+        if not os.path.exists(hub_id):
+            raise TaskDataError(
+                f"no such local folder: {hub_id} (hub_id= takes a `datasets` folder or a hub id "
+                f"such as 'HuggingFaceH4/MATH-500')\n{hint}"
+            )
+        return
+    repo = hub_id or DEFAULT_HUB[dataset][0]
+    if hub.hub_offline() and not hub.dataset_maybe_cached(repo):
+        raise TaskDataError(
+            f"could not load {repo!r} (split {split!r}): the Hugging Face hub is unreachable "
+            f"and the dataset is not cached\n{hint}"
+        )
 
 
 class MathEnv(TextEnv):

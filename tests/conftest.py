@@ -68,3 +68,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_model")
     tiny_model(out, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def mixed_data(tmp_path_factory) -> Path:
+    """OREO-math rows: per task a gold solution (reward 1) and a wrong answer (reward 0)."""
+    import gymnasium
+
+    import oreo_envs  # noqa: F401
+
+    env = gymnasium.make("oreo/GSMSymbolic-v0", size=40)
+    rows = []
+    for task_id in env.unwrapped.task_ids[:8]:
+        task = env.unwrapped.task(task_id)
+        prompt = env.unwrapped.prompt(task)
+        rows.append({"prompt": prompt, "response": " " + task.solution, "reward": 1})
+        rows.append({"prompt": prompt, "response": " No idea.\n#### 0", "reward": 0})
+    return write_jsonl(tmp_path_factory.mktemp("data") / "mixed.jsonl", rows)

@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from oreo_agents.data.episodes import Episode, EpisodeFormatError, EpisodeWriter, read_episodes
+from oreo_agents.data.episodes import (
+    MANIFEST,
+    Episode,
+    EpisodeFormatError,
+    EpisodeWriter,
+    read_episodes,
+)
 
 FORMATS = ("oreo-math", "oreo-agent")
 _ROLE_KEYS = {"from": ("value", "human", "gpt"), "role": ("content", "user", "assistant")}
@@ -37,10 +45,15 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line or index, record)`` from a JSON Lines file or a file holding one JSON list.
 
     Raises:
-        EpisodeFormatError: Unparseable input, with the file and line.
+        EpisodeFormatError: Unparseable input (not UTF-8, not JSON), with the file and line.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lineno = data.count(b"\n", 0, e.start) + 1
+        raise EpisodeFormatError(f"{path}:{lineno}: not UTF-8 text ({e.reason})") from None
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)
@@ -181,37 +194,101 @@ def convert(
     """Convert between a published format and an oreo episode store.
 
     Importing (``src_format`` in `FORMATS`): ``src`` is the published file, ``dst`` a store folder;
-    the episodes get ``env_id`` (default ``oreo/MATH-v0`` or ``oreo/ALFWorld-v0``).
+    the episodes get ``env_id`` (default ``oreo/MATH-v0`` or ``oreo/ALFWorld-v0``). The whole file
+    is parsed before the store is touched, so a bad record leaves no half store behind.
     Exporting (``src_format == "oreo"``): ``src`` is a store (folder or file) and ``dst`` a JSON
     Lines file in ``dst_format``; by default each episode's ``meta.source_format``, else
-    ``oreo-agent`` for ALFWorld/TextWorld episodes and ``oreo-math`` for the rest.
+    ``oreo-agent`` for ALFWorld/TextWorld episodes and ``oreo-math`` for the rest. ``dst`` appears
+    (atomically, replacing any old one) only once every episode converted.
 
     Returns:
         The number of records converted.
+
+    Raises:
+        EpisodeFormatError: A malformed input record, with its file (and line when known).
+        ValueError: An unknown format, or an output that would overwrite the input.
     """
     if src_format in FORMATS:
         default_env = "oreo/MATH-v0" if src_format == "oreo-math" else "oreo/ALFWorld-v0"
-        env_id = env_id or default_env
-        reader = from_oreo_math if src_format == "oreo-math" else from_oreo_agent
-        manifest = {"env_id": env_id, "source": str(src), "source_format": src_format}
-        n = 0
-        with EpisodeWriter(dst, manifest, resume_keys=("env_id", "source")) as writer:
-            for ep in reader(read_records(src), env_id):
-                if ep.key not in writer.done:
-                    writer.write(ep)
-                    n += 1
-        return n
+        return _import(src, Path(dst), src_format, env_id or default_env)
     if src_format != "oreo":
         raise ValueError(f"unknown format {src_format!r}; expected one of {FORMATS + ('oreo',)}")
     if dst_format is not None and dst_format not in FORMATS:
         raise ValueError(f"unknown format {dst_format!r}; expected one of {FORMATS}")
+    _check_export_target(Path(src), Path(dst))
+    return _write_atomically(Path(dst), _export_lines(src, dst_format))
+
+
+def _import(src: str | Path, dst: Path, src_format: str, env_id: str) -> int:
+    if _inside(Path(src), dst):
+        raise ValueError(f"the input {src} is inside the output store {dst}; import elsewhere")
+    reader = from_oreo_math if src_format == "oreo-math" else from_oreo_agent
+    try:
+        # All of it before the store is made: a bad record halfway must not leave half a store
+        # that a later resume would mistake for the start of a good import.
+        episodes = list(reader(read_records(src), env_id))
+    except EpisodeFormatError as e:
+        if not str(e).startswith("record "):  # read_records' own errors name the file already
+            raise
+        raise EpisodeFormatError(f"{src}: {e}") from None
+    manifest = {"env_id": env_id, "source": str(src), "source_format": src_format}
     n = 0
-    with Path(dst).open("w", encoding="utf-8") as f:
-        for ep in read_episodes(src):
-            agent_env = "ALFWorld" in ep.env_id or "TextWorld" in ep.env_id
-            fmt = dst_format or ep.meta.get("source_format")
-            fmt = fmt or ("oreo-agent" if agent_env else "oreo-math")
-            record = to_oreo_agent(ep) if fmt == "oreo-agent" else to_oreo_math(ep)
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            n += 1
+    with EpisodeWriter(dst, manifest, resume_keys=("env_id", "source")) as writer:
+        for ep in episodes:
+            if ep.key not in writer.done:
+                writer.write(ep)
+                n += 1
+    return n
+
+
+def _export_lines(src: str | Path, dst_format: str | None) -> Iterator[str]:
+    for ep in read_episodes(src):
+        agent_env = "ALFWorld" in ep.env_id or "TextWorld" in ep.env_id
+        fmt = dst_format or ep.meta.get("source_format")
+        fmt = fmt or ("oreo-agent" if agent_env else "oreo-math")
+        record = to_oreo_agent(ep) if fmt == "oreo-agent" else to_oreo_math(ep)
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (symbolic links resolved)."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _check_export_target(src: Path, dst: Path) -> None:
+    """Refuse an export that would overwrite its input (the file, or anything in its store)."""
+    store = src if src.is_dir() else src.parent
+    if (src.is_dir() or (store / MANIFEST).is_file()) and _inside(dst, store):
+        raise ValueError(
+            f"the output {dst} is inside the input store {store}; export to a file outside it"
+        )
+    if dst.exists() and src.exists() and dst.samefile(src):
+        raise ValueError(f"the output {dst} is the input; export to another file")
+    if dst.is_dir():
+        raise ValueError(f"the output {dst} is a folder; export to a .jsonl file")
+    if not dst.parent.is_dir():
+        raise FileNotFoundError(f"no folder {dst.parent} to write the output {dst} in")
+
+
+def _write_atomically(path: Path, lines: Iterable[str]) -> int:
+    """Write ``lines`` to a temporary file beside ``path``, then rename it onto ``path``.
+
+    Returns:
+        The number of lines written. If ``lines`` raises, ``path`` is left as it was.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 (not mkstemp's 0o600) so the result has the permissions open() gives.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line)
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return n

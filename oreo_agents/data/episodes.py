@@ -15,10 +15,14 @@ A store is a folder: ``manifest.json`` (what produced it) and ``episodes-NNNNN.j
 Each episode is written with one ``write`` of a whole line and flushed, so a killed writer
 leaves whole lines (plus at worst one torn last line, which the next writer cuts off); the
 writer knows which ``(task_id, sample)`` keys are done, so re-running resumes without duplicates.
+One writer at a time: it holds an exclusive ``flock`` on the store's ``.lock`` file (with its pid
+in it) for its whole life; the kernel drops the lock when the process dies, however it dies.
+Readers keep the first of repeated keys, so a store written before the lock still reads once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -30,11 +34,16 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 SHARD_PATTERN = "episodes-*.jsonl"
 
 
 class EpisodeFormatError(ValueError):
     """A stored episode is malformed; the message names the file and line."""
+
+
+class StoreLockedError(ValueError):
+    """Another live process is writing to the store."""
 
 
 @dataclass
@@ -154,25 +163,45 @@ def shard_files(path: str | Path) -> list[Path]:
 def read_episodes(path: str | Path) -> Iterator[Episode]:
     """Yield the episodes of a store folder or a ``.jsonl`` file, in order.
 
-    A torn last line (a writer killed mid-write) is skipped with a warning.
+    A torn last line (a writer killed mid-write) is skipped with a warning. A repeated
+    ``(task_id, sample)`` key (two writers at once, before stores were locked) is read once: the
+    first one is kept, and one warning at the end counts the others.
 
     Raises:
         EpisodeFormatError: A malformed record, with its file and line number.
     """
+    seen: set[tuple[str, int]] = set()
+    duplicates = 0
     for file in shard_files(path):
-        with file.open("rb") as f:
-            lines = f.read().split(b"\n")
-        torn = lines.pop()  # b"" when the file ends in a newline
-        for lineno, raw in enumerate(lines, start=1):
-            if raw.strip():
-                yield _parse(raw, file, lineno)
-        if torn.strip():
-            warnings.warn(f"{file}:{len(lines) + 1}: skipping a torn last line", stacklevel=2)
+        for ep in _read_file(file):
+            if ep.key in seen:
+                duplicates += 1
+                continue
+            seen.add(ep.key)
+            yield ep
+    if duplicates:
+        warnings.warn(
+            f"{path}: skipped {duplicates} duplicate episodes (a repeated task_id and sample; "
+            "the first of each is kept)",
+            stacklevel=2,
+        )
 
 
 def load_episodes(path: str | Path) -> list[Episode]:
     """All episodes of a store folder or file (see `read_episodes`)."""
     return list(read_episodes(path))
+
+
+def _read_file(file: Path) -> Iterator[Episode]:
+    """Every episode line of one file as written, repeated keys included."""
+    with file.open("rb") as f:
+        lines = f.read().split(b"\n")
+    torn = lines.pop()  # b"" when the file ends in a newline
+    for lineno, raw in enumerate(lines, start=1):
+        if raw.strip():
+            yield _parse(raw, file, lineno)
+    if torn.strip():
+        warnings.warn(f"{file}:{len(lines) + 1}: skipping a torn last line", stacklevel=3)
 
 
 def _parse(raw: bytes, file: Path, lineno: int) -> Episode:
@@ -186,13 +215,21 @@ def _parse(raw: bytes, file: Path, lineno: int) -> Episode:
 class EpisodeWriter:
     """Append episodes to a store folder; resumes an earlier run of the same job.
 
+    The writer holds the store's lock from construction to `close`, so a second writer (in this
+    process or another) is refused instead of writing every episode a second time.
+
     Args:
         out_dir: The store folder (created if missing).
         manifest: What produces these episodes (env id and options, model, sampling, seed...).
             An existing store must have been made with the same values for ``resume_keys``,
-            otherwise writing into it would mix two runs, and this raises.
+            otherwise writing into it would mix two runs, and this raises; a store that holds
+            no episode yet (a run that failed before its first) is taken over instead.
         resume_keys: Manifest fields that must match to resume.
         shard_size: Episodes per shard file.
+
+    Raises:
+        StoreLockedError: Another writer holds the store.
+        ValueError: The store holds episodes of a run with other ``resume_keys``.
     """
 
     def __init__(
@@ -206,45 +243,36 @@ class EpisodeWriter:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.shard_size = shard_size
-        manifest_path = self.out_dir / MANIFEST
-        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        if manifest_path.exists():
-            old = json.loads(manifest_path.read_text())
-            for key in resume_keys:
-                if old.get(key) != _jsonable(manifest.get(key)):
-                    raise ValueError(
-                        f"{self.out_dir} already holds episodes of another run: {key!r} was "
-                        f"{old.get(key)!r}, now {manifest.get(key)!r}. Use another --out folder "
-                        "or the same settings to resume."
-                    )
-            self.manifest = {**old, **_jsonable(manifest), "updated": now}
-        else:
-            self.manifest = {
-                "schema_version": SCHEMA_VERSION,
-                **_jsonable(manifest),
-                "created": now,
-                "updated": now,
-            }
-        self.done: set[tuple[str, int]] = set()
-        self._shard_counts: dict[str, int] = {}
-        for file in sorted(self.out_dir.glob(SHARD_PATTERN)):
-            _cut_torn_line(file)
-            n = 0
-            for ep in read_episodes(file):
-                self.done.add(ep.key)
-                n += 1
-            self._shard_counts[file.name] = n
         self._fd: int | None = None
         self._shard: str | None = None
-        self._write_manifest()
+        # Locked before anything is read: a second writer would cut the first one's line in
+        # progress as "torn", and both would write the same keys.
+        self._lock_fd: int | None = _lock(self.out_dir)
+        try:
+            self.manifest = self._merged_manifest(manifest, resume_keys)
+            self.done: set[tuple[str, int]] = set()
+            self._shard_counts: dict[str, int] = {}
+            for file in sorted(self.out_dir.glob(SHARD_PATTERN)):
+                _cut_torn_line(file)
+                n = 0
+                for ep in _read_file(file):
+                    self.done.add(ep.key)
+                    n += 1
+                self._shard_counts[file.name] = n
+            self._write_manifest()
+        except BaseException:
+            self._unlock()
+            raise
 
     @property
     def count(self) -> int:
-        """Episodes in the store, including those of earlier runs."""
-        return sum(self._shard_counts.values())
+        """Episodes in the store, including those of earlier runs (repeated keys once)."""
+        return len(self.done)
 
     def write(self, episode: Episode) -> None:
         """Append one episode as a single whole line and flush it to the OS."""
+        if self._lock_fd is None:
+            raise ValueError(f"the writer of {self.out_dir} is closed")
         if episode.key in self.done:
             raise ValueError(f"episode {episode.key} is already in {self.out_dir}")
         self._open_shard()
@@ -253,18 +281,51 @@ class EpisodeWriter:
         self._shard_counts[self._shard] += 1
 
     def close(self) -> None:
-        """fsync the open shard and update the manifest's counts."""
-        if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
-        self._write_manifest()
+        """fsync the open shard, update the manifest's counts and release the store's lock."""
+        if self._lock_fd is None:
+            return
+        try:
+            if self._fd is not None:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+            self._write_manifest()
+        finally:
+            self._unlock()
 
     def __enter__(self) -> EpisodeWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _merged_manifest(self, manifest: dict[str, Any], resume_keys: tuple[str, ...]) -> dict:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        fresh = {"schema_version": SCHEMA_VERSION, **_jsonable(manifest), "created": now}
+        manifest_path = self.out_dir / MANIFEST
+        if not manifest_path.exists():
+            return {**fresh, "updated": now}
+        old = json.loads(manifest_path.read_text())
+        for key in resume_keys:
+            if old.get(key) == _jsonable(manifest.get(key)):
+                continue
+            if not _holds_episodes(self.out_dir):
+                # A run that failed before its first episode: nothing of it to keep or mix.
+                return {**fresh, "updated": now}
+            raise ValueError(
+                f"{self.out_dir} already holds episodes of another run: {key!r} was "
+                f"{old.get(key)!r}, now {manifest.get(key)!r}. Use another --out folder "
+                "or the same settings to resume."
+            )
+        return {**old, **_jsonable(manifest), "updated": now}
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            # Explicitly: forked env workers share the lock, and closing only our copy of the
+            # descriptor would leave the store locked until they exit.
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _open_shard(self) -> None:
         if self._fd is not None and self._shard_counts[self._shard] < self.shard_size:
@@ -287,6 +348,42 @@ class EpisodeWriter:
         tmp = self.out_dir / f".{MANIFEST}.tmp"
         tmp.write_text(json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n")
         os.replace(tmp, self.out_dir / MANIFEST)
+
+
+def _lock(out_dir: Path) -> int:
+    """Take the store's writer lock without waiting and write this pid into it.
+
+    Returns:
+        The lock file's descriptor (closing it, or this process's death, releases the lock).
+
+    Raises:
+        StoreLockedError: Another writer holds it.
+    """
+    fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 32).decode("ascii", errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreLockedError(
+            f"another process (pid {pid}) is writing to {out_dir}; wait for it to finish "
+            "or write somewhere else"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _holds_episodes(out_dir: Path) -> bool:
+    """Whether any shard of the store has a non-blank line (reads up to the first one)."""
+    for file in out_dir.glob(SHARD_PATTERN):
+        with file.open("rb") as f:
+            if any(line.strip() for line in f):
+                return True
+    return False
 
 
 def _cut_torn_line(file: Path) -> None:

@@ -21,6 +21,7 @@ from oreo_agents.rollout.collect import (
     advance_all,
     context,
     env_kind,
+    episode_seed,
     fill_slots,
     make_envs,
 )
@@ -77,7 +78,6 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, agent_prompt, on_
     slots: list[Any] = [None] * len(envs)
     done: dict[str, Episode] = {}
     counts: dict[str, int] = {}
-    round_ = 0
     while pending or any(slots):
         for i in fill_slots(slots, envs, pending, cfg.seed, agent_prompt):
             if env_kind(slots[i]) != "agent":
@@ -86,8 +86,7 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, agent_prompt, on_
         if admissible:
             candidates = [[(a, 0) for a in slots[i].info["admissible_actions"]] for i in active]
         else:
-            candidates = _sample_actions(backend, [slots[i] for i in active], cfg, k, round_)
-        round_ += 1
+            candidates = _sample_actions(backend, [slots[i] for i in active], cfg, k)
         flat = [(i, a) for i, cands in zip(active, candidates, strict=True) for a, _ in cands]
         scores = value_fn(
             [slots[i].prompt for i, _ in flat], [_rest(slots[i]) + a for i, a in flat]
@@ -117,7 +116,7 @@ def _rest(slot: Any) -> str:
 
 
 def _sample_actions(
-    backend: Backend, slots: list[Any], cfg: CollectConfig, k: int, round_: int
+    backend: Backend, slots: list[Any], cfg: CollectConfig, k: int
 ) -> list[list[tuple[str, int]]]:
     """K sampled actions per slot (first lines, deduplicated) with their token counts."""
     params = SamplingParams(
@@ -127,10 +126,10 @@ def _sample_actions(
         top_p=cfg.top_p,
         top_k=cfg.top_k,
         stop=("\n",),
-        seed=cfg.seed * 1_000_003 + round_,
     )
+    seeds = [episode_seed(cfg.seed, s) for s in slots]
     out = []
-    for completions in backend.generate([context(s) for s in slots], params):
+    for completions in backend.generate([context(s) for s in slots], params, seeds):
         seen: dict[str, int] = {}
         for c in completions:
             action = parse_action(c.text)

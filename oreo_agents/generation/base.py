@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
@@ -70,13 +72,29 @@ class Backend(Protocol):
     name: str
     model_name: str
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
-        """``params.n`` completions for each prompt, in prompt order."""
+    def generate(
+        self, prompts: list[str], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[list[Completion]]:
+        """``params.n`` completions for each prompt, in prompt order. With ``seeds`` (one per
+        prompt), what a prompt's samples draw depends on its seed only, not on the batch."""
         ...
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from any parts (``derive_seed(seed, task_id, sample, step)``), stable
+    across processes and Python versions (no ``hash()`` randomisation)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def load_backend(name: str, model: str, **kwargs: Any) -> Backend:
@@ -87,9 +105,7 @@ def load_backend(name: str, model: str, **kwargs: Any) -> Backend:
         ImportError: "vllm" asked for but not installed (names the extra to add).
     """
     if name == "auto":
-        import torch
-
-        name = "vllm" if vllm_available() and torch.cuda.is_available() else "hf"
+        name = "vllm" if vllm_available() and _cuda() else "hf"
     if name == "hf":
         from oreo_agents.generation.hf import HFBackend
 

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from oreo_agents.generation.base import Completion, SamplingParams
 
+if TYPE_CHECKING:
+    import torch
+
+# torch loads inside the functions: a mistyped model folder must fail before the seconds that
+# importing torch takes (`check_model_source`).
+
 
 def load_tokenizer(name_or_path: str, **kwargs: Any):
-    """`AutoTokenizer` with left padding and a pad token, or a clear error when unavailable."""
+    """`AutoTokenizer` with left padding and a pad token, or a clear error when unavailable.
+
+    Raises:
+        ValueError: No such local folder, an unreachable hub with nothing cached, or a folder
+            that holds no tokenizer; the message says what to pass.
+    """
+    kwargs = {**check_model_source(name_or_path, "tokenizer", kwargs.get("cache_dir")), **kwargs}
     from transformers import AutoTokenizer
 
     try:
@@ -26,7 +38,18 @@ def load_tokenizer(name_or_path: str, **kwargs: Any):
 
 
 def load_causal_lm(name_or_path: str, *, device: str | None = None, dtype: Any = None):
-    """`AutoModelForCausalLM` in eval mode: bf16 on GPU, fp32 on CPU unless ``dtype`` says."""
+    """`AutoModelForCausalLM` in eval mode: bf16 on GPU, fp32 on CPU unless ``dtype`` says.
+
+    Raises:
+        ValueError: As `load_tokenizer`, and for an ``oreo train`` value folder, whose backbone
+            has no LM head to generate with.
+    """
+    from oreo_agents.models.value import is_value_folder
+
+    if is_value_folder(name_or_path):
+        raise ValueError(f"{name_or_path} is a value model folder, not a policy (pass OUT/policy)")
+    kwargs = check_model_source(name_or_path, "model")
+    import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -35,18 +58,56 @@ def load_causal_lm(name_or_path: str, *, device: str | None = None, dtype: Any =
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **kwargs)
     except (OSError, ValueError) as e:
         raise ValueError(_load_error(name_or_path, "model", e)) from None
     return model.to(device).eval()
 
 
+def check_model_source(name: str, what: str, cache_dir: str | None = None) -> dict[str, Any]:
+    """Decide, before `transformers` is imported, whether ``name`` can load; fail at once if not.
+
+    A local-looking name (`oreo_envs.hub.looks_local`) must be a folder and is never sent to
+    the hub. A hub id with the hub unreachable must be in the cache, and then loads with
+    ``local_files_only`` so `transformers` does not retry the hub (10 tries, ~50 s).
+
+    Args:
+        name: A local folder or hub id.
+        what: "tokenizer", "model", ... for the message.
+        cache_dir: The hub cache the load will use, if not the default.
+
+    Returns:
+        Extra ``from_pretrained`` keyword arguments.
+
+    Raises:
+        ValueError: ``name`` cannot load; the message says what to pass.
+    """
+    from oreo_envs import hub
+
+    if os.path.isdir(name):
+        return {}
+    if hub.looks_local(name):
+        kind = "a file, not a folder" if os.path.exists(name) else "no such local folder"
+        raise ValueError(f"could not load the {what} {name!r}: {kind}: {name}\n{_PASS}")
+    if hub.hub_offline():
+        if not hub.in_hub_cache(name, cache_dir=cache_dir):
+            raise ValueError(
+                f"could not load the {what} {name!r}: no such local folder: {name}, and the "
+                f"Hugging Face hub is unreachable with no cached copy of {name!r}\n{_PASS}"
+            )
+        return {"local_files_only": True}
+    return {}
+
+
+_PASS = (
+    "Pass a local folder saved with save_pretrained (e.g. oreo train's OUT/policy), or a hub id "
+    "that is cached (offline machines cannot download)."
+)
+
+
 def _load_error(name: str, what: str, error: Exception) -> str:
-    return (
-        f"could not load the {what} {name!r}: {error}\n"
-        "Pass a local folder saved with save_pretrained, or a hub id that is cached "
-        "(offline machines cannot download: set HF_HUB_OFFLINE=1 to use the cache)."
-    )
+    local = "" if os.path.isdir(name) else f" (no such local folder: {name})"
+    return f"could not load the {what} {name!r}{local}: {error}\n{_PASS}"
 
 
 def encode_prompts(tokenizer: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
@@ -88,34 +149,59 @@ class HFBackend:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-        jobs = [i for i in range(len(prompts)) for _ in range(params.n)]
-        lengths = [len(prompts[i]) for i in jobs]
-        order = sorted(range(len(jobs)), key=lambda j: lengths[j])
+    def generate(
+        self, prompts: list[str], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[list[Completion]]:
+        """``params.n`` completions per prompt. Sample j of prompt i draws from its own
+        generator seeded by ``(seeds[i], j)`` (default seeds: ``(params.seed, i)``), so it does
+        not depend on the batch it runs in (`oreo_agents.generation.sampling`)."""
+        import torch
+
+        from oreo_agents.generation.base import derive_seed
+
+        if seeds is None:
+            base = params.seed if params.seed is not None else int(torch.seed())
+            seeds = [derive_seed(base, i) for i in range(len(prompts))]
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+        jobs = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
+        lengths = [len(prompts[i]) for i, _ in jobs]
+        order = sorted(range(len(jobs)), key=lambda k: lengths[k])
         results: list[Completion | None] = [None] * len(jobs)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            outs = self._generate_batch([prompts[jobs[j]] for j in chunk], params)
+            rows = [jobs[k] for k in chunk]
+            job_seeds = [derive_seed(seeds[i], j) for i, j in rows]
+            outs = self._generate_batch([prompts[i] for i, _ in rows], params, job_seeds)
             for j, out in zip(chunk, outs, strict=True):
                 results[j] = out
         grouped: list[list[Completion]] = [[] for _ in prompts]
-        for j, out in enumerate(results):
-            grouped[jobs[j]].append(out)
+        for (i, _), out in zip(jobs, results, strict=True):
+            grouped[i].append(out)
         return grouped
 
-    @torch.inference_mode()
-    def _generate_batch(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+    def _generate_batch(
+        self, prompts: list[str], params: SamplingParams, seeds: list[int]
+    ) -> list[Completion]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        from oreo_agents.generation.sampling import RowSampler
+
         tok = self.tokenizer
         enc = encode_prompts(tok, prompts).to(self.device)
-        sample = params.temperature > 0
+        # Greedy decoding; when sampling, RowSampler (the last processor) leaves one token per
+        # row, drawn from that row's own generator.
+        processors = LogitsProcessorList()
+        if params.temperature > 0:
+            processors.append(RowSampler(seeds, params.temperature, params.top_p, params.top_k))
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_new_tokens,
-            "do_sample": sample,
-            "temperature": params.temperature if sample else None,
-            "top_p": params.top_p if sample else None,
-            "top_k": params.top_k if sample else None,
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
+            "logits_processor": processors,
             "pad_token_id": tok.pad_token_id,
             "eos_token_id": tok.eos_token_id,
             "return_dict_in_generate": True,
@@ -127,7 +213,8 @@ class HFBackend:
             kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [_StopOnText(tok, params.stop, prompt_len)]
             )
-        out = self.model.generate(**enc, **kwargs)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
         new = out.sequences[:, enc["input_ids"].shape[1] :].tolist()
         return [self._finish(ids, params) for ids in new]
 
@@ -183,6 +270,8 @@ class _StopOnText:
         self.window = 4 * max(len(s) for s in stops) + 4
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        import torch
+
         generated = input_ids[:, self.prompt_len :]
         tail = generated[:, -self.window :].tolist()
         texts = self.tokenizer.batch_decode(tail, skip_special_tokens=True)

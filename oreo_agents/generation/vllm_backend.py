@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from oreo_agents.generation.base import Completion, SamplingParams
@@ -47,8 +49,14 @@ class VLLMBackend:
             seed=params.seed,
         )
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
-        outputs = self.llm.generate(prompts, self.sampling_params(params), use_tqdm=False)
+    def generate(
+        self, prompts: list[str], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[list[Completion]]:
+        # vLLM seeds each request's sampler on its own: one SamplingParams per prompt.
+        sampling = self.sampling_params(params)
+        if seeds is not None:
+            sampling = [self.sampling_params(replace(params, seed=s % 2**31)) for s in seeds]
+        outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
         return [[_completion(o, params) for o in out.outputs] for out in outputs]
 
 

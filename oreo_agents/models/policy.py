@@ -6,15 +6,15 @@ from typing import Any
 
 import torch
 
-from oreo_agents.models.value import is_value_folder
-
 
 def load_policy(path: str, *, dtype: Any = None, trainable: bool = True):
-    """A causal LM for training (``trainable``) or as the frozen reference."""
+    """A causal LM for training (``trainable``) or as the frozen reference.
+
+    Raises:
+        ValueError: ``path`` cannot load, or is a value model folder (`load_causal_lm`).
+    """
     from oreo_agents.generation.hf import load_causal_lm
 
-    if is_value_folder(path):
-        raise ValueError(f"{path} is a value model folder, not a policy (pass OUT/policy)")
     model = load_causal_lm(path, device="cpu", dtype=dtype or torch.float32)
     if trainable:
         model.train()

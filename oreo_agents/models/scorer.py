@@ -36,12 +36,13 @@ class ValueScorer:
         """Load ``oreo train``'s OUT/value folder (its tokenizer too, unless one is given).
 
         Raises:
-            ValueError: The folder cannot be loaded.
+            ValueError: The folder cannot be loaded, or is not a value folder (a policy folder
+                would score every state 0 through a fresh zero head).
         """
         from oreo_agents.generation.hf import load_tokenizer
         from oreo_agents.models.value import ValueModel
 
-        model = ValueModel.from_pretrained(path)
+        model = ValueModel.from_pretrained(path, require_head=True)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda"):
             model = model.to(torch.bfloat16)

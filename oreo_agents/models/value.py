@@ -1,9 +1,10 @@
 """The value model: an LM backbone and a scalar head.
 
 A value model folder is the backbone saved by ``save_pretrained`` plus ``value_head.safetensors``
-and ``oreo_value.json`` (ARCHITECTURE.md). ``ValueModel.from_pretrained`` also accepts a plain
-causal-LM folder: the backbone starts from the LM's weights and the scalar head from zeros, as in
-the OREO paper (the value model is initialised from the same checkpoint as the policy).
+and ``oreo_value.json`` (ARCHITECTURE.md). For training, ``ValueModel.from_pretrained`` also
+accepts a plain causal-LM folder: the backbone starts from the LM's weights and the scalar head
+from zeros, as in the OREO paper (the value model is initialised from the same checkpoint as the
+policy). Scoring and search pass ``require_head=True``, since a zero head scores everything 0.
 """
 
 from __future__ import annotations
@@ -67,18 +68,30 @@ class ValueModel(nn.Module):
         (path / VALUE_CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: Any = None) -> ValueModel:
+    def from_pretrained(
+        cls, path: str | Path, *, dtype: Any = None, require_head: bool = False
+    ) -> ValueModel:
         """Load a value folder, or start one from a causal-LM folder (zero head).
+
+        Args:
+            path: A value folder, or (unless ``require_head``) a causal-LM folder or hub id.
+            dtype: Backbone dtype (default float32).
+            require_head: Refuse anything but a value folder (loading a trained value model).
 
         Raises:
             ValueError: The folder cannot be loaded (message says what to pass).
         """
+        if require_head:
+            check_value_folder(path)
+        from oreo_agents.generation.hf import check_model_source
+
+        kwargs = check_model_source(str(path), "value model backbone")
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         try:
-            backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32)
+            backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32, **kwargs)
         except (OSError, ValueError) as e:
             raise ValueError(f"could not load a value model backbone from {path!r}: {e}") from None
         model = cls(backbone)
@@ -91,4 +104,27 @@ class ValueModel(nn.Module):
 
 
 def is_value_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder saved by `ValueModel.save_pretrained` (has its metadata)."""
     return (Path(path) / VALUE_CONFIG_FILE).exists()
+
+
+def check_value_folder(path: str | Path) -> None:
+    """Refuse anything but a complete value folder, naming what was given instead.
+
+    Raises:
+        ValueError: No such folder, a policy (causal-LM) folder, or a value folder missing a file.
+    """
+    folder = Path(path)
+    hint = "(pass oreo train's OUT/value)"
+    if not folder.is_dir():
+        raise ValueError(f"no such local folder: {path} {hint}")
+    has_config = (folder / VALUE_CONFIG_FILE).exists()
+    has_head = (folder / VALUE_HEAD_FILE).exists()
+    if has_config and has_head:
+        return
+    if has_config or has_head:
+        missing = VALUE_HEAD_FILE if has_config else VALUE_CONFIG_FILE
+        raise ValueError(f"{path} is an incomplete value model folder: no {missing} {hint}")
+    if (folder / "config.json").exists():
+        raise ValueError(f"{path} is a policy folder, not a value model {hint}")
+    raise ValueError(f"{path} holds no value model ({VALUE_CONFIG_FILE}) {hint}")

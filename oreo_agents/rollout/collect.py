@@ -27,6 +27,7 @@ import numpy as np
 
 from oreo_agents.data.episodes import Episode, EpisodeWriter, load_episodes
 from oreo_agents.generation import Backend, SamplingParams
+from oreo_agents.generation.base import derive_seed
 from oreo_agents.rollout.agent_prompt import THINK_REPLY, AgentPrompt, is_think
 from oreo_agents.rollout.scripted import ScriptedPolicy
 from oreo_envs.vector import reset_all, step_all
@@ -237,7 +238,6 @@ def _lockstep(cfg, envs, pending, backend, scripted, agent_prompt) -> Iterator[E
     if agent_prompt is None:
         agent_prompt = AgentPrompt(think=cfg.think)
     slots: list[Slot | None] = [None] * len(envs)
-    round_ = 0
     while pending or any(slots):
         fill_slots(slots, envs, pending, cfg.seed, agent_prompt)
         active = [i for i, s in enumerate(slots) if s is not None]
@@ -246,8 +246,7 @@ def _lockstep(cfg, envs, pending, backend, scripted, agent_prompt) -> Iterator[E
                 (policies[i](slots[i].env_obs, slots[i].info), 0, "scripted") for i in active
             ]
         else:
-            actions = _generate(backend, [slots[i] for i in active], cfg, round_)
-        round_ += 1
+            actions = _generate(backend, [slots[i] for i in active], cfg)
         finished = advance_all([slots[i] for i in active], actions, cfg)
         for i, episode in zip(active, finished, strict=True):
             if episode is not None:
@@ -313,7 +312,7 @@ def context(slot: Slot) -> str:
     return slot.prompt + "".join(s["action"] + s["observation"] for s in slot.steps)
 
 
-def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig, round_: int):
+def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig):
     """One batched call per kind of stop rule; returns (action, tokens, finish reason)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for j, slot in enumerate(slots):
@@ -334,12 +333,18 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig, round_: i
             top_p=cfg.top_p,
             top_k=cfg.top_k,
             stop=stop,
-            seed=cfg.seed * 1_000_003 + round_,
         )
-        completions = backend.generate([context(slots[j]) for j in members], params)
+        seeds = [episode_seed(cfg.seed, slots[j]) for j in members]
+        completions = backend.generate([context(slots[j]) for j in members], params, seeds)
         for j, (c,) in zip(members, completions, strict=True):
             out[j] = (c.text, len(c.token_ids), c.finish_reason)
     return out
+
+
+def episode_seed(seed: int, slot: Slot) -> int:
+    """The sampling seed of a slot's next generation: a function of (run seed, task, sample,
+    step) only, so a resumed, re-batched or sharded run samples exactly the same episodes."""
+    return derive_seed(seed, *slot.key, len(slot.steps))
 
 
 def advance_all(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
+from oreo_agents.data.batches import load_training_episodes
 from oreo_agents.data.convert import convert, prompt_task_id
 from oreo_agents.data.episodes import EpisodeFormatError, load_episodes
 
@@ -98,3 +100,85 @@ def test_import_is_resumable_and_bad_records_are_named(tmp_path):
         convert(bad, tmp_path / "store2", src_format="oreo-math")
     with pytest.raises(ValueError, match="unknown format"):
         convert(src, tmp_path / "s3", src_format="csv")
+
+
+def make_store(tmp_path):
+    store = tmp_path / "store"
+    convert(write(tmp_path / "math.jsonl", MATH_ROWS), store, src_format="oreo-math")
+    return store
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("dst", ["episodes-00000.jsonl", "manifest.json", "new.jsonl", "."])
+def test_export_into_its_own_store_is_refused(tmp_path, dst):
+    store = make_store(tmp_path)
+    before = snapshot(store)
+    with pytest.raises(ValueError, match="inside the input store"):
+        convert(store, store / dst, src_format="oreo", dst_format="oreo-math")
+    shard = store / "episodes-00000.jsonl"
+    with pytest.raises(ValueError, match="inside the input store|is the input"):
+        convert(shard, store / dst, src_format="oreo")
+    assert snapshot(store) == before
+
+
+def test_export_onto_its_input_file_is_refused(tmp_path):
+    store = make_store(tmp_path)
+    loose = tmp_path / "eps.jsonl"
+    loose.write_bytes((store / "episodes-00000.jsonl").read_bytes())
+    with pytest.raises(ValueError, match="is the input"):
+        convert(loose, tmp_path / "." / "eps.jsonl", src_format="oreo")
+    assert len(load_episodes(loose)) == 3
+
+
+def test_export_of_a_corrupt_store_leaves_no_output(tmp_path):
+    store = make_store(tmp_path)
+    shard = store / "episodes-00000.jsonl"
+    lines = shard.read_bytes().splitlines(keepends=True)
+    shard.write_bytes(lines[0] + b"{not json\n" + lines[1])
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(EpisodeFormatError, match="episodes-00000.jsonl:2"):
+        convert(store, out, src_format="oreo")
+    assert not out.exists()
+    out.write_text("kept\n")
+    with pytest.raises(EpisodeFormatError):
+        convert(store, out, src_format="oreo")
+    assert out.read_text() == "kept\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["math.jsonl", "out.jsonl", "store"]
+
+
+def test_import_of_a_file_corrupt_halfway_leaves_no_store(tmp_path):
+    src = tmp_path / "math.jsonl"
+    src.write_text(json.dumps(MATH_ROWS[0]) + "\n" + json.dumps(MATH_ROWS[1]) + "\n{not json\n")
+    with pytest.raises(EpisodeFormatError, match="math.jsonl:3"):
+        convert(src, tmp_path / "store", src_format="oreo-math")
+    assert not (tmp_path / "store").exists()
+
+
+def test_import_into_the_folder_of_its_input_is_refused(tmp_path):
+    src = write(tmp_path / "episodes-00000.jsonl", MATH_ROWS)
+    with pytest.raises(ValueError, match="inside the output store"):
+        convert(src, tmp_path, src_format="oreo-math")
+    assert read_jsonl(src) == MATH_ROWS and not (tmp_path / "manifest.json").exists()
+
+
+def test_binary_garbage_is_named(tmp_path):
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(random.Random(0).randbytes(4096))
+    for fmt, dst in [("oreo-math", tmp_path / "store"), ("oreo", tmp_path / "out.jsonl")]:
+        with pytest.raises(EpisodeFormatError, match=r"garbage.jsonl:\d+: "):
+            convert(garbage, dst, src_format=fmt)
+        assert not dst.exists()
+    with pytest.raises(ValueError, match=r"garbage.jsonl:\d+: "):
+        load_training_episodes(str(garbage))
+
+
+def test_bad_imported_records_name_the_file(tmp_path):
+    bad = write(tmp_path / "bad.jsonl", [MATH_ROWS[0], {"prompt": "p"}])
+    with pytest.raises(EpisodeFormatError, match="bad.jsonl: record 2: needs 'prompt'"):
+        convert(bad, tmp_path / "store", src_format="oreo-math")
+    agent = write(tmp_path / "agent.jsonl", [{"conversations": [], "reward": 1}])
+    with pytest.raises(EpisodeFormatError, match="agent.jsonl: record 1: needs a non-empty"):
+        convert(agent, tmp_path / "store", src_format="oreo-agent")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import re
 
 import pytest
 
@@ -62,9 +65,50 @@ def test_resume_knows_done_keys_and_refuses_duplicates(tmp_path):
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
-    EpisodeWriter(tmp_path, MANIFEST).close()
+    with EpisodeWriter(tmp_path, MANIFEST) as w:
+        w.write(make_episode("t0", 0))
     with pytest.raises(ValueError, match="another run: 'model'"):
         EpisodeWriter(tmp_path, {**MANIFEST, "model": "other"})
+    EpisodeWriter(tmp_path, MANIFEST).close()  # the refused writer released its lock
+
+
+@pytest.mark.parametrize("shards", [0, 2])
+def test_store_of_another_run_without_episodes_is_taken_over(tmp_path, shards):
+    EpisodeWriter(tmp_path, MANIFEST).close()  # a run that failed before its first episode
+    for i in range(shards):
+        (tmp_path / f"episodes-{i:05d}.jsonl").write_bytes(b"" if i == 0 else b"\n")
+    with EpisodeWriter(tmp_path, {**MANIFEST, "model": "other"}) as w:
+        w.write(make_episode("t0", 0))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["model"] == "other" and manifest["episodes"] == 1
+    assert [e.key for e in load_episodes(tmp_path)] == [("t0", 0)]
+
+
+def test_second_writer_on_a_store_is_refused_until_the_first_closes(tmp_path):
+    first = EpisodeWriter(tmp_path, MANIFEST)
+    message = rf"another process \(pid {os.getpid()}\) is writing to {re.escape(str(tmp_path))}"
+    with pytest.raises(ValueError, match=message):
+        EpisodeWriter(tmp_path, MANIFEST)
+    first.write(make_episode("t0", 0))
+    first.close()
+    with pytest.raises(ValueError, match="closed"):
+        first.write(make_episode("t1", 0))
+    with EpisodeWriter(tmp_path, MANIFEST) as second:
+        second.write(make_episode("t1", 0))
+    assert [e.key for e in load_episodes(tmp_path)] == [("t0", 0), ("t1", 0)]
+
+
+def test_duplicate_episodes_are_read_once_with_a_warning(tmp_path):
+    with EpisodeWriter(tmp_path, MANIFEST, shard_size=2) as w:
+        for ep in [make_episode("t0", 0), make_episode("t0", 1), make_episode("t1", 0)]:
+            w.write(ep)
+    first, second = sorted(tmp_path.glob("episodes-*.jsonl"))
+    lines = first.read_bytes().splitlines(keepends=True)
+    first.write_bytes(lines[0] + lines[0] + lines[1])  # what two writers at once left behind
+    second.write_bytes(second.read_bytes() + lines[1])
+    with pytest.warns(UserWarning, match=rf"{re.escape(str(tmp_path))}: skipped 2 duplicate"):
+        episodes = load_episodes(tmp_path)
+    assert [e.key for e in episodes] == [("t0", 0), ("t0", 1), ("t1", 0)]
 
 
 def test_torn_last_line_is_cut_on_resume_and_skipped_by_readers(tmp_path):
@@ -109,6 +153,13 @@ def test_malformed_record_names_file_and_line(tmp_path, line, message):
     path.write_text(good + "\n\n" + line + "\n")
     with pytest.raises(EpisodeFormatError, match=rf"eps.jsonl:3: ({message})"):
         list(read_episodes(path))
+
+
+def test_binary_garbage_names_the_file(tmp_path):
+    path = tmp_path / "garbage.jsonl"
+    path.write_bytes(b"\n" + random.Random(0).randbytes(4096))
+    with pytest.raises(EpisodeFormatError, match=r"garbage.jsonl:2: "):
+        load_episodes(path)
 
 
 def test_wrong_types_are_rejected():

@@ -1,4 +1,4 @@
-"""The Hugging Face backend on a tiny random model: batching, stops, log-probs, seeds."""
+"""The Hugging Face backend on a tiny random model: batching, stops, seeds, per-row sampling."""
 
 from __future__ import annotations
 
@@ -52,3 +52,46 @@ def test_bad_arguments_are_clear():
         load_backend("tgi", "x")
     with pytest.raises(ValueError, match="could not load the tokenizer '/no/such/model'"):
         load_backend("hf", "/no/such/model")
+
+
+def test_a_seeded_sample_does_not_depend_on_its_batch(backend):
+    """What resumed and re-batched collection relies on: a prompt's draw depends on its seed."""
+    params = SamplingParams(n=2, max_new_tokens=16, temperature=1.0)
+    alone = backend.generate(["User: 7*8?"], params, seeds=[42])[0]
+    batched = backend.generate(["x", "User: 7*8?", "a longer prompt"], params, seeds=[1, 42, 2])
+    assert [c.token_ids for c in alone] == [c.token_ids for c in batched[1]]
+    assert alone[0].token_ids != alone[1].token_ids  # the two samples are two streams
+    other = backend.generate(["User: 7*8?"], params, seeds=[43])[0]
+    assert [c.token_ids for c in other] != [c.token_ids for c in alone]
+
+
+def test_filter_logits_by_hand():
+    import torch
+
+    from oreo_agents.generation.sampling import filter_logits
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    inf = float("-inf")
+    kept = lambda out: (out > inf).tolist()[0]  # noqa: E731
+    assert kept(filter_logits(logits, 1.0, 1.0, 2)) == [True, True, False, False]
+    # nucleus 0.8: 0.5 + 0.3 reach it, so the rest goes; 0.81 needs the third token too
+    assert kept(filter_logits(logits, 1.0, 0.8, 0)) == [True, True, False, False]
+    assert kept(filter_logits(logits, 1.0, 0.81, 0)) == [True, True, True, False]
+    assert kept(filter_logits(logits, 1.0, 0.01, 0)) == [True, False, False, False]
+    halved = filter_logits(logits, 2.0, 1.0, 0)
+    assert torch.allclose(halved, logits / 2)
+
+
+def test_row_sampler_draws_by_probability():
+    import torch
+
+    from oreo_agents.generation.sampling import RowSampler
+
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1, 0.0]])).repeat(4000, 1)
+    out = RowSampler(range(4000), 1.0, 1.0, 0)(None, logits)
+    picked = out.argmax(-1)
+    assert (out > float("-inf")).sum(-1).eq(1).all()  # one token left per row
+    freq = torch.bincount(picked, minlength=4).float() / 4000
+    # binomial standard errors at n = 4000 are below 0.0073: 5 of them is 0.037
+    assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1, 0.0]), atol=0.037)
+    assert freq[3] == 0  # a zero-probability token is never drawn

@@ -18,25 +18,6 @@ from oreo_agents.train import TrainConfig, run_train
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
 
 
-@pytest.fixture(scope="module")
-def mixed_data(tmp_path_factory):
-    """OREO-math rows: per task a gold solution (reward 1) and a wrong answer (reward 0)."""
-    import gymnasium
-
-    import oreo_envs  # noqa: F401
-
-    env = gymnasium.make("oreo/GSMSymbolic-v0", size=40)
-    rows = []
-    for task_id in env.unwrapped.task_ids[:8]:
-        task = env.unwrapped.task(task_id)
-        prompt = env.unwrapped.prompt(task)
-        rows.append({"prompt": prompt, "response": " " + task.solution, "reward": 1})
-        rows.append({"prompt": prompt, "response": " No idea.\n#### 0", "reward": 0})
-    path = tmp_path_factory.mktemp("data") / "mixed.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def train_cmd(model, data, out, algo, *extra):
     # value_lr is a setting of the OREO algorithms only; the others refuse it
     value_lr = ["--set", "value_lr=1e-3"] if algo.startswith("oreo") else []
@@ -46,6 +27,14 @@ def train_cmd(model, data, out, algo, *extra):
         "--micro-batch-size", "2", "--set", "lr=1e-3", *value_lr,
         "--set", "max_length=1024", *extra,
     ]  # fmt: skip
+
+
+def checkpoint_step(out):
+    """The step of the run's current checkpoint (None before the first, or mid-switch)."""
+    try:
+        return json.loads((out / "checkpoint" / "progress.json").read_text())["step"]
+    except (OSError, ValueError):
+        return None
 
 
 def metrics(out):
@@ -88,15 +77,14 @@ def test_resume_after_sigkill_gives_the_same_loss_curve(tiny_model_dir, mixed_da
         tiny_model_dir, mixed_data, resumed, "oreo", "--epochs", "2", "--set", "save_every=1"
     )
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    progress = resumed / "state" / "progress.json"
     deadline = time.time() + 240
     while time.time() < deadline:
-        if progress.exists() and json.loads(progress.read_text())["step"] >= 2:
+        if (checkpoint_step(resumed) or 0) >= 2:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    killed_at = json.loads(progress.read_text())["step"]
+    killed_at = checkpoint_step(resumed)
     assert 2 <= killed_at < 8, "the kill should land mid-run (8 optimizer steps in all)"
     run = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr

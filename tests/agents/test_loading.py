@@ -1,0 +1,137 @@
+"""Model loading: missing folders and an unreachable hub fail at once; folder mix-ups refuse."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+
+import pytest
+import transformers
+
+from oreo_agents.generation import load_backend
+from oreo_agents.generation.hf import load_causal_lm, load_tokenizer
+from oreo_agents.models.policy import load_policy
+from oreo_agents.models.scorer import ValueScorer
+from oreo_agents.models.value import VALUE_HEAD_FILE, ValueModel
+
+
+@pytest.fixture(scope="module")
+def value_dir(tiny_model_dir, tmp_path_factory):
+    """A value folder as training saves it: backbone, head and the policy's tokenizer."""
+    import torch
+
+    out = tmp_path_factory.mktemp("value")
+    model = ValueModel.from_pretrained(tiny_model_dir)
+    torch.nn.init.normal_(model.head.weight, std=1.0)
+    model.save_pretrained(out)
+    load_tokenizer(str(tiny_model_dir)).save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """DNS fails (each lookup counted), the hub cache is empty, offline switches are restored."""
+    import huggingface_hub.constants as constants
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    if "datasets.config" in sys.modules:
+        monkeypatch.setattr(sys.modules["datasets.config"], "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(sys.modules["datasets.config"], "HF_DATASETS_OFFLINE", False)
+    if "oreo_envs.hub" in sys.modules:  # forget an earlier test's probe
+        monkeypatch.setattr(sys.modules["oreo_envs.hub"], "_offline", None)
+    lookups = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        lookups.append(host)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+@pytest.fixture
+def hub_loads(monkeypatch):
+    """Spy on the transformers loaders: record (name, kwargs) and fail as a missing repo does."""
+    calls = []
+
+    def spy(name, *args, **kwargs):
+        calls.append((str(name), kwargs.get("local_files_only", False)))
+        raise OSError(f"stub: {name} not found")
+
+    for auto in (transformers.AutoTokenizer, transformers.AutoModelForCausalLM):
+        monkeypatch.setattr(auto, "from_pretrained", spy)
+    return calls
+
+
+def test_missing_local_folder_is_named_and_never_sent_to_the_hub(
+    no_network, hub_loads, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ck").mkdir()  # "ck/polcy" is a typo for the local ck/policy
+    for name in ("./ck_typo/policy", str(tmp_path / "ck_typo" / "policy"), "ck/polcy"):
+        expected = f"no such local folder: {re.escape(name)}"
+        for load in (load_tokenizer, load_causal_lm):
+            with pytest.raises(ValueError, match=expected) as error:
+                load(name)
+            assert "OUT/policy" in str(error.value)  # says what to pass
+    assert hub_loads == [] and no_network == []
+
+
+def test_hub_id_with_the_hub_unreachable_fails_after_one_probe(no_network, hub_loads):
+    for load in (load_tokenizer, load_causal_lm, load_tokenizer):
+        with pytest.raises(ValueError, match="no such local folder: ck_typo/policy") as error:
+            load("ck_typo/policy")
+        assert "unreachable" in str(error.value) and "OUT/policy" in str(error.value)
+    assert hub_loads == []  # nothing cached: the retrying loaders never start
+    assert len(no_network) == 1 and os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_cached_hub_id_with_the_hub_unreachable_loads_from_the_cache_only(
+    no_network, hub_loads, tmp_path
+):
+    (tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc").mkdir(parents=True)
+    for load in (load_tokenizer, load_causal_lm):
+        with pytest.raises(ValueError, match="stub"):
+            load("org/tiny")
+    assert hub_loads == [("org/tiny", True), ("org/tiny", True)]
+
+
+def test_value_folder_is_refused_as_a_policy(value_dir):
+    message = "is a value model folder, not a policy \\(pass OUT/policy\\)"
+    with pytest.raises(ValueError, match=message):
+        load_causal_lm(str(value_dir))
+    with pytest.raises(ValueError, match=message):
+        load_backend("hf", str(value_dir))
+    with pytest.raises(ValueError, match=message):
+        load_policy(str(value_dir))
+
+
+def test_policy_folder_is_refused_as_a_value_model(tiny_model_dir, value_dir, tmp_path):
+    tok = load_tokenizer(str(tiny_model_dir))
+    with pytest.raises(ValueError, match="is a policy folder, not a value model \\(pass oreo"):
+        ValueScorer.from_pretrained(tiny_model_dir, tok)
+    with pytest.raises(ValueError, match="no such local folder: .*pass oreo train's OUT/value"):
+        ValueScorer.from_pretrained(tmp_path / "nope", tok)
+    broken = shutil.copytree(value_dir, tmp_path / "broken")
+    (broken / VALUE_HEAD_FILE).unlink()
+    with pytest.raises(ValueError, match=f"incomplete value model folder: no {VALUE_HEAD_FILE}"):
+        ValueScorer.from_pretrained(broken, tok)
+
+
+def test_value_folder_loads_its_head_and_training_still_starts_from_an_lm(
+    tiny_model_dir, value_dir
+):
+    import torch
+
+    scorer = ValueScorer.from_pretrained(value_dir, device="cpu")
+    saved = ValueModel.from_pretrained(value_dir).head.weight
+    assert torch.equal(scorer.model.head.weight, saved) and saved.abs().sum() > 0
+    start = ValueModel.from_pretrained(tiny_model_dir)  # what training does: a zero head
+    assert start.head.weight.abs().sum() == 0 and start.head.bias.abs().sum() == 0
+    assert load_policy(str(tiny_model_dir)).training

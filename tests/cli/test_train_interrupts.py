@@ -1,0 +1,169 @@
+"""`oreo train` loses nothing: kills at any point of a save, SIGINT / SIGTERM, a full disk and a
+torn metrics log all leave a run that resumes to exactly the uninterrupted result."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from oreo_agents.train import TrainConfig, run_train
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
+STEPS = 8  # 16 rows, batch 4, 2 epochs
+
+
+def cmd(model, data, out, *extra):
+    return [
+        sys.executable, "-m", "oreo_cli", "train", "--algo", "oreo", "--data", str(data),
+        "--model", str(model), "--out", str(out), "--batch-size", "4", "--micro-batch-size", "2",
+        "--epochs", "2", "--lr", "1e-3", "--set", "value_lr=1e-3", "--max-length", "1024",
+        "--warmup-ratio", "0", *extra,
+    ]  # fmt: skip
+
+
+def step_of(out):
+    """The step of the current checkpoint; None before the first one (or while it switches)."""
+    try:
+        return json.loads((out / "checkpoint" / "progress.json").read_text())["step"]
+    except (OSError, ValueError):
+        return None
+
+
+def lines(path):
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def weights(out):
+    policy = load_file(str(out / "policy" / "model.safetensors"))
+    value = load_file(str(out / "value" / "model.safetensors"))
+    head = load_file(str(out / "value" / "value_head.safetensors"))
+    return {**policy, **{f"value.{k}": v for k, v in {**value, **head}.items()}}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_model_dir, mixed_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight") / "run"
+    run = subprocess.run(cmd(tiny_model_dir, mixed_data, out), capture_output=True, text=True,
+                         env=ENV, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    return out
+
+
+def test_kills_at_random_points_of_saves_resume_to_the_same_weights(
+    tiny_model_dir, mixed_data, tmp_path, straight
+):
+    """With a save every step most of the run is spent saving; each kill lands at a random
+    instant after a checkpoint switch, so inside the next save more often than not."""
+    out, rng, kills = tmp_path / "run", random.Random(0), 0
+    args = cmd(tiny_model_dir, mixed_data, out, "--save-every", "1")
+    while kills < 4:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=ENV)  # fmt: skip
+        start = step_of(out)
+        while proc.poll() is None and step_of(out) == start:
+            time.sleep(0.01)
+        if proc.poll() is not None:
+            break  # finished before it could be killed
+        time.sleep(rng.uniform(0, 0.4))
+        proc.kill()
+        proc.wait(timeout=60)
+        kills += 1
+    run = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert kills >= 3 and step_of(out) == STEPS
+    assert sorted(p.name for p in out.glob("ckpt-*")) == [f"ckpt-{STEPS:08d}"]
+    assert_same(weights(out), weights(straight))
+    logged = [json.loads(line)["step"] for line in lines(out / "metrics.jsonl")]
+    assert logged == list(range(1, STEPS + 1))
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_then_the_rerun_resumes_exactly(
+    tiny_model_dir, mixed_data, tmp_path, straight, sig, code
+):
+    out = tmp_path / "run"
+    args = cmd(tiny_model_dir, mixed_data, out, "--save-minutes", "0")  # only the signal saves
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=ENV)  # fmt: skip
+    metrics = out / "metrics.jsonl"
+    while (
+        proc.poll() is None
+        and len(metrics.read_text().splitlines() if metrics.exists() else []) < 3
+    ):
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == code, stdout
+    stopped = step_of(out)
+    assert 3 <= stopped < STEPS, stdout
+    assert f"saved the checkpoint of step {stopped}" in " ".join(stdout.split())
+    run = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_same(weights(out), weights(straight))
+
+
+def config(model, data, out, **kw):
+    return TrainConfig(
+        algo="oreo", data=str(data), model=str(model), out=str(out), batch_size=4,
+        micro_batch_size=2, epochs=2, lr=1e-3, max_length=1024, warmup_ratio=0.0,
+        settings={"value_lr": 1e-3}, report_to="none", **kw,
+    )  # fmt: skip
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_says_so(
+    tiny_model_dir, mixed_data, tmp_path, monkeypatch, straight
+):
+    out = tmp_path / "run"
+    real_save = torch.save
+    full = []
+
+    def save(obj, f, *args, **kwargs):
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    cfg = config(tiny_model_dir, mixed_data, out, save_every=2)
+    with pytest.raises(ValueError, match=r"step 4 .*No space left on device.*step 2 is kept"):
+        run_train(cfg, log=lambda record: full.append(1) if record["step"] == 3 else None)
+    assert step_of(out) == 2 and [p.name for p in out.glob("ckpt-*")] == ["ckpt-00000002"]
+    full.clear()
+    run_train(cfg)
+    assert_same(weights(out), weights(straight))
+
+
+def test_a_torn_metrics_line_is_dropped_and_garbage_is_named(tiny_model_dir, mixed_data, tmp_path):
+    out = tmp_path / "run"
+    cfg = config(tiny_model_dir, mixed_data, out, max_steps=2)
+    run_train(cfg)
+    log = out / "metrics.jsonl"
+    log.write_text(log.read_text() + '{"step": 3, "lo')  # a kill in the middle of a write
+    run_train(cfg)  # the finished run again: nothing to train, the torn line goes
+    assert [json.loads(line)["step"] for line in lines(log)] == [1, 2]
+    log.write_text("garbage\n" + log.read_text())
+    with pytest.raises(ValueError, match="metrics.jsonl:1: not a JSON metrics record"):
+        run_train(cfg)
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tiny_model_dir, mixed_data, tmp_path):
+    out = tmp_path / "run"
+    (out / "policy").mkdir(parents=True)
+    (out / "policy" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="holds policy but no oreo train checkpoint"):
+        run_train(config(tiny_model_dir, mixed_data, out))
