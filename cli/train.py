@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import signal
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -78,7 +79,8 @@ def algorithm_help() -> str:
     "Train a policy (and for OREO a value model) from logged episodes with accelerate.",
 )
 def train(*, config: Path | None, set_: list[str] | None, **flags: Any) -> None:
-    console = Console()
+    # Under torchrun / accelerate launch every process runs this; one reports progress.
+    console = Console(quiet=os.environ.get("RANK", "0") != "0")
     try:
         values = _load_config_file(config) if config else {}
         if flags.get("data"):
@@ -111,7 +113,7 @@ def train(*, config: Path | None, set_: list[str] | None, **flags: Any) -> None:
         )
         raise typer.Exit(130) from None
     except (ValueError, TypeError, OSError) as e:
-        console.print(f"[bold red]error:[/] {e}")
+        Console().print(f"[bold red]error:[/] {e}")  # from any process
         raise typer.Exit(2) from None
     console.print(f"saved the policy to {policy}")
 

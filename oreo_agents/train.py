@@ -154,7 +154,7 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
 
     import torch
     from accelerate import Accelerator, PartialState
-    from accelerate.utils import set_seed
+    from accelerate.utils import DataLoaderConfiguration, set_seed
 
     from oreo_agents.checkpoint import CheckpointDir
     from oreo_agents.data import batches
@@ -167,15 +167,23 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     ckpts = CheckpointDir(out)
     progress = _check_resume(cfg, ckpts)
     tokenizer = load_tokenizer(cfg.model)
-    world = PartialState().num_processes
+    # On a machine without CUDA, accelerate joins a torchrun / accelerate launch process group
+    # (gloo) only when told it runs on CPU; otherwise every process would be "rank 0 of 1".
+    cpu = not torch.cuda.is_available()
+    world = PartialState(cpu=cpu).num_processes
     plan = batches.prepare(cfg, tokenizer, world)  # raises on bad data before any compute
-    mixed = cfg.mixed_precision or ("bf16" if torch.cuda.is_available() else "no")
+    mixed = cfg.mixed_precision or ("no" if cpu else "bf16")
     trackers = _trackers(cfg.report_to)
     accelerator = Accelerator(
+        cpu=cpu,
         gradient_accumulation_steps=plan.accumulation,
         mixed_precision=mixed,
         log_with=trackers or None,
         project_dir=str(out) if trackers else None,
+        # batch_size is global and each process already reads only its share of every
+        # optimizer batch (TrainPlan.micro_batches): with split_batches the prepared schedulers
+        # step once per optimizer step, not once per process (which ran the cosine N x fast).
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
     )
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +270,7 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
             if not accelerator.sync_gradients:
                 continue
             step, boundary, rng, counter = step + 1, i + 1, rng_state(), accelerator.step
-            _report(run, meter.flush(step, run.schedulers[0].get_last_lr()[0]))
+            _report(run, meter.flush(step, run.schedulers[0].get_last_lr()[0], accelerator))
             timely = cfg.save_minutes and time.monotonic() - last_save >= 60 * cfg.save_minutes
             if _agree(accelerator, bool(cfg.save_every and step % cfg.save_every == 0 or timely)):
                 _save(run, step, boundary)
@@ -285,7 +293,8 @@ def _report(run: _Run, record: dict[str, Any]) -> None:
     _append_metrics(Path(run.cfg.out), record, run.accelerator)
     if run.trackers:
         run.accelerator.log(record, step=record["step"])
-    if run.log is not None and record["step"] % run.cfg.log_every == 0:
+    due = record["step"] % run.cfg.log_every == 0
+    if run.log is not None and due and run.accelerator.is_main_process:
         run.log(record)
 
 
@@ -350,20 +359,21 @@ def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
     if cfg.gradient_checkpointing:
         for name, _ in groups:
             models[name].gradient_checkpointing_enable()
+    # Models are wrapped first and the optimizers built on the wrapped parameters: FSDP
+    # flattens and shards them, and an optimizer over the originals would update nothing.
+    for name, _ in groups:
+        models[name] = accelerator.prepare_model(models[name])
+    if "reference" in models:
+        models["reference"] = accelerator.prepare_model(models["reference"], evaluation_mode=True)
     optimizers, schedulers = [], []
     warmup = math.ceil(cfg.warmup_ratio * total_steps)
     for name, lr in groups:
         opt = torch.optim.AdamW(
             models[name].parameters(), lr=lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
         )
-        optimizers.append(opt)
-        schedulers.append(get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1)))
-    for name, _ in groups:
-        models[name] = accelerator.prepare_model(models[name])
-    if "reference" in models:
-        models["reference"] = accelerator.prepare_model(models["reference"], evaluation_mode=True)
-    optimizers = [accelerator.prepare_optimizer(o) for o in optimizers]
-    schedulers = [accelerator.prepare_scheduler(s) for s in schedulers]
+        optimizers.append(accelerator.prepare_optimizer(opt))
+        schedule = get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
+        schedulers.append(accelerator.prepare_scheduler(schedule))
     return models, optimizers, schedulers
 
 
@@ -420,13 +430,24 @@ class _Meter:
         self.tokens += int(batch["attention_mask"].sum())
         self.slots += batch["attention_mask"].numel()
 
-    def flush(self, step: int, lr: float) -> dict[str, Any]:
-        dt = max(time.perf_counter() - self.t0, 1e-9)
-        record = {"step": step, "lr": lr}
-        record.update({k: float(v) / max(self.n, 1) for k, v in self.sums.items()})
-        record["tokens_per_s"] = self.tokens / dt
-        record["pad_fraction"] = 1 - self.tokens / max(self.slots, 1)
+    def flush(self, step: int, lr: float, accelerator: Any) -> dict[str, Any]:
+        """The step's record, averaged over all processes (tokens summed over them)."""
         import torch
+
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        names = sorted(self.sums)
+        device = accelerator.device
+        means = torch.stack([torch.as_tensor(self.sums[k], device=device).float() for k in names])
+        means = means / max(self.n, 1)
+        counts = torch.tensor([self.tokens, self.slots], device=device, dtype=torch.float64)
+        if accelerator.num_processes > 1:
+            means = accelerator.reduce(means, reduction="mean")
+            counts = accelerator.reduce(counts, reduction="sum")
+        tokens, slots = counts.tolist()
+        record = {"step": step, "lr": lr}
+        record.update(dict(zip(names, means.tolist(), strict=True)))
+        record["tokens_per_s"] = tokens / dt
+        record["pad_fraction"] = 1 - tokens / max(slots, 1)
 
         if torch.cuda.is_available():
             record["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
