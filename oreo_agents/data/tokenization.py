@@ -114,14 +114,24 @@ def tokenize_episode(
     # The model emitted EOS right after its last action, before any reply of the env (in step
     # mode the env's closing newline comes after it), so EOS goes there as one more action token.
     stopped = episode.meta.get("eos", True) and episode.terminated
-    if stopped and tokenizer.eos_token_id is not None:
+    eos = _eos_id(episode, tokenizer)
+    if stopped and eos is not None:
         k = last_action_end
-        ids.insert(k, tokenizer.eos_token_id)
+        ids.insert(k, eos)
         starts.insert(k, not mask[k - 1])  # alone (empty last action), EOS is its own step
         mask.insert(k, True)
     if max_length is not None and len(ids) > max_length:
         ids, mask, starts = ids[:max_length], mask[:max_length], starts[:max_length]
     return TokenizedEpisode(ids, mask, starts, prompt_len, float(episode.reward), episode.task_id)
+
+
+def _eos_id(episode: Episode, tokenizer: Any) -> int | None:
+    """The EOS the model emitted (``meta["eos_id"]``: a chat model may stop on any of several),
+    when it is a special token of this tokenizer; else the tokenizer's own EOS."""
+    emitted = episode.meta.get("eos_id")
+    if isinstance(emitted, int) and emitted in tokenizer.all_special_ids:
+        return emitted
+    return tokenizer.eos_token_id
 
 
 def tokenize_episodes(

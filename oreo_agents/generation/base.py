@@ -59,11 +59,14 @@ class Completion:
         text: The decoded continuation (ending with the stop string when one was hit).
         token_ids: Its token ids (EOS and padding excluded).
         finish_reason: "eos" (the model stopped), "stop" (a stop string) or "length".
+        eos_id: With "eos", the end-of-sequence id the model emitted (chat models have several,
+            e.g. ``<|im_end|>`` and ``<|endoftext|>``); training appends that one.
     """
 
     text: str
     token_ids: list[int]
     finish_reason: Literal["eos", "stop", "length"]
+    eos_id: int | None = None
 
 
 class Backend(Protocol):
@@ -85,6 +88,17 @@ def derive_seed(*parts: Any) -> int:
     across processes and Python versions (no ``hash()`` randomisation)."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a generation: the model's ``generation_config.eos_token_id`` (an int
+    or a list: Qwen2.5-Instruct and Llama-3-Instruct list two or three) and the tokenizer's."""
+    config = getattr(model, "generation_config", None)
+    ids = getattr(config, "eos_token_id", None)
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(ids))  # in order, once each
 
 
 def vllm_available() -> bool:

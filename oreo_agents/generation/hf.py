@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from oreo_agents.generation.base import Completion, SamplingParams
+from oreo_agents.generation.base import Completion, SamplingParams, eos_ids
 
 if TYPE_CHECKING:
     import torch
@@ -144,6 +144,7 @@ class HFBackend:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        self.eos_ids = eos_ids(self.model, self.tokenizer)
 
     @property
     def device(self) -> torch.device:
@@ -203,7 +204,7 @@ class HFBackend:
             "top_k": None,
             "logits_processor": processors,
             "pad_token_id": tok.pad_token_id,
-            "eos_token_id": tok.eos_token_id,
+            "eos_token_id": self.eos_ids,  # all of them stop, not only the tokenizer's
             "return_dict_in_generate": True,
         }
         if params.stop:
@@ -220,18 +221,19 @@ class HFBackend:
 
     def _finish(self, ids: list[int], params: SamplingParams) -> Completion:
         tok = self.tokenizer
-        reason = "length"
-        if tok.eos_token_id in ids:
-            ids, reason = ids[: ids.index(tok.eos_token_id)], "eos"
+        reason, eos = "length", None
+        ends = [k for k, t in enumerate(ids) if t in self.eos_ids]
+        if ends:
+            eos, ids, reason = ids[ends[0]], ids[: ends[0]], "eos"
         else:  # a row stopped early is padded to the batch's length
             while ids and ids[-1] == tok.pad_token_id:
                 ids = ids[:-1]
         text = tok.decode(ids, skip_special_tokens=True)
         cut = _first_stop_end(text, params.stop)
         if cut is not None:
-            text, reason = text[:cut], "stop"
+            text, reason, eos = text[:cut], "stop", None
             ids = _shortest_prefix(tok, ids, cut)
-        return Completion(text=text, token_ids=ids, finish_reason=reason)
+        return Completion(text=text, token_ids=ids, finish_reason=reason, eos_id=eos)
 
 
 def _first_stop_end(text: str, stops: tuple[str, ...]) -> int | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from oreo_agents.generation.base import Completion, SamplingParams
+from oreo_agents.generation.base import Completion, SamplingParams, eos_ids
 
 
 class VLLMBackend:
@@ -35,6 +35,7 @@ class VLLMBackend:
         self.model_name = model
         self.llm = vllm.LLM(model=model, seed=seed, dtype="auto", **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        self.eos_ids = eos_ids(_GenerationConfigOf(model), self.tokenizer)
 
     def sampling_params(self, params: SamplingParams) -> Any:
         """The `vllm.SamplingParams` equivalent of ours (stop strings kept in the text)."""
@@ -46,6 +47,7 @@ class VLLMBackend:
             top_k=params.top_k if params.top_k > 0 else -1,
             stop=list(params.stop) or None,
             include_stop_str_in_output=True,
+            stop_token_ids=self.eos_ids,  # every EOS id of the model's generation config
             seed=params.seed,
         )
 
@@ -57,14 +59,38 @@ class VLLMBackend:
         if seeds is not None:
             sampling = [self.sampling_params(replace(params, seed=s % 2**31)) for s in seeds]
         outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
-        return [[_completion(o, params) for o in out.outputs] for out in outputs]
+        primary = self.tokenizer.eos_token_id
+        return [[completion(o, self.eos_ids, primary) for o in out.outputs] for out in outputs]
 
 
-def _completion(out: Any, params: SamplingParams) -> Completion:
+def completion(out: Any, eos: list[int], primary: int | None) -> Completion:
+    """Our `Completion` of a vLLM ``CompletionOutput`` (``text``, ``token_ids``,
+    ``finish_reason`` "stop" | "length", ``stop_reason``: None for the tokenizer's EOS, the
+    token id for a ``stop_token_ids`` hit, the string for a stop string).
+
+    Any EOS id counts as EOS (an int ``stop_reason`` that is one of ``eos``), so an episode that
+    ended on a chat model's second EOS id still gets its EOS target in training; a None
+    ``stop_reason`` is the tokenizer's own EOS (``primary``). EOS ids are cut from
+    ``token_ids``, as the HF backend does.
+    """
+    ids = list(out.token_ids)
     if out.finish_reason == "length":
-        reason = "length"
-    elif out.stop_reason is None:  # vLLM: finished with no stop string/token means EOS
-        reason = "eos"
-    else:
-        reason = "stop"
-    return Completion(text=out.text, token_ids=list(out.token_ids), finish_reason=reason)
+        return Completion(text=out.text, token_ids=ids, finish_reason="length")
+    if out.stop_reason is None or (isinstance(out.stop_reason, int) and out.stop_reason in eos):
+        eos_id = out.stop_reason if out.stop_reason is not None else primary
+        if ids and ids[-1] in eos:
+            eos_id = ids.pop()
+        return Completion(text=out.text, token_ids=ids, finish_reason="eos", eos_id=eos_id)
+    return Completion(text=out.text, token_ids=ids, finish_reason="stop")
+
+
+class _GenerationConfigOf:
+    """What `eos_ids` reads (``generation_config``) for a model vLLM loaded, from its folder."""
+
+    def __init__(self, model: str):
+        try:
+            from transformers import GenerationConfig
+
+            self.generation_config = GenerationConfig.from_pretrained(model)
+        except (OSError, ValueError):
+            self.generation_config = None

@@ -131,6 +131,7 @@ class Slot:
     steps: list[dict[str, str]] = field(default_factory=list)
     tokens: int = 0
     eos: bool = False
+    eos_id: int | None = None  # the EOS id the model emitted last
     started: float = field(default_factory=time.time)
     env_obs: str = ""  # the env's latest raw observation (what scripted policies read)
     first_obs: str = ""
@@ -338,6 +339,7 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig):
         completions = backend.generate([context(slots[j]) for j in members], params, seeds)
         for j, (c,) in zip(members, completions, strict=True):
             out[j] = (c.text, len(c.token_ids), c.finish_reason)
+            slots[j].eos_id = c.eos_id  # which of the model's EOS ids, when it stopped
     return out
 
 
@@ -430,6 +432,7 @@ def _record(slot: Slot, action: str, n_tokens: int, reason: str, result: tuple, 
             "seed": cfg.seed,
             "sample": slot.key[1],
             "eos": slot.eos,
+            **({"eos_id": slot.eos_id} if slot.eos and slot.eos_id is not None else {}),
             "generated_tokens": slot.tokens,
             "started": slot.started,
             "finished": time.time(),
