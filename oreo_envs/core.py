@@ -38,6 +38,22 @@ SAMPLE_CHARSET = (
 )
 
 
+KINDS = ("answer", "agent")
+
+
+def env_kind(env: Any) -> str:
+    """The declared kind of an env (`TextEnv.kind`), through any wrappers; a plain Gymnasium
+    env that declares none is an answer env.
+
+    Raises:
+        ValueError: An undeclared kind.
+    """
+    kind = getattr(env.unwrapped, "kind", "answer")
+    if kind not in KINDS:
+        raise ValueError(f"{type(env.unwrapped).__name__}.kind must be one of {KINDS}: {kind!r}")
+    return kind
+
+
 class TextSpace(Text):
     """A `gymnasium.spaces.Text` that holds any Unicode string up to ``max_length`` characters.
 
@@ -94,10 +110,21 @@ class TextEnv(gym.Env[str, str]):
     Task order: ``reset(seed=s)`` draws a fresh permutation of the tasks from the env's RNG, and
     each later ``reset()`` takes the next task in it (a new permutation once all were used), so a
     seed reproduces the task sequence and an evaluation pass covers tasks without repeats.
+
+    Class attributes (what collectors and evaluators read; no one guesses from ids or info keys):
+        kind: "answer" (the agent writes a response graded at the end: math, Chain,
+            ReasoningGym; final answers can be voted on, maj@k) or "agent" (one command per
+            turn, ``info["admissible_actions"]``: ALFWorld, TextWorld).
+        granularity: Answer envs: "response" (one action is the whole response) or "step" (one
+            reasoning step per action, split on ``step_delimiters``).
+        step_delimiters: Where a response splits into steps (kept at the end of each step).
     """
 
     # render_fps only quiets Gymnasium's checker: text frames are not played back in real time.
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    kind: str = "answer"
+    granularity: str = "response"
+    step_delimiters: tuple[str, ...] = ("\n",)
 
     def __init__(self, task_ids: Sequence[str], *, render_mode: str | None = None):
         if not task_ids:

@@ -118,6 +118,8 @@ class TextWorldEnv(TextEnv):
     reset, the game's ``walkthrough`` (empty when the game has none).
     """
 
+    kind = "agent"
+
     def __init__(
         self,
         path: str | os.PathLike | None = None,

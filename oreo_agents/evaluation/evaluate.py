@@ -33,6 +33,7 @@ from oreo_agents.evaluation.metrics import curves, subsets, value_auroc, wilson_
 from oreo_agents.evaluation.search import ValueFn, beam_search
 from oreo_agents.rollout.collect import ActingConfig, CollectConfig, run_collect, select_tasks
 from oreo_agents.rollout.scripted import SCRIPTED
+from oreo_envs import env_kind
 
 STRATEGIES = ("greedy", "sample", "beam", "best-of-k")
 SUBSET_KEYS = ("level", "type", "task_type", "split")
@@ -121,7 +122,7 @@ def run_rollout(
     env = make_env()
     unwrapped = env.unwrapped
     task_ids = select_tasks(list(unwrapped.task_ids), cfg.tasks, cfg.seed)
-    agent = not hasattr(unwrapped, "step_delimiters")
+    agent = env_kind(env) == "agent"
     progress = _counter(progress, len(task_ids))
     if cfg.strategy in ("beam", "best-of-k") and value_fn is None:
         raise ValueError(f"--strategy {cfg.strategy} needs a value model")
@@ -328,7 +329,7 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
         "tasks": n,
         "success_rate": successes / n if n else 0.0,
         "ci95": [lo, hi],
-        **curves(records, answers=hasattr(unwrapped, "step_delimiters")),
+        **curves(records, answers=env_kind(unwrapped) == "answer"),
         **({"value_auroc": auroc} if (auroc := value_auroc(records)) else {}),
         "mean_steps": sum(s["steps"] for s in all_samples) / max(len(all_samples), 1),
         "mean_tokens_per_task": tokens / max(n, 1),

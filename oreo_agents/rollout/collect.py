@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+import oreo_envs
 from oreo_agents.data.episodes import Episode, EpisodeWriter, load_episodes
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.generation.base import derive_seed
@@ -295,7 +296,7 @@ def start_episodes(
     slots = []
     for env, key, (obs, info) in zip(envs, keys, reset_all(envs, calls), strict=True):
         slot = Slot(env=env, key=key, prompt=obs, info=info, env_obs=obs, first_obs=obs)
-        if "admissible_actions" in info:
+        if oreo_envs.env_kind(env) == "agent":
             slot.formatter = agent_prompt
             slot.prompt = agent_prompt.render(obs, [])
         slots.append(slot)
@@ -303,9 +304,10 @@ def start_episodes(
 
 
 def env_kind(slot: Slot) -> str:
-    if "admissible_actions" in slot.info:
+    """How the slot's env is driven: "agent", or an answer env's "response" / "step"."""
+    if oreo_envs.env_kind(slot.env) == "agent":
         return "agent"
-    return getattr(slot.env.unwrapped, "granularity", "response")
+    return slot.env.unwrapped.granularity
 
 
 def context(slot: Slot) -> str:

@@ -36,6 +36,8 @@ class AlfWorldEnv(TextEnv):
     ``admissible_actions``, ``won`` and, on reset, the game's ``walkthrough``.
     """
 
+    kind = "agent"
+
     def __init__(
         self,
         split: str | None = None,

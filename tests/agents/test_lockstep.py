@@ -12,6 +12,8 @@ from oreo_envs import TextEnv
 class DoorEnv(TextEnv):
     """An agent env (admissible actions each step): won by the action "open door"."""
 
+    kind = "agent"
+
     def __init__(self):
         super().__init__(["d1"])
         self.seen: list[str] = []  # every action the env received

@@ -105,6 +105,16 @@ def test_every_strategy_on_math_gives_consistent_reports(trained, tmp_path):
         assert 1 <= s["steps"] <= 2 and s["tokens"] > 0 and s["candidates"] >= 2
 
 
+def test_reasoning_gym_is_an_answer_env_with_votes_and_value_reranking(trained, tmp_path):
+    """It has no step delimiters of its own: it used to be taken for an agent env, losing maj@k
+    and failing best-of-k."""
+    opts = {"size": 10}
+    best, _ = rollout(tmp_path, trained, "oreo/ReasoningGym-v0", opts, "rg", tasks=3,
+                      strategy="best-of-k", k=3)  # fmt: skip
+    assert set(best["maj_at_k"]) == {"1", "2", "3"} and set(best["value_at_k"]) == {"1", "2", "3"}
+    assert all(len(r["samples"]) == 3 for r in best["records"])
+
+
 def test_command_line_writes_report_and_plot(trained, tmp_path):
     cmd = [
         sys.executable, "-m", "oreo_cli", "rollout", "--env", MATH, "-o", "size=20",

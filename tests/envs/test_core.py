@@ -86,3 +86,29 @@ def test_render_ansi_is_the_whole_text():
     env.step("plum")
     env.step("cherry")
     assert env.render() == "say cherry" + "plum" + "again" + "cherry" + ""
+
+
+def test_env_kinds_are_declared_not_guessed():
+    import gymnasium
+
+    import oreo_envs
+
+    for env_id in ("oreo/GSMSymbolic-v0", "oreo/Chain-v0", "oreo/ReasoningGym-v0"):
+        assert oreo_envs.env_kind(gymnasium.make(env_id)) == "answer", env_id
+    assert oreo_envs.env_kind(gymnasium.make("CartPole-v1")) == "answer"  # declares nothing
+
+    class Odd(EchoEnv):
+        kind = "chatbot"
+
+    with pytest.raises(ValueError, match="kind must be one of"):
+        oreo_envs.env_kind(Odd())
+
+
+def test_agent_envs_declare_it():
+    pytest.importorskip("alfworld")
+    import gymnasium
+
+    import oreo_envs
+
+    env = gymnasium.make("oreo/ALFWorld-v0", split="bundled")
+    assert oreo_envs.env_kind(env) == "agent"
