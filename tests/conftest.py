@@ -85,3 +85,32 @@ def mixed_data(tmp_path_factory) -> Path:
         rows.append({"prompt": prompt, "response": " " + task.solution, "reward": 1})
         rows.append({"prompt": prompt, "response": " No idea.\n#### 0", "reward": 0})
     return write_jsonl(tmp_path_factory.mktemp("data") / "mixed.jsonl", rows)
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Every DNS lookup fails (and is counted), the caches are empty, and each offline switch
+    the code under test flips is put back afterwards."""
+    import socket
+    import sys
+
+    import datasets
+    import huggingface_hub.constants as constants
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    if "oreo_envs.hub" in sys.modules:  # forget an earlier test's probe
+        monkeypatch.setattr(sys.modules["oreo_envs.hub"], "_offline", None)
+    lookups = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        lookups.append(host)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups

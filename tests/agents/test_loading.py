@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import sys
 
 import pytest
 import transformers
@@ -29,30 +27,6 @@ def value_dir(tiny_model_dir, tmp_path_factory):
     model.save_pretrained(out)
     load_tokenizer(str(tiny_model_dir)).save_pretrained(out)
     return out
-
-
-@pytest.fixture
-def no_network(monkeypatch, tmp_path):
-    """DNS fails (each lookup counted), the hub cache is empty, offline switches are restored."""
-    import huggingface_hub.constants as constants
-
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    if "datasets.config" in sys.modules:
-        monkeypatch.setattr(sys.modules["datasets.config"], "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(sys.modules["datasets.config"], "HF_DATASETS_OFFLINE", False)
-    if "oreo_envs.hub" in sys.modules:  # forget an earlier test's probe
-        monkeypatch.setattr(sys.modules["oreo_envs.hub"], "_offline", None)
-    lookups = []
-
-    def getaddrinfo(host, *args, **kwargs):
-        lookups.append(host)
-        raise socket.gaierror(-2, "Name or service not known")
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return lookups
 
 
 @pytest.fixture
