@@ -65,6 +65,7 @@ def straight(tiny_model_dir, mixed_data, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_kills_at_random_points_of_saves_resume_to_the_same_weights(
     tiny_model_dir, mixed_data, tmp_path, straight
 ):
@@ -93,6 +94,7 @@ def test_kills_at_random_points_of_saves_resume_to_the_same_weights(
     assert logged == list(range(1, STEPS + 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_saves_then_the_rerun_resumes_exactly(
     tiny_model_dir, mixed_data, tmp_path, straight, sig, code
