@@ -17,9 +17,11 @@ blocks (envs 0..n/w-1 on the first), so neighbouring envs, which collection give
 of one task, share a worker's game cache. Workers ignore SIGINT (the caller handles Ctrl-C and
 closes the pool) and exit when the caller's end of the pipe closes.
 
-Static metadata (``unwrapped.task_ids``, a math env's ``granularity`` and ``task()``) is read
-from a local ``template`` env, so proxies can stand in for envs wherever code only reads such
-attributes; per-episode state lives in the workers and comes back through ``info``.
+Static metadata (`STATIC`: ``unwrapped.task_ids``, the env's ``kind``, a math env's
+``granularity`` and ``task()``...) is read from a local ``template`` env, so proxies can stand
+in for envs wherever code only reads such attributes; per-episode state (``task_id``, the
+game in progress) lives in the workers and comes back through ``info``, and asking a proxy for
+it is an error rather than the template's stale value.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 Command = tuple[str, int, Any]
+# What a proxy answers from its template: attributes fixed when the env is built.
+STATIC = frozenset({
+    "task_ids", "kind", "granularity", "step_delimiters", "task", "prompt", "dataset", "split",
+    "games", "metadata", "render_mode", "observation_space", "action_space", "spec",
+})  # fmt: skip
 
 
 class EnvPool:
@@ -181,16 +188,38 @@ class RemoteEnv:
     def close(self) -> None:
         """Nothing: the pool owns the worker (`EnvPool.close`)."""
 
+    @property
+    def unwrapped(self) -> _Static:
+        return _Static(self.pool.template.unwrapped)
+
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.pool.template, name)
+        return _static(self.pool.template, name)
 
     def _send(self, command: str, args: Any) -> None:
         if self._waiting:
             raise RuntimeError(f"env {self.index}: a call is already in flight; wait() first")
         self.pool.send(self.index, command, args)
         self._waiting = True
+
+
+class _Static:
+    """The `STATIC` attributes of a template's unwrapped env (``RemoteEnv.unwrapped``)."""
+
+    def __init__(self, env: Any):
+        self._env = env
+
+    def __getattr__(self, name: str) -> Any:
+        return _static(self._env, name)
+
+
+def _static(env: Any, name: str) -> Any:
+    if name not in STATIC:
+        raise AttributeError(
+            f"{name!r} is not static metadata of the env, so an EnvPool proxy cannot answer it "
+            "(per-episode state lives in the worker: read it from the info that reset and step "
+            f"return); proxies answer {sorted(STATIC)}"
+        )
+    return getattr(env, name)
 
 
 def step_all(envs: Sequence[Any], actions: Sequence[str]) -> list[tuple]:

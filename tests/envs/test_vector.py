@@ -122,3 +122,16 @@ def test_collect_with_env_workers_writes_the_same_episodes(tmp_path):
         )  # fmt: skip
     assert len(stores[0]) == 12 and all(row[-1] for row in stores[0])
     assert stores[2] == stores[0]
+
+
+def test_proxies_answer_static_metadata_and_refuse_per_episode_state():
+    with EnvPool(make_chain, n=2, workers=1) as pool:
+        remote = pool.envs[0]
+        remote.reset(options={"task_id": pool.template.unwrapped.task_ids[3]})
+        assert remote.unwrapped.task_ids == pool.template.unwrapped.task_ids
+        assert remote.unwrapped.granularity == "step" and remote.unwrapped.kind == "answer"
+        assert oreo_envs.env_kind(remote) == "answer"
+        assert remote.spec.id == "oreo/Chain-v0"
+        # the template was never reset: its task_id would be a stale None
+        with pytest.raises(AttributeError, match="'task_id' is not static metadata"):
+            _ = remote.unwrapped.task_id
