@@ -41,6 +41,23 @@ SAMPLE_CHARSET = (
 KINDS = ("answer", "agent")
 
 
+def step_delimiters_of(env_id: str) -> tuple[str, ...]:
+    """The step delimiters of a registered env id (`TextEnv.delimiters_for` its registered
+    arguments); lines for an id that is not registered or not a `TextEnv` (imported data)."""
+    import gymnasium
+
+    try:
+        spec = gymnasium.spec(env_id)
+        cls = spec.entry_point
+        if isinstance(cls, str):
+            cls = gymnasium.envs.registration.load_env_creator(cls)
+    except (gymnasium.error.Error, ImportError, AttributeError, ModuleNotFoundError):
+        return ("\n",)
+    if isinstance(cls, type) and issubclass(cls, TextEnv):
+        return cls.delimiters_for(dict(spec.kwargs))
+    return ("\n",)
+
+
 def env_kind(env: Any) -> str:
     """The declared kind of an env (`TextEnv.kind`), through any wrappers; a plain Gymnasium
     env that declares none is an answer env.
@@ -125,6 +142,12 @@ class TextEnv(gym.Env[str, str]):
     kind: str = "answer"
     granularity: str = "response"
     step_delimiters: tuple[str, ...] = ("\n",)
+
+    @classmethod
+    def delimiters_for(cls, kwargs: dict[str, Any]) -> tuple[str, ...]:
+        """The step delimiters an env built with ``kwargs`` will have, without building it
+        (training reads them for logged episodes); override when they depend on ``kwargs``."""
+        return tuple(cls.step_delimiters)
 
     def __init__(self, task_ids: Sequence[str], *, render_mode: str | None = None):
         if not task_ids:

@@ -176,6 +176,12 @@ class MathEnv(TextEnv):
         render_mode: None or "ansi" (``render()`` returns the episode's text).
     """
 
+    @classmethod
+    def delimiters_for(cls, kwargs: dict[str, Any]) -> tuple[str, ...]:
+        """Lines for GSM8K; MATH also splits sentences (``". "``, ``".$ "``), as the OREO paper's
+        step-level MATH runs do."""
+        return STEP_DELIMITERS[kwargs.get("dataset", "gsm8k")]
+
     def __init__(
         self,
         dataset: str = "gsm8k",

@@ -23,14 +23,7 @@ from typing import Any
 import torch
 
 from oreo_agents.data.episodes import Episode
-
-MATH_STEP_DELIMITERS = ("\n", ". ", ".$ ")
-LINE_DELIMITERS = ("\n",)
-
-
-def step_delimiters_for(env_id: str) -> tuple[str, ...]:
-    """The OREO paper's step delimiters for an env: MATH splits sentences too, others lines."""
-    return MATH_STEP_DELIMITERS if "MATH" in env_id else LINE_DELIMITERS
+from oreo_envs import step_delimiters_of
 
 
 @dataclass
@@ -89,7 +82,7 @@ def tokenize_episode(
     Raises:
         ValueError: The prompt tokenizes to nothing (no context for the first action).
     """
-    delims = step_delimiters or step_delimiters_for(episode.env_id)
+    delims = step_delimiters or step_delimiters_of(episode.env_id)
     bos = tokenizer.bos_token
     add_bos = bos is not None and not episode.prompt.startswith(bos)
     ids = tokenizer(episode.prompt, add_special_tokens=add_bos)["input_ids"]

@@ -112,3 +112,11 @@ def test_agent_envs_declare_it():
 
     env = gymnasium.make("oreo/ALFWorld-v0", split="bundled")
     assert oreo_envs.env_kind(env) == "agent"
+
+
+def test_step_delimiters_come_from_the_registered_env():
+    import oreo_envs
+
+    assert oreo_envs.step_delimiters_of("oreo/MATH-v0") == ("\n", ". ", ".$ ")
+    assert oreo_envs.step_delimiters_of("oreo/GSM8K-v0") == ("\n",)
+    assert oreo_envs.step_delimiters_of("someone/Imported-v0") == ("\n",)  # not registered
