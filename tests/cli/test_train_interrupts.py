@@ -120,6 +120,29 @@ def test_a_signal_saves_then_the_rerun_resumes_exactly(
     assert_same(weights(out), weights(straight))
 
 
+@pytest.mark.slow
+def test_a_second_ctrl_c_aborts_at_once_and_still_loses_nothing(
+    tiny_model_dir, mixed_data, tmp_path, straight
+):
+    """The second SIGINT lands during (or just before) the save the first one asked for: the
+    run aborts with 130 and whatever that save left, the re-run resumes to the same weights."""
+    out = tmp_path / "run"
+    args = cmd(tiny_model_dir, mixed_data, out, "--save-every", "2", "--save-minutes", "0")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=ENV)  # fmt: skip
+    while proc.poll() is None and len(lines(out / "metrics.jsonl")) < 3:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout
+    assert "aborted" in stdout or "stopped by SIGINT" in stdout  # the save may have won the race
+    run = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_same(weights(out), weights(straight))
+
+
 def config(model, data, out, **kw):
     return TrainConfig(
         algo="oreo", data=str(data), model=str(model), out=str(out), batch_size=4,
