@@ -90,11 +90,11 @@ def derive_seed(*parts: Any) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every id that ends a generation: the model's ``generation_config.eos_token_id`` (an int
-    or a list: Qwen2.5-Instruct and Llama-3-Instruct list two or three) and the tokenizer's."""
-    config = getattr(model, "generation_config", None)
-    ids = getattr(config, "eos_token_id", None)
+def eos_ids(generation_config: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a generation: ``generation_config.eos_token_id`` (an int or a list:
+    Qwen2.5-Instruct and Llama-3-Instruct list two or three; None: no config) and the
+    tokenizer's."""
+    ids = getattr(generation_config, "eos_token_id", None)
     ids = [ids] if isinstance(ids, int) else list(ids or [])
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from oreo_agents.generation.base import Completion, SamplingParams, eos_ids
+from oreo_agents.generation.base import Completion, SamplingParams, derive_seed, eos_ids
 
 if TYPE_CHECKING:
     import torch
@@ -144,7 +144,7 @@ class HFBackend:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        self.eos_ids = eos_ids(self.model, self.tokenizer)
+        self.eos_ids = eos_ids(getattr(self.model, "generation_config", None), self.tokenizer)
 
     @property
     def device(self) -> torch.device:
@@ -156,12 +156,11 @@ class HFBackend:
         """``params.n`` completions per prompt. Sample j of prompt i draws from its own
         generator seeded by ``(seeds[i], j)`` (default seeds: ``(params.seed, i)``), so it does
         not depend on the batch it runs in (`oreo_agents.generation.sampling`)."""
-        import torch
-
-        from oreo_agents.generation.base import derive_seed
-
         if seeds is None:
-            base = params.seed if params.seed is not None else int(torch.seed())
+            # unseeded: fresh entropy, without reseeding torch's global generator as seed() would
+            base = params.seed
+            if base is None:
+                base = int.from_bytes(os.urandom(8), "little")
             seeds = [derive_seed(base, i) for i in range(len(prompts))]
         if len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")

@@ -35,7 +35,7 @@ class VLLMBackend:
         self.model_name = model
         self.llm = vllm.LLM(model=model, seed=seed, dtype="auto", **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        self.eos_ids = eos_ids(_GenerationConfigOf(model), self.tokenizer)
+        self.eos_ids = eos_ids(_generation_config(model), self.tokenizer)
 
     def sampling_params(self, params: SamplingParams) -> Any:
         """The `vllm.SamplingParams` equivalent of ours (stop strings kept in the text)."""
@@ -84,13 +84,11 @@ def completion(out: Any, eos: list[int], primary: int | None) -> Completion:
     return Completion(text=out.text, token_ids=ids, finish_reason="stop")
 
 
-class _GenerationConfigOf:
-    """What `eos_ids` reads (``generation_config``) for a model vLLM loaded, from its folder."""
+def _generation_config(model: str) -> Any:
+    """The ``generation_config.json`` of the model vLLM loaded (its EOS ids), None if absent."""
+    try:
+        from transformers import GenerationConfig
 
-    def __init__(self, model: str):
-        try:
-            from transformers import GenerationConfig
-
-            self.generation_config = GenerationConfig.from_pretrained(model)
-        except (OSError, ValueError):
-            self.generation_config = None
+        return GenerationConfig.from_pretrained(model)
+    except (OSError, ValueError):
+        return None

@@ -69,7 +69,7 @@ def emitting(model, token_id):
 def test_every_eos_id_of_the_generation_config_stops(chat_model):
     model, tok = chat_model
     im_end, endoftext = tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
-    assert eos_ids(model, tok) == [im_end, endoftext]
+    assert eos_ids(model.generation_config, tok) == [im_end, endoftext]
     backend = HFBackend(emitting(model, endoftext), tok)
     (c,) = backend.generate(["Tom has 3 apples."], SamplingParams(temperature=0))[0]
     assert c.finish_reason == "eos" and c.eos_id == endoftext and c.token_ids == []
