@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oreo_agents.rollout.collect import CollectConfig
+from oreo_agents.distributed import device, rank_world, wait_for_everyone
+from oreo_agents.rollout.config import CollectConfig
 from oreo_agents.rollout.scripted import SCRIPTED
 from oreo_cli.options import ENV_OPTION, Flag, config_parameters, make_env, with_parameters
 from oreo_cli.options import env_options as env_options_of
@@ -33,7 +34,8 @@ SPLIT = inspect.Parameter(
     "Collect episodes: K samples per task, batched across envs, resumable, with a summary.",
 )
 def collect(*, env_options: list[str] | None, split: str | None, **values: Any) -> None:
-    console = Console()
+    # Under torchrun / accelerate launch every process runs this; one reports progress.
+    console = Console(quiet=rank_world()[0] != 0)
     try:
         cfg = CollectConfig(**values, env_options=env_options_of(env_options, split))
         run(cfg, console)
@@ -44,7 +46,7 @@ def collect(*, env_options: list[str] | None, split: str | None, **values: Any) 
         )
         raise typer.Exit(130) from None
     except (ValueError, TypeError, OSError, ImportError) as e:
-        console.print(f"[bold red]error:[/] {e}")
+        Console().print(f"[bold red]error:[/] {e}")  # from any process
         raise typer.Exit(2) from None
 
 
@@ -61,9 +63,7 @@ def run(cfg: Any, console: Console) -> None:
         from oreo_agents.generation import load_backend
 
         console.print(f"loading [bold]{cfg.model}[/] ({cfg.backend} backend)...")
-        backend = load_backend(cfg.backend, cfg.model, batch_size=cfg.batch_size)
-        if cfg.chat_template:
-            options["tokenizer"] = backend.tokenizer
+        backend = load_backend(cfg.backend, cfg.model, batch_size=cfg.batch_size, device=device())
     columns = (
         TextColumn("[bold]collect[/]"),
         BarColumn(),
@@ -95,7 +95,9 @@ def run(cfg: Any, console: Console) -> None:
             on_episode=on_episode,
             on_plan=on_plan,
         )
-    _print_summary(console, summarize(cfg.out), cfg.out)
+    wait_for_everyone()  # the summary reads every rank's shards
+    if rank_world()[0] == 0:
+        _print_summary(console, summarize(cfg.out), cfg.out)
 
 
 def _print_summary(console: Console, summary: dict, out: str) -> None:

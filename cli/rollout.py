@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from oreo_agents.distributed import device, rank_world
 from oreo_agents.evaluation.evaluate import RolloutConfig
 from oreo_cli.options import ENV_OPTION, Flag, config_parameters, make_env, with_parameters
 from oreo_cli.options import env_options as env_options_of
@@ -44,12 +45,13 @@ EXTRA = [
 def rollout(
     *, env_options: list[str] | None, split: str | None, plot: str | None, **values: Any
 ) -> None:
-    console = Console()
+    # Under torchrun / accelerate launch every process runs this; one reports progress.
+    console = Console(quiet=rank_world()[0] != 0)
     try:
         cfg = RolloutConfig(**values, env_options=env_options_of(env_options, split))
         run(cfg, console, plot)
     except (ValueError, TypeError, OSError, ImportError) as e:
-        console.print(f"[bold red]error:[/] {e}")
+        Console().print(f"[bold red]error:[/] {e}")  # from any process
         raise typer.Exit(2) from None
 
 
@@ -68,9 +70,7 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
         from oreo_agents.generation import load_backend
 
         console.print(f"loading [bold]{cfg.policy}[/] ({cfg.backend} backend)...")
-        backend = load_backend(cfg.backend, cfg.policy, batch_size=cfg.batch_size)
-        if cfg.chat_template:
-            options["tokenizer"] = backend.tokenizer
+        backend = load_backend(cfg.backend, cfg.policy, batch_size=cfg.batch_size, device=device())
     if cfg.value is not None and cfg.strategy in ("greedy", "sample"):
         console.print(f"[yellow]note[/]: --strategy {cfg.strategy} does not use --value")
     elif cfg.value is not None:
@@ -78,7 +78,10 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
 
         console.print(f"loading the value model [bold]{cfg.value}[/]...")
         value_fn = ValueScorer.from_pretrained(
-            cfg.value, getattr(backend, "tokenizer", None), batch_size=cfg.value_batch_size
+            cfg.value,
+            getattr(backend, "tokenizer", None),
+            batch_size=cfg.value_batch_size,
+            device=device(),
         )
     columns = (
         TextColumn(f"[bold]rollout[/] {cfg.strategy}"),
@@ -96,6 +99,8 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
             scripted=scripted,
             progress=lambda done, total: progress.update(bar, completed=done, total=total),
         )
+    if rank_world()[0] != 0:
+        return  # rank 0 writes the report of every rank's tasks
     path = save_report(report, cfg.out)
     print_report(console, report)
     console.print(f"report written to {path}")

@@ -195,7 +195,8 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     if progress:
         accelerator.load_state(str(ckpts.current / "state"))
     _truncate_metrics(out, progress["step"] if progress else 0, accelerator)
-    run = _Run(cfg, accelerator, models, optimizers, schedulers, tokenizer, ckpts, log, trackers)
+    run = _Run(cfg, accelerator, models, optimizers, schedulers, tokenizer, ckpts, log, trackers,
+               plan.token_ids or {})  # fmt: skip
     _loop(run, plan, progress or {})
     accelerator.end_training()
     return out / "policy"
@@ -214,6 +215,7 @@ class _Run:
     ckpts: Any
     log: Callable[[dict[str, Any]], None] | None
     trackers: list[str]
+    token_ids: dict[str, int]  # episodes read with their logged ids / encoded from text
 
 
 def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
@@ -398,6 +400,7 @@ def _save(run: _Run, step: int, micro_batches: int) -> None:
             "step": step,
             "micro_batches": micro_batches,
             "config": run.cfg.flat(),
+            "token_ids": run.token_ids,
         }
         write_progress(folder, progress)
 

@@ -135,6 +135,8 @@ class TextEnv(gym.Env[str, str]):
         granularity: Answer envs: "response" (one action is the whole response) or "step" (one
             reasoning step per action, split on ``step_delimiters``).
         step_delimiters: Where a response splits into steps (kept at the end of each step).
+
+    Answer envs' reset info carries ``messages`` (`messages`), the task for chat templates.
     """
 
     # render_fps only quiets Gymnasium's checker: text frames are not played back in real time.
@@ -193,7 +195,15 @@ class TextEnv(gym.Env[str, str]):
         self._done = False
         obs, info = self._start(task_id)
         self._transcript = [obs]
+        if self.kind == "answer":
+            info = {**info, "messages": self.messages(obs)}
         return obs, {**info, "task_id": task_id}
+
+    def messages(self, observation: str) -> list[dict[str, str]]:
+        """The current task as chat messages (``info["messages"]`` at reset, in answer envs):
+        what a chat template renders instead of the plain first observation. Default: the
+        observation as the user's turn; envs with an instruction override it (MathEnv)."""
+        return [{"role": "user", "content": observation}]
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._task_id is None:

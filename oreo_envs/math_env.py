@@ -245,6 +245,16 @@ class MathEnv(TextEnv):
             task.question, self.dataset, tokenizer=self.tokenizer, instruction=self.instruction
         )
 
+    def messages(self, observation: str) -> list[dict[str, str]]:
+        """The instruction as the system turn and the question as the user's, as the OREO
+        authors prompted instruct models (`format_prompt` with a tokenizer renders these)."""
+        assert self._task is not None
+        instruction = INSTRUCTIONS[self.dataset] if self.instruction is None else self.instruction
+        return [
+            {"role": "system", "content": instruction},
+            {"role": "user", "content": self._task.question},
+        ]
+
     def _start(self, task_id: str) -> tuple[str, dict[str, Any]]:
         self._task = self.task(task_id)
         self._solution = ""

@@ -70,6 +70,74 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
+QWEN_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def chat_tokenizer():
+    """A byte-level BPE tokenizer trained here on math and household text, Qwen style: EOS
+    <|im_end|>, pad <|endoftext|>, a Qwen chat template. Byte-level BPE is where a sample is
+    often not the canonical encoding of its own text, and where segments merge at boundaries."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    corpus = [f"Tom has {i} apples and buys {i + 3} more. #### {2 * i + 3}" for i in range(200)]
+    corpus += [
+        f"You are in the middle of a room. > go to shelf {i}\nOn the shelf {i}, you see a mug."
+        for i in range(50)
+    ]
+    core.train_from_iterator(corpus, trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )  # fmt: skip
+    tok.chat_template = QWEN_TEMPLATE
+    return tok
+
+
+def tiny_qwen(tok):
+    """A tiny random Qwen2 on ``tok`` whose generation config stops on <|im_end|> and
+    <|endoftext|>, as Qwen2.5-Instruct's does."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config.eos_token_id = [tok.eos_token_id, tok.pad_token_id]
+    return model
+
+
+@pytest.fixture
+def chat_model(chat_tokenizer):
+    """A fresh `tiny_qwen` and its tokenizer."""
+    return tiny_qwen(chat_tokenizer), chat_tokenizer
+
+
+@pytest.fixture(scope="session")
+def chat_model_dir(tmp_path_factory, chat_tokenizer) -> Path:
+    """`tiny_qwen` saved as a normal Hugging Face folder (for the CLI)."""
+    out = tmp_path_factory.mktemp("chat_model")
+    tiny_qwen(chat_tokenizer).save_pretrained(out)
+    chat_tokenizer.save_pretrained(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def mixed_data(tmp_path_factory) -> Path:
     """OREO-math rows: per task a gold solution (reward 1) and a wrong answer (reward 0)."""

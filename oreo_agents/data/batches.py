@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from oreo_agents.data.episodes import Episode, load_episodes
+from oreo_agents.data.inputs import has_ids
 from oreo_agents.data.tokenization import (
     length_grouped_batches,
     shuffled_batches,
@@ -77,6 +78,7 @@ class TrainPlan:
     spec: Any
     world: int = 1
     length_grouping: bool = True
+    token_ids: dict[str, int] | None = None  # episodes read with their logged ids / encoded
 
     @property
     def optimizer_steps(self) -> int:
@@ -126,6 +128,7 @@ def prepare(cfg: Any, tokenizer: Any, world: int = 1) -> TrainPlan:
     if not episodes:
         raise ValueError(f"{cfg.data} holds no episodes")
     episodes = spec.select(episodes, cfg.settings, cfg.data)
+    stored = sum(has_ids(e, tokenizer) for e in episodes)
     tokenized = tokenize_episodes(episodes, tokenizer, max_length=cfg.max_length)
     if not tokenized:
         raise ValueError(f"{cfg.data}: no episode has an action to learn from")
@@ -138,7 +141,7 @@ def prepare(cfg: Any, tokenizer: Any, world: int = 1) -> TrainPlan:
         )
     plan = TrainPlan(
         items, tokenizer.pad_token_id, cfg.micro_batch_size, accumulation, cfg.epochs, cfg.seed,
-        spec, world, cfg.length_grouping,
+        spec, world, cfg.length_grouping, {"stored": stored, "encoded": len(episodes) - stored},
     )  # fmt: skip
     if plan.optimizer_steps < 1:
         raise ValueError(

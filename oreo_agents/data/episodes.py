@@ -2,14 +2,17 @@
 
 One episode per line (ARCHITECTURE.md)::
 
-    {"schema_version": 1, "env_id": "oreo/GSM8K-v0", "task_id": "17", "prompt": "User: ...",
-     "steps": [{"action": "...", "observation": ""}], "reward": 1.0, "success": true,
-     "terminated": true, "truncated": false, "info": {"answer": "42", "gold": "42"},
-     "meta": {"model": "...", "sampling": {...}, "seed": 0, "sample": 3, ...}}
+    {"schema_version": 2, "env_id": "oreo/GSM8K-v0", "task_id": "17", "prompt": "User: ...",
+     "steps": [{"action": "...", "observation": "", "action_ids": [...], "observation_ids": []}],
+     "reward": 1.0, "success": true, "terminated": true, "truncated": false,
+     "info": {"answer": "42", "gold": "42"}, "prompt_ids": [...],
+     "meta": {"model": "...", "tokenizer": "name@hash", "sampling": {...}, "seed": 0, ...}}
 
 ``prompt + action_1 + observation_1 + action_2 + ...`` is the exact text the agent saw (for chat
-formatted agents the formatter rebuilds its messages from the same pieces). Token ids are not
-stored: tokenization happens at train time with the model's own tokenizer.
+formatted agents the formatter rebuilds its messages from the same pieces). Episodes a model
+generated also carry the token ids it was fed and produced (`oreo_agents.data.inputs`), which
+training and scoring use when their tokenizer is the same; episodes without ids (gold
+solutions, imported data; schema version 1) are tokenized at train time.
 
 A store is a folder: ``manifest.json`` (what produced it) and ``episodes-NNNNN.jsonl`` shards.
 Each episode is written with one ``write`` of a whole line and flushed, so a killed writer
@@ -17,6 +20,9 @@ leaves whole lines (plus at worst one torn last line, which the next writer cuts
 writer knows which ``(task_id, sample)`` keys are done, so re-running resumes without duplicates.
 One writer at a time: it holds an exclusive ``flock`` on the store's ``.lock`` file (with its pid
 in it) for its whole life; the kernel drops the lock when the process dies, however it dies.
+The ranks of one multi-process job (``torchrun``, ``accelerate launch``) write side by side:
+each holds ``.lock`` shared and its own ``.lock-rR`` exclusively, writes its own shards
+(``episodes-rR-NNNNN.jsonl``) and reads every shard's keys, so no key is written twice.
 Readers keep the first of repeated keys, so a store written before the lock still reads once.
 """
 
@@ -32,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: optional token ids (prompt_ids, steps' action_ids/observation_ids)
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 SHARD_PATTERN = "episodes-*.jsonl"
@@ -55,13 +61,18 @@ class Episode:
         task_id: The env's task id.
         prompt: The first observation (what the agent saw first).
         steps: ``{"action": str, "observation": str}`` in order; the observation is the env's
-            reply to that action. Single-shot math has one step holding the whole response.
+            reply to that action (as the prompt renders it). Single-shot math has one step
+            holding the whole response. Generated episodes add ``action_ids`` (what the model
+            produced; it may reach into the rendering after the action, such as an agent's
+            closing newline) and ``observation_ids`` (the context after them).
         reward: The episode's (sparse) return.
         success: Whether the task was solved.
         terminated: Ended by the task's rules; ``truncated``: cut by a step limit.
         info: JSON-safe fields of the last ``info`` (extracted answer, gold, task type...).
         meta: Provenance: model, sampling parameters, seed, ``sample`` (which of the K samples
-            of its task this is), timestamps.
+            of its task this is), ``tokenizer`` (the identity of the ids' tokenizer),
+            timestamps.
+        prompt_ids: The prompt's token ids as the model was fed them (None: not logged).
     """
 
     env_id: str
@@ -74,6 +85,7 @@ class Episode:
     truncated: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    prompt_ids: list[int] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -123,8 +135,17 @@ class Episode:
                 and isinstance(step.get("observation"), str)
             ):
                 raise EpisodeFormatError(f"steps[{i}] needs string 'action' and 'observation'")
+            for name in ("action_ids", "observation_ids"):
+                if name in step and not _is_ids(step[name]):
+                    raise EpisodeFormatError(f"steps[{i}].{name} must be a list of token ids")
+        if record.get("prompt_ids") is not None and not _is_ids(record["prompt_ids"]):
+            raise EpisodeFormatError("prompt_ids must be a list of token ids")
         known = {f: record[f] for f in cls.__dataclass_fields__ if f in record}
         return cls(**known)
+
+
+def _is_ids(value: Any) -> bool:
+    return isinstance(value, list) and all(type(t) is int for t in value)
 
 
 _REQUIRED: dict[str, Any] = {
@@ -226,6 +247,9 @@ class EpisodeWriter:
             no episode yet (a run that failed before its first) is taken over instead.
         resume_keys: Manifest fields that must match to resume.
         shard_size: Episodes per shard file.
+        rank: This process's rank in a multi-process job (module docstring).
+        world: The job's number of processes; 1 for a single writer. Rank 0 writes the
+            manifest.
 
     Raises:
         StoreLockedError: Another writer holds the store.
@@ -239,23 +263,39 @@ class EpisodeWriter:
         *,
         resume_keys: tuple[str, ...] = ("env_id", "env_options", "model", "sampling", "seed"),
         shard_size: int = 10_000,
+        rank: int = 0,
+        world: int = 1,
     ):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in a job of {world} processes")
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.shard_size = shard_size
+        self.shard_size, self.rank, self.world = shard_size, rank, world
+        self._prefix = "episodes-" if world == 1 else f"episodes-r{rank}-"
         self._fd: int | None = None
         self._shard: str | None = None
         # Locked before anything is read: a second writer would cut the first one's line in
         # progress as "torn", and both would write the same keys.
-        self._lock_fd: int | None = _lock(self.out_dir)
+        self._lock_fds: list[int] = []
+        if world == 1:
+            self._lock_fds.append(_lock(self.out_dir, LOCK))
+        else:
+            self._lock_fds.append(_lock(self.out_dir, LOCK, shared=True))
+            try:
+                self._lock_fds.append(_lock(self.out_dir, f"{LOCK}-r{rank}"))
+            except BaseException:
+                self._unlock()
+                raise
         try:
             self.manifest = self._merged_manifest(manifest, resume_keys)
             self.done: set[tuple[str, int]] = set()
             self._shard_counts: dict[str, int] = {}
             for file in sorted(self.out_dir.glob(SHARD_PATTERN)):
-                _cut_torn_line(file)
+                owned = self._owns(file.name)  # another rank's last line may be in progress
+                if owned:
+                    _cut_torn_line(file)
                 n = 0
-                for ep in _read_file(file):
+                for ep in _read_file(file) if owned else _whole_lines(file):
                     self.done.add(ep.key)
                     n += 1
                 self._shard_counts[file.name] = n
@@ -269,9 +309,14 @@ class EpisodeWriter:
         """Episodes in the store, including those of earlier runs (repeated keys once)."""
         return len(self.done)
 
+    def _owns(self, shard: str) -> bool:
+        """Whether this writer may append to (and repair) a shard: a single writer owns every
+        shard; a rank, only its own."""
+        return self.world == 1 or shard.startswith(self._prefix)
+
     def write(self, episode: Episode) -> None:
         """Append one episode as a single whole line and flush it to the OS."""
-        if self._lock_fd is None:
+        if not self._lock_fds:
             raise ValueError(f"the writer of {self.out_dir} is closed")
         if episode.key in self.done:
             raise ValueError(f"episode {episode.key} is already in {self.out_dir}")
@@ -282,7 +327,7 @@ class EpisodeWriter:
 
     def close(self) -> None:
         """fsync the open shard, update the manifest's counts and release the store's lock."""
-        if self._lock_fd is None:
+        if not self._lock_fds:
             return
         try:
             if self._fd is not None:
@@ -320,12 +365,12 @@ class EpisodeWriter:
         return {**old, **_jsonable(manifest), "updated": now}
 
     def _unlock(self) -> None:
-        if self._lock_fd is not None:
+        while self._lock_fds:
+            fd = self._lock_fds.pop()
             # Explicitly: forked env workers share the lock, and closing only our copy of the
             # descriptor would leave the store locked until they exit.
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def _open_shard(self) -> None:
         if self._fd is not None and self._shard_counts[self._shard] < self.shard_size:
@@ -333,16 +378,26 @@ class EpisodeWriter:
         if self._fd is not None:
             os.fsync(self._fd)
             os.close(self._fd)
-        names = sorted(self._shard_counts)
+        names = sorted(n for n in self._shard_counts if self._owns(n))
         if names and self._shard_counts[names[-1]] < self.shard_size:
             self._shard = names[-1]
         else:
-            self._shard = f"episodes-{len(names):05d}.jsonl"
+            self._shard = f"{self._prefix}{len(names):05d}.jsonl"
+            while self._shard in self._shard_counts:  # a single writer after a multi-rank job
+                self._shard = f"{self._prefix}{len(names) + 1:05d}.jsonl"
+                names.append(self._shard)
             self._shard_counts[self._shard] = 0
         path = self.out_dir / self._shard
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def _write_manifest(self) -> None:
+        if self.rank != 0:
+            return
+        if self.world > 1:  # the other ranks' shards as they are now
+            for file in self.out_dir.glob(SHARD_PATTERN):
+                if not self._owns(file.name):
+                    self.done |= {ep.key for ep in _whole_lines(file)}
+                    self._shard_counts.setdefault(file.name, 0)
         self.manifest["episodes"] = self.count
         self.manifest["shards"] = sorted(self._shard_counts)
         tmp = self.out_dir / f".{MANIFEST}.tmp"
@@ -350,8 +405,9 @@ class EpisodeWriter:
         os.replace(tmp, self.out_dir / MANIFEST)
 
 
-def _lock(out_dir: Path) -> int:
-    """Take the store's writer lock without waiting and write this pid into it.
+def _lock(out_dir: Path, name: str, *, shared: bool = False) -> int:
+    """Take one of the store's writer locks without waiting (exclusive, or shared by the ranks
+    of a job) and write this pid into it.
 
     Returns:
         The lock file's descriptor (closing it, or this process's death, releases the lock).
@@ -359,9 +415,9 @@ def _lock(out_dir: Path) -> int:
     Raises:
         StoreLockedError: Another writer holds it.
     """
-    fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(out_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         pid = os.read(fd, 32).decode("ascii", errors="replace").strip() or "unknown"
         os.close(fd)
@@ -372,9 +428,19 @@ def _lock(out_dir: Path) -> int:
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    if not shared:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _whole_lines(file: Path) -> Iterator[Episode]:
+    """The episodes of a shard another process may be appending to (its last line may be
+    torn: skipped quietly)."""
+    data = file.read_bytes()
+    for lineno, raw in enumerate(data[: data.rfind(b"\n") + 1].split(b"\n"), start=1):
+        if raw.strip():
+            yield _parse(raw, file, lineno)
 
 
 def _holds_episodes(out_dir: Path) -> bool:

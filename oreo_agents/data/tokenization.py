@@ -1,10 +1,12 @@
 """Episodes -> token ids, action masks and step starts; DPO pairs and KTO labels; batches.
 
-Each episode is tokenized segment by segment (prompt, then action_1, observation_1, ...) with the
-model's own tokenizer, so action boundaries are exact and an action's tokens are the ones the
-policy would generate after its context. Action tokens get ``action_mask = 1``; the prompt and
-observations are context. When the episode's model stopped with EOS (``meta["eos"]``, or no flag
-at all as in gold or imported data), an EOS token closes the last action and is an action too.
+Each episode becomes prompt, action_1, observation_1, ... ids (`oreo_agents.data.inputs`): the
+ids the policy was fed and generated when the episode logged them with this tokenizer, else each
+segment encoded by the model's own tokenizer; so action boundaries are exact and an action's
+tokens are the ones the policy generated (or would) after its context. Action tokens get
+``action_mask = 1``; the prompt and observations are context. When the episode's model stopped
+with EOS (``meta["eos"]``, or no flag at all as in gold or imported data), an EOS token closes
+the last action and is an action too (unless the logged ids hold it already).
 
 Step starts mark the first token of each reasoning step inside the actions (steps split on the
 env's delimiters, e.g. lines for GSM8K), found through the tokenizer's character offsets; the
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 
 from oreo_agents.data.episodes import Episode
+from oreo_agents.data.inputs import has_ids, stored_ids, tokenizer_id
 from oreo_envs import step_delimiters_of
 
 
@@ -83,39 +86,45 @@ def tokenize_episode(
         ValueError: The prompt tokenizes to nothing (no context for the first action).
     """
     delims = step_delimiters or step_delimiters_of(episode.env_id)
-    bos = tokenizer.bos_token
-    add_bos = bos is not None and not episode.prompt.startswith(bos)
-    ids = tokenizer(episode.prompt, add_special_tokens=add_bos)["input_ids"]
-    if not ids:
+    prompt, segments = stored_ids(episode, tokenizer)
+    if not prompt:
         raise ValueError(f"task {episode.task_id}: the prompt is empty after tokenization")
-    prompt_len = len(ids)
+    ids, prompt_len = list(prompt), len(prompt)
     mask, starts = [False] * len(ids), [False] * len(ids)
     last_action_end = len(ids)
-    for step in episode.steps:
+    for step, (action, observation) in zip(episode.steps, segments, strict=True):
         last_action_end = len(ids)
-        if step["action"]:
-            enc = tokenizer(step["action"], add_special_tokens=False, return_offsets_mapping=True)
-            ids += enc["input_ids"]
-            mask += [True] * len(enc["input_ids"])
-            starts += _step_starts_in(step["action"], enc["offset_mapping"], delims)
+        if action:
+            ids += action
+            mask += [True] * len(action)
+            starts += _step_starts(tokenizer, step["action"], action, delims)
             last_action_end = len(ids)
-        if step["observation"]:
-            obs = tokenizer(step["observation"], add_special_tokens=False)["input_ids"]
-            ids += obs
-            mask += [False] * len(obs)
-            starts += [False] * len(obs)
+        ids += observation
+        mask += [False] * len(observation)
+        starts += [False] * len(observation)
     # The model emitted EOS right after its last action, before any reply of the env (in step
     # mode the env's closing newline comes after it), so EOS goes there as one more action token.
     stopped = episode.meta.get("eos", True) and episode.terminated
     eos = _eos_id(episode, tokenizer)
-    if stopped and eos is not None:
-        k = last_action_end
+    k = last_action_end
+    if stopped and eos is not None and not (mask[k - 1] and ids[k - 1] == eos):  # not logged yet
         ids.insert(k, eos)
         starts.insert(k, not mask[k - 1])  # alone (empty last action), EOS is its own step
         mask.insert(k, True)
     if max_length is not None and len(ids) > max_length:
         ids, mask, starts = ids[:max_length], mask[:max_length], starts[:max_length]
     return TokenizedEpisode(ids, mask, starts, prompt_len, float(episode.reward), episode.task_id)
+
+
+def _step_starts(tokenizer: Any, text: str, ids: list[int], delims: Sequence[str]) -> list[bool]:
+    """Step-start flags for an action's ids. Character offsets come from the tokenizer when the
+    ids are its encoding of ``text``, else (ids as generated) from decoding each prefix."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if enc["input_ids"] == ids:
+        return _step_starts_in(text, enc["offset_mapping"], delims)
+    ends = [len(t) for t in tokenizer.batch_decode([ids[: k + 1] for k in range(len(ids))])]
+    offsets = list(zip([0, *ends[:-1]], ends, strict=True))
+    return _step_starts_in(tokenizer.decode(ids), offsets, delims)
 
 
 def _eos_id(episode: Episode, tokenizer: Any) -> int | None:
@@ -134,9 +143,12 @@ def tokenize_episodes(
     step_delimiters: Sequence[str] | None = None,
     max_length: int | None = None,
 ) -> list[TokenizedEpisode]:
-    """`tokenize_episode` over many; drops (with one warning) episodes with no action token."""
-    out, empty, cut = [], 0, 0
+    """`tokenize_episode` over many; drops (with one warning) episodes with no action token.
+    One warning counts the episodes encoded from their text (no ids logged by this tokenizer:
+    gold solutions, imported data, another model's episodes)."""
+    out, empty, cut, encoded = [], 0, 0, 0
     for ep in episodes:
+        encoded += not has_ids(ep, tokenizer)
         tok = tokenize_episode(
             ep, tokenizer, step_delimiters=step_delimiters, max_length=max_length
         )
@@ -149,6 +161,12 @@ def tokenize_episodes(
         warnings.warn(f"dropped {empty} episodes with no action tokens", stacklevel=2)
     if cut:
         warnings.warn(f"{cut} episodes were cut at max_length={max_length}", stacklevel=2)
+    if encoded:
+        warnings.warn(
+            f"{encoded} episodes carry no token ids of this tokenizer ({tokenizer_id(tokenizer)}): "
+            "encoded from their text, segment by segment",
+            stacklevel=2,
+        )
     return out
 
 

@@ -4,7 +4,10 @@ At each step of each episode, take K candidate actions (K sampled generations, o
 admissible action), score each resulting conversation (context + action) with the value model,
 and play the best. Episodes run in lock-step across env instances, as in
 `oreo_agents.rollout.collect`, whose episode bookkeeping (prompt rendering, stepping, the
-`Episode` record) is reused so an acted episode is stored exactly like a collected one.
+`Episode` record) is reused so an acted episode is stored exactly like a collected one. A
+candidate's state is the context's ids plus the ids the policy generated for it (its closing
+newline or end-of-turn token included, `oreo_agents.data.inputs.split_generation`), the ids a
+logged episode that took it holds; an admissible action is encoded.
 """
 
 from __future__ import annotations
@@ -13,17 +16,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from oreo_agents.data.episodes import Episode
+from oreo_agents.data.inputs import encode_text, split_generation
 from oreo_agents.evaluation.search import ValueFn
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.rollout.agent_prompt import AgentPrompt, parse_action
 from oreo_agents.rollout.collect import (
     CollectConfig,
+    Slot,
     advance_all,
     context,
     env_kind,
     episode_seed,
     fill_slots,
     make_envs,
+    make_prompter,
+    model_input,
 )
 
 
@@ -46,7 +53,7 @@ def act_with_value(
         make_env: Builds one env instance (an agent env with ``admissible_actions``).
         task_ids: The tasks to play, in order.
         backend: The policy's generator (unused with ``admissible``).
-        value_fn: Scores ``(prompt, rest of the conversation)`` pairs.
+        value_fn: Scores states (token ids; its ``tokenizer`` encodes them without a backend).
         k: Candidate actions sampled per step.
         admissible: Score every admissible action instead of sampling.
         agent_prompt: Formats the conversation (default `AgentPrompt(think=cfg.think)`, as
@@ -61,42 +68,48 @@ def act_with_value(
     """
     if backend is None and not admissible:
         raise ValueError("value-guided acting samples actions from a policy: pass a backend")
-    agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
+    tokenizer = getattr(backend, "tokenizer", None) or value_fn.tokenizer
+    prompter = make_prompter(cfg, tokenizer, agent_prompt)
     pending = [(t, 0) for t in reversed(task_ids)]
     first = make_env()
     n = min(cfg.batch_size, len(pending))
     envs, close_envs = make_envs(make_env, n, cfg.env_workers, first)
     try:
-        done = _act(cfg, envs, pending, backend, value_fn, k, admissible, agent_prompt, on_episode)
+        done = _act(
+            cfg, envs, pending, backend, value_fn, k, admissible, (prompter, tokenizer), on_episode
+        )
     finally:
         close_envs()
     return [done[t] for t in task_ids]
 
 
-def _act(cfg, envs, pending, backend, value_fn, k, admissible, agent_prompt, on_episode):
+def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompting, on_episode):
     """The lock-step loop of `act_with_value`; returns {task id: episode}."""
+    prompter, tokenizer = prompting
     slots: list[Any] = [None] * len(envs)
     done: dict[str, Episode] = {}
     counts: dict[str, int] = {}
     while pending or any(slots):
-        for i in fill_slots(slots, envs, pending, cfg.seed, agent_prompt):
+        for i in fill_slots(slots, envs, pending, cfg.seed, prompter, tokenizer):
             if env_kind(slots[i]) != "agent":
                 raise ValueError(f"{cfg.env} is not an agent env (no admissible actions)")
         active = [i for i, s in enumerate(slots) if s is not None]
         if admissible:
-            candidates = [[(a, 0) for a in slots[i].info["admissible_actions"]] for i in active]
+            candidates = [
+                [(a, 0, None) for a in slots[i].info["admissible_actions"]] for i in active
+            ]
         else:
             candidates = _sample_actions(backend, [slots[i] for i in active], cfg, k)
-        flat = [(i, a) for i, cands in zip(active, candidates, strict=True) for a, _ in cands]
-        scores = value_fn(
-            [slots[i].prompt for i, _ in flat], [_rest(slots[i]) + a for i, a in flat]
-        )
-        best: dict[int, tuple[float, str]] = {}
-        for (i, action), v in zip(flat, scores, strict=True):
+        flat = [(i, c) for i, cands in zip(active, candidates, strict=True) for c in cands]
+        scores = value_fn([slots[i].ids + _candidate_ids(slots[i], *c) for i, c in flat])
+        best: dict[int, tuple[float, tuple]] = {}
+        for (i, cand), v in zip(flat, scores, strict=True):
             if i not in best or v > best[i][0]:  # ties go to the first (most likely) candidate
-                best[i] = (v, action)
-        moves = [(best.get(i, (0.0, ""))[1], sum(n for _, n in c), "stop")
-                 for i, c in zip(active, candidates, strict=True)]  # fmt: skip
+                best[i] = (v, cand)
+        moves = []
+        for i, cands in zip(active, candidates, strict=True):
+            action, _, completion = best[i][1] if i in best else ("", 0, None)
+            moves.append((action, sum(c[1] for c in cands), "stop", completion))
         finished = advance_all([slots[i] for i in active], moves, cfg)
         for i, cands, episode in zip(active, candidates, finished, strict=True):
             key = slots[i].key[0]
@@ -110,15 +123,27 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, agent_prompt, on_
     return done
 
 
-def _rest(slot: Any) -> str:
-    """The conversation after the prompt (``context`` minus the prompt)."""
-    return context(slot)[len(slot.prompt) :]
+def _candidate_ids(slot: Slot, action: str, _tokens: int, completion: Any) -> list[int]:
+    """The ids a candidate adds to the slot's context (module docstring)."""
+    tok = slot.tokenizer
+    if completion is not None:
+        # What the prompt renders after the action, up to the env's reply (not known yet; a
+        # stand-in no generation ends with, so a generated newline is never taken for it).
+        following = slot.formatter.render(slot.first_obs, [*slot.history, (action, "\x00")])
+        following = following[len(context(slot)) + len(action) :]
+        split = split_generation(
+            tok, completion.token_ids, completion.text, completion.eos_id, action, following
+        )
+        if split is not None:
+            return split[0]
+    return encode_text(tok, action)
 
 
 def _sample_actions(
     backend: Backend, slots: list[Any], cfg: CollectConfig, k: int
-) -> list[list[tuple[str, int]]]:
-    """K sampled actions per slot (first lines, deduplicated) with their token counts."""
+) -> list[list[tuple[str, int, Any]]]:
+    """K sampled actions per slot (first lines, deduplicated) with their token counts and the
+    first completion that gave each."""
     params = SamplingParams(
         n=k,
         max_new_tokens=cfg.max_new_tokens,
@@ -129,11 +154,11 @@ def _sample_actions(
     )
     seeds = [episode_seed(cfg.seed, s) for s in slots]
     out = []
-    for completions in backend.generate([context(s) for s in slots], params, seeds):
-        seen: dict[str, int] = {}
+    for completions in backend.generate([model_input(s) for s in slots], params, seeds):
+        seen: dict[str, list] = {}
         for c in completions:
             action = parse_action(c.text)
             # Every sample's tokens count as cost, even a duplicate's.
-            seen[action] = seen.get(action, 0) + len(c.token_ids)
-        out.append(list(seen.items()))
+            seen.setdefault(action, [action, 0, c])[1] += len(c.token_ids)
+        out.append([tuple(v) for v in seen.values()])
     return out

@@ -29,9 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from oreo_agents.data.episodes import Episode, load_episodes
+from oreo_agents.data.inputs import episode_state
+from oreo_agents.distributed import gather, rank_world
 from oreo_agents.evaluation.metrics import curves, subsets, value_auroc, wilson_interval
 from oreo_agents.evaluation.search import ValueFn, beam_search
-from oreo_agents.rollout.collect import ActingConfig, CollectConfig, run_collect, select_tasks
+from oreo_agents.rollout.collect import make_prompter, run_collect, select_tasks
+from oreo_agents.rollout.config import ActingConfig, CollectConfig
 from oreo_agents.rollout.scripted import SCRIPTED
 from oreo_envs import env_kind
 
@@ -105,7 +108,9 @@ def run_rollout(
     scripted: Callable[[Any], Any] | None = None,
     progress: Callable[[float, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``cfg`` and return its report (module docstring); `save_report` writes it.
+    """Run ``cfg`` and return its report (module docstring); `save_report` writes it. Under a
+    multi-process launcher each rank evaluates every world-th task and every rank returns
+    the report of all of them (the records are gathered).
 
     Args:
         cfg: The evaluation.
@@ -121,7 +126,9 @@ def run_rollout(
     started = time.perf_counter()
     env = make_env()
     unwrapped = env.unwrapped
-    task_ids = select_tasks(list(unwrapped.task_ids), cfg.tasks, cfg.seed)
+    every = select_tasks(list(unwrapped.task_ids), cfg.tasks, cfg.seed)
+    rank, world = rank_world()
+    task_ids = every[rank::world]  # what run_collect takes on this rank too
     agent = env_kind(env) == "agent"
     progress = _counter(progress, len(task_ids))
     if cfg.strategy in ("beam", "best-of-k") and value_fn is None:
@@ -137,6 +144,10 @@ def run_rollout(
         records = _acting_records(cfg, make_env, task_ids, backend, value_fn, progress)
     else:
         records = _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress)
+    if world > 1:
+        order = {t: i for i, t in enumerate(every)}
+        records = sorted((r for part in gather(records) for r in part),
+                         key=lambda r: order[r["task_id"]])  # fmt: skip
     for record in records:
         record["subset"] = _subset(unwrapped, record)
     env.close()
@@ -183,7 +194,7 @@ def _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progr
             for r, eps in zip(records, by_task.values(), strict=True)
             for s, e in zip(r["samples"], eps, strict=True)
         ]
-        values = value_fn([e.prompt for _, e in flat], [e.response for _, e in flat])
+        values = value_fn([episode_state(e, value_fn.tokenizer) for _, e in flat])
         for (s, _), v in zip(flat, values, strict=True):
             s["value"] = float(v)
         for r in records:
@@ -195,7 +206,11 @@ def _beam_records(cfg, env, task_ids, backend, value_fn, progress):
     from oreo_envs.verifiers import has_final_answer
 
     u = env.unwrapped
-    prompts = [env.reset(seed=cfg.seed, options={"task_id": t})[0] for t in task_ids]
+    prompter = make_prompter(cfg, backend.tokenizer, None)
+    prompts = [
+        prompter.first("answer", *env.reset(seed=cfg.seed, options={"task_id": t}))
+        for t in task_ids
+    ]
     style = getattr(u, "dataset", "auto")
     results = beam_search(
         backend,

@@ -7,19 +7,29 @@
   highest-value finished candidate (the best unfinished one when none finished).
 
 Every search step makes one generation call for all beams of all problems and one scoring call
-for all their candidates, so the model never sees one prompt at a time.
+for all their candidates, so the model never sees one prompt at a time. A partial solution is
+kept as the ids the policy generated, and the value model scores exactly those (after the
+prompt's ids, `oreo_agents.data.inputs.encode_prompt`), the ids training reads from a logged
+episode of the same steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from oreo_agents.data.inputs import encode_prompt
 from oreo_agents.generation import Backend, SamplingParams
 
-ValueFn = Callable[[Sequence[str], Sequence[str]], list[float]]
-"""``value_fn(prompts, continuations)``: V of the state after each ``prompt + continuation``
-(e.g. `oreo_agents.models.scorer.ValueScorer`)."""
+
+class ValueFn(Protocol):
+    """``value_fn(states)``: V of each state, a context given as token ids (the policy's
+    tokenizer, ``value_fn.tokenizer``), e.g. `oreo_agents.models.scorer.ValueScorer`."""
+
+    tokenizer: Any
+
+    def __call__(self, states: Sequence[Sequence[int]]) -> list[float]: ...
 
 
 @dataclass
@@ -51,6 +61,7 @@ class _Node:
     steps: int
     value: float = 0.0
     finished: bool = False
+    ids: list[int] = field(default_factory=list)  # the generated ids of ``text``
 
 
 @dataclass
@@ -103,6 +114,7 @@ def beam_search(
     """
     if beam_width < 1 or max_steps < 1:
         raise ValueError(f"beam_width and max_steps must be >= 1, got {beam_width}, {max_steps}")
+    prompt_ids = [encode_prompt(backend.tokenizer, p) for p in prompts]
     problems = [_Problem(beams=[_Node("", 0)]) for _ in prompts]
     for step in range(max_steps):
         active = [(i, b) for i, p in enumerate(problems) if not p.done for b in p.beams]
@@ -117,16 +129,17 @@ def beam_search(
             stop=tuple(stop),
             seed=seed * 1_000_003 + step,
         )
-        outs = backend.generate([prompts[i] + b.text for i, b in active], params)
+        outs = backend.generate([prompt_ids[i] + b.ids for i, b in active], params)
         fresh: dict[int, dict[str, _Node]] = {}
         for (i, beam), completions in zip(active, outs, strict=True):
             for c in completions:
                 problems[i].tokens += len(c.token_ids)
                 text = beam.text + c.text
                 done = c.finish_reason == "eos" or (is_final is not None and is_final(text))
-                fresh.setdefault(i, {}).setdefault(text, _Node(text, beam.steps + 1, 0.0, done))
+                node = _Node(text, beam.steps + 1, 0.0, done, beam.ids + list(c.token_ids))
+                fresh.setdefault(i, {}).setdefault(text, node)
         flat = [(i, node) for i, nodes in fresh.items() for node in nodes.values()]
-        scores = value_fn([prompts[i] for i, _ in flat], [n.text for _, n in flat])
+        scores = value_fn([prompt_ids[i] + n.ids for i, n in flat])
         for (_, node), v in zip(flat, scores, strict=True):
             node.value = float(v)
         for i, nodes in fresh.items():

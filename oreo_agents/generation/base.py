@@ -56,7 +56,8 @@ class Completion:
     """One generated continuation.
 
     Attributes:
-        text: The decoded continuation (ending with the stop string when one was hit).
+        text: The decoded continuation: the text of ``token_ids`` (so when a stop string was
+            hit it ends with the token that completed it, which may reach past it).
         token_ids: Its token ids (EOS and padding excluded).
         finish_reason: "eos" (the model stopped), "stop" (a stop string) or "length".
         eos_id: With "eos", the end-of-sequence id the model emitted (chat models have several,
@@ -69,6 +70,11 @@ class Completion:
     eos_id: int | None = None
 
 
+Prompt = str | Sequence[int]
+"""What a backend continues: a text (its first segment's encoding, `oreo_agents.data.inputs`) or
+token ids (a context built segment by segment, with the ids the model generated before)."""
+
+
 class Backend(Protocol):
     """What the collector and rollout need from a generator."""
 
@@ -76,7 +82,7 @@ class Backend(Protocol):
     model_name: str
 
     def generate(
-        self, prompts: list[str], params: SamplingParams, seeds: Sequence[int] | None = None
+        self, prompts: Sequence[Prompt], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[list[Completion]]:
         """``params.n`` completions for each prompt, in prompt order. With ``seeds`` (one per
         prompt), what a prompt's samples draw depends on its seed only, not on the batch."""

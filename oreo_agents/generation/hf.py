@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from oreo_agents.generation.base import Completion, SamplingParams, derive_seed, eos_ids
+from oreo_agents.generation.base import Completion, Prompt, SamplingParams, derive_seed, eos_ids
 
 if TYPE_CHECKING:
     import torch
@@ -110,11 +110,18 @@ def _load_error(name: str, what: str, error: Exception) -> str:
     return f"could not load the {what} {name!r}{local}: {error}\n{_PASS}"
 
 
-def encode_prompts(tokenizer: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
-    """Tokenize prompts as the model must see them: a BOS is added unless the text has one."""
-    bos = tokenizer.bos_token
-    add_special = bos is not None and not all(p.startswith(bos) for p in prompts)
-    return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special)
+def left_padded(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` of id sequences, padded on the left."""
+    import torch
+
+    width = max(len(x) for x in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq) :] = torch.tensor(seq)
+            mask[row, width - len(seq) :] = 1
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 class HFBackend:
@@ -151,11 +158,19 @@ class HFBackend:
         return next(self.model.parameters()).device
 
     def generate(
-        self, prompts: list[str], params: SamplingParams, seeds: Sequence[int] | None = None
+        self, prompts: Sequence[Prompt], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[list[Completion]]:
-        """``params.n`` completions per prompt. Sample j of prompt i draws from its own
-        generator seeded by ``(seeds[i], j)`` (default seeds: ``(params.seed, i)``), so it does
-        not depend on the batch it runs in (`oreo_agents.generation.sampling`)."""
+        """``params.n`` completions per prompt (a text, encoded by
+        `oreo_agents.data.inputs.encode_prompt`, or the token ids to continue). Sample j of
+        prompt i draws from its own generator seeded by ``(seeds[i], j)`` (default seeds:
+        ``(params.seed, i)``), so it does not depend on the batch it runs in
+        (`oreo_agents.generation.sampling`)."""
+        from oreo_agents.data.inputs import encode_prompt
+
+        prompts = [p if isinstance(p, str) else list(p) for p in prompts]
+        encoded = [encode_prompt(self.tokenizer, p) if isinstance(p, str) else p for p in prompts]
+        if not all(encoded):
+            raise ValueError("an empty prompt: the model needs at least one token to continue")
         if seeds is None:
             # unseeded: fresh entropy, without reseeding torch's global generator as seed() would
             base = params.seed
@@ -165,14 +180,14 @@ class HFBackend:
         if len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         jobs = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
-        lengths = [len(prompts[i]) for i, _ in jobs]
+        lengths = [len(encoded[i]) for i, _ in jobs]
         order = sorted(range(len(jobs)), key=lambda k: lengths[k])
         results: list[Completion | None] = [None] * len(jobs)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             rows = [jobs[k] for k in chunk]
             job_seeds = [derive_seed(seeds[i], j) for i, j in rows]
-            outs = self._generate_batch([prompts[i] for i, _ in rows], params, job_seeds)
+            outs = self._generate_batch([encoded[i] for i, _ in rows], params, job_seeds)
             for j, out in zip(chunk, outs, strict=True):
                 results[j] = out
         grouped: list[list[Completion]] = [[] for _ in prompts]
@@ -181,7 +196,7 @@ class HFBackend:
         return grouped
 
     def _generate_batch(
-        self, prompts: list[str], params: SamplingParams, seeds: list[int]
+        self, prompts: list[list[int]], params: SamplingParams, seeds: list[int]
     ) -> list[Completion]:
         import torch
         from transformers import LogitsProcessorList
@@ -189,7 +204,7 @@ class HFBackend:
         from oreo_agents.generation.sampling import RowSampler
 
         tok = self.tokenizer
-        enc = encode_prompts(tok, prompts).to(self.device)
+        enc = {k: v.to(self.device) for k, v in left_padded(prompts, tok.pad_token_id).items()}
         # Greedy decoding; when sampling, RowSampler (the last processor) leaves one token per
         # row, drawn from that row's own generator.
         processors = LogitsProcessorList()
@@ -219,6 +234,8 @@ class HFBackend:
         return [self._finish(ids, params) for ids in new]
 
     def _finish(self, ids: list[int], params: SamplingParams) -> Completion:
+        # Special tokens the model wrote stay in the text (as in the ids), so the text is the
+        # ids' text and re-encoding it gives them back.
         tok = self.tokenizer
         reason, eos = "length", None
         ends = [k for k, t in enumerate(ids) if t in self.eos_ids]
@@ -227,11 +244,14 @@ class HFBackend:
         else:  # a row stopped early is padded to the batch's length
             while ids and ids[-1] == tok.pad_token_id:
                 ids = ids[:-1]
-        text = tok.decode(ids, skip_special_tokens=True)
+        text = tok.decode(ids, skip_special_tokens=False)
         cut = _first_stop_end(text, params.stop)
         if cut is not None:
-            text, reason, eos = text[:cut], "stop", None
+            # The text is the ids' text: it ends with the token that completed the stop
+            # string, which may reach a few characters past it (``"\n\n"`` for ``"\n"``).
+            reason, eos = "stop", None
             ids = _shortest_prefix(tok, ids, cut)
+            text = tok.decode(ids, skip_special_tokens=False)
         return Completion(text=text, token_ids=ids, finish_reason=reason, eos_id=eos)
 
 
@@ -250,7 +270,7 @@ def _shortest_prefix(tok: Any, ids: list[int], n_chars: int) -> list[int]:
     lo, hi = 0, len(ids)
     while lo < hi:
         mid = (lo + hi) // 2
-        if len(tok.decode(ids[:mid], skip_special_tokens=True)) >= n_chars:
+        if len(tok.decode(ids[:mid], skip_special_tokens=False)) >= n_chars:
             hi = mid
         else:
             lo = mid + 1
@@ -275,6 +295,6 @@ class _StopOnText:
 
         generated = input_ids[:, self.prompt_len :]
         tail = generated[:, -self.window :].tolist()
-        texts = self.tokenizer.batch_decode(tail, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(tail, skip_special_tokens=False)
         done = [any(s in text for s in self.stops) for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from oreo_agents.generation.base import Completion, SamplingParams, eos_ids
+from oreo_agents.generation.base import Completion, Prompt, SamplingParams, eos_ids
 
 
 class VLLMBackend:
@@ -47,23 +47,33 @@ class VLLMBackend:
             top_k=params.top_k if params.top_k > 0 else -1,
             stop=list(params.stop) or None,
             include_stop_str_in_output=True,
+            skip_special_tokens=False,  # the text is the ids' text, as in the HF backend
             stop_token_ids=self.eos_ids,  # every EOS id of the model's generation config
             seed=params.seed,
         )
 
     def generate(
-        self, prompts: list[str], params: SamplingParams, seeds: Sequence[int] | None = None
+        self, prompts: Sequence[Prompt], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[list[Completion]]:
+        from oreo_agents.data.inputs import encode_prompt
+
+        # Token ids as they are (vLLM's TokensPrompt); texts encoded as the HF backend does, so
+        # both backends continue the same ids.
+        ids = [encode_prompt(self.tokenizer, p) if isinstance(p, str) else list(p) for p in prompts]
+        inputs = [{"prompt_token_ids": x} for x in ids]
         # vLLM seeds each request's sampler on its own: one SamplingParams per prompt.
         sampling = self.sampling_params(params)
         if seeds is not None:
             sampling = [self.sampling_params(replace(params, seed=s % 2**31)) for s in seeds]
-        outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
+        outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
         primary = self.tokenizer.eos_token_id
-        return [[completion(o, self.eos_ids, primary) for o in out.outputs] for out in outputs]
+        return [
+            [completion(o, self.eos_ids, primary, self.tokenizer) for o in out.outputs]
+            for out in outputs
+        ]
 
 
-def completion(out: Any, eos: list[int], primary: int | None) -> Completion:
+def completion(out: Any, eos: list[int], primary: int | None, tokenizer: Any = None) -> Completion:
     """Our `Completion` of a vLLM ``CompletionOutput`` (``text``, ``token_ids``,
     ``finish_reason`` "stop" | "length", ``stop_reason``: None for the tokenizer's EOS, the
     token id for a ``stop_token_ids`` hit, the string for a stop string).
@@ -71,7 +81,9 @@ def completion(out: Any, eos: list[int], primary: int | None) -> Completion:
     Any EOS id counts as EOS (an int ``stop_reason`` that is one of ``eos``), so an episode that
     ended on a chat model's second EOS id still gets its EOS target in training; a None
     ``stop_reason`` is the tokenizer's own EOS (``primary``). EOS ids are cut from
-    ``token_ids``, as the HF backend does.
+    ``token_ids``, as the HF backend does. With ``tokenizer``, a stop string's text is the
+    ids' text (vLLM cuts the text at the stop string but keeps the token that completed it),
+    as the HF backend does.
     """
     ids = list(out.token_ids)
     if out.finish_reason == "length":
@@ -81,7 +93,8 @@ def completion(out: Any, eos: list[int], primary: int | None) -> Completion:
         if ids and ids[-1] in eos:
             eos_id = ids.pop()
         return Completion(text=out.text, token_ids=ids, finish_reason="eos", eos_id=eos_id)
-    return Completion(text=out.text, token_ids=ids, finish_reason="stop")
+    text = out.text if tokenizer is None else tokenizer.decode(ids, skip_special_tokens=False)
+    return Completion(text=text, token_ids=ids, finish_reason="stop")
 
 
 def _generation_config(model: str) -> Any:

@@ -1,4 +1,4 @@
-"""The value model as a batched function ``(prompts, continuations) -> values`` for search."""
+"""The value model as a batched function ``states (token ids) -> values`` for search."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import torch
 
 class ValueScorer:
     """A `ValueModel` as a batched `oreo_agents.evaluation.search.ValueFn`: the value at the
-    last token of each text.
-
-    Texts are tokenized as in training (`oreo_agents.data.tokenization.tokenize_episode`): the
-    prompt with a BOS when the tokenizer has one, the continuation without special tokens, so a
-    state has the token ids the value model learned on.
+    last token of each state, given as the token ids of its context, the ids training uses for
+    that state (`oreo_agents.data.inputs`: logged ids, or segments encoded alike); `encode`
+    builds them from text.
 
     Args:
         model: A `ValueModel` (``model(input_ids, attention_mask) -> [B, T]``).
@@ -49,18 +47,22 @@ class ValueScorer:
         return cls(model.to(device), tokenizer or load_tokenizer(str(path)), batch_size=batch_size)
 
     def encode(self, prompt: str, continuation: str) -> list[int]:
-        tok = self.tokenizer
-        add_bos = tok.bos_token is not None and not prompt.startswith(tok.bos_token)
-        ids = tok(prompt, add_special_tokens=add_bos)["input_ids"]
-        if continuation:
-            ids += tok(continuation, add_special_tokens=False)["input_ids"]
-        return ids
+        """A state's ids from text: the prompt, then the continuation as one segment."""
+        from oreo_agents.data.inputs import encode_prompt, encode_text
 
-    @torch.inference_mode()
-    def __call__(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        return encode_prompt(self.tokenizer, prompt) + encode_text(self.tokenizer, continuation)
+
+    def score_texts(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        """Values of states given as text (`encode`)."""
         if len(prompts) != len(continuations):
             raise ValueError("prompts and continuations differ in length")
-        seqs = [self.encode(p, c) for p, c in zip(prompts, continuations, strict=True)]
+        return self([self.encode(p, c) for p, c in zip(prompts, continuations, strict=True)])
+
+    @torch.inference_mode()
+    def __call__(self, states: Sequence[Sequence[int]]) -> list[float]:
+        seqs = [list(s) for s in states]
+        if not all(seqs):
+            raise ValueError("an empty state: a value needs at least one token")
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         values = [0.0] * len(seqs)
         device = next(self.model.parameters()).device

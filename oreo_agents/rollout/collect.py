@@ -20,105 +20,22 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 import oreo_envs
 from oreo_agents.data.episodes import Episode, EpisodeWriter, load_episodes
+from oreo_agents.data.inputs import encode_prompt, encode_text, split_generation, tokenizer_id
+from oreo_agents.distributed import rank_world
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.generation.base import derive_seed
 from oreo_agents.rollout.agent_prompt import THINK_REPLY, AgentPrompt, is_think
+from oreo_agents.rollout.config import CollectConfig
+from oreo_agents.rollout.prompting import Prompter
 from oreo_agents.rollout.scripted import ScriptedPolicy
 from oreo_envs.vector import reset_all, step_all
-
-
-@dataclass(frozen=True, kw_only=True)
-class ActingConfig:
-    """How a policy acts in an env: the settings `oreo collect` and `oreo rollout` share.
-
-    Attributes:
-        env: Env id (``oreo envs`` lists them).
-        env_options: Keyword arguments of the env (``split`` among them).
-        tasks: How many tasks (a seeded sample of the env's tasks); None for all of them.
-        max_new_tokens: Token budget of one generation (a response, a step or an action).
-        temperature: Sampling temperature (0 = greedy; rollout's greedy strategy always uses 0,
-            and the OREO paper samples search candidates at 1).
-        top_p: Nucleus sampling mass.
-        top_k: Top-k sampling (0 = off).
-        backend: "auto", "hf" or "vllm".
-        batch_size: Episodes run side by side (and sequences per HF generate call).
-        seed: Seeds the task sample, the envs and the sampler.
-        chat_template: Format math prompts with the model tokenizer's chat template.
-        constrain_actions: In agent envs, replace an inadmissible action by the closest
-            admissible one.
-        think: In agent envs, let the agent write ``think: ...`` lines (ReAct): the env never
-            sees them, the reply is "OK.", and each takes a turn of the step limit.
-        env_workers: Run the envs in this many worker processes, stepped in parallel
-            (`oreo_envs.vector.EnvPool`; for CPU-heavy envs such as ALFWorld); 0 keeps them
-            in this process.
-    """
-
-    env: str
-    env_options: dict[str, Any] = field(default_factory=dict)
-    tasks: int | None = None
-    max_new_tokens: int = 512
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    backend: str = "auto"
-    batch_size: int = 32
-    seed: int = 0
-    chat_template: bool = False
-    constrain_actions: bool = False
-    think: bool = False
-    env_workers: int = 0
-
-    def __post_init__(self):
-        if self.tasks is not None and self.tasks < 1:
-            raise ValueError(f"tasks must be >= 1 (or omitted for all), got {self.tasks}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        SamplingParams(**self.sampling())  # raises on a bad token budget, temperature, top-p/k
-        if self.env_workers < 0:
-            raise ValueError(f"env_workers must be >= 0, got {self.env_workers}")
-        if self.backend not in ("auto", "hf", "vllm"):
-            raise ValueError(f"backend must be 'auto', 'hf' or 'vllm', got {self.backend!r}")
-
-    def acting(self) -> dict[str, Any]:
-        """The shared fields as keyword arguments (to make another `ActingConfig` kind)."""
-        return {f.name: getattr(self, f.name) for f in fields(ActingConfig)}
-
-    def sampling(self) -> dict[str, Any]:
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class CollectConfig(ActingConfig):
-    """What `oreo collect` runs (with the `ActingConfig` fields).
-
-    Attributes:
-        model: Hub id or local folder of a causal LM, or a scripted policy: "gold" (math envs'
-            reference solutions), "expert" (ALFWorld walkthroughs), "random" (admissible
-            actions).
-        out: Output folder (an episode store; re-running the same command resumes it).
-        samples: Episodes per task (K).
-    """
-
-    model: str
-    out: str
-    samples: int = 1
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.samples < 1:
-            raise ValueError(f"samples must be >= 1, got {self.samples}")
 
 
 @dataclass
@@ -136,8 +53,14 @@ class Slot:
     started: float = field(default_factory=time.time)
     env_obs: str = ""  # the env's latest raw observation (what scripted policies read)
     first_obs: str = ""
-    formatter: Any = None  # agent envs: the AgentPrompt that renders the conversation
+    formatter: Any = None  # agent envs: the Prompter that renders the conversation
     history: list[tuple[str, str]] = field(default_factory=list)
+    # With a model's tokenizer the slot keeps its context as ids (`oreo_agents.data.inputs`):
+    # the prompt's, then each action's as generated and each observation's.
+    tokenizer: Any = None
+    prompt_ids: list[int] | None = None
+    ids: list[int] | None = None
+    reencoded: int = 0  # actions logged as encoded text, not as generated (parsed, snapped)
 
 
 @dataclass
@@ -179,11 +102,12 @@ def run_collect(
     *,
     backend: Backend | None = None,
     scripted: Callable[[Any], ScriptedPolicy] | None = None,
-    agent_prompt: Any = None,
+    agent_prompt: AgentPrompt | None = None,
     on_episode: Callable[[Episode, CollectStats], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
 ) -> CollectStats:
-    """Collect ``cfg.samples`` episodes for each selected task into ``cfg.out``.
+    """Collect ``cfg.samples`` episodes for each selected task into ``cfg.out``. Under a
+    multi-process launcher each rank runs every world-th task and writes its own shards.
 
     Args:
         cfg: The run's settings.
@@ -191,8 +115,9 @@ def run_collect(
         backend: The generator (when ``scripted`` is None).
         scripted: A factory taking an env and returning a scripted policy for it.
         agent_prompt: Formats agent envs' interactions (an `AgentPrompt`; default: a plain
-            ReAct-style transcript, with thoughts when ``cfg.think``). Its rendering is what
-            the model sees and what is stored.
+            ReAct-style transcript, with thoughts when ``cfg.think``). Its rendering (through
+            the tokenizer's chat template with ``cfg.chat_template``) is what the model sees
+            and what is stored.
         on_episode: Called after each episode is stored (progress display).
         on_plan: Called once with (episodes to run now, episodes already in the store).
 
@@ -201,8 +126,12 @@ def run_collect(
     """
     if (backend is None) == (scripted is None):
         raise ValueError("pass exactly one of backend and scripted")
+    tokenizer = getattr(backend, "tokenizer", None)
+    prompter = make_prompter(cfg, tokenizer, agent_prompt)
     first = make_env()
     chosen = select_tasks(list(first.unwrapped.task_ids), cfg.tasks, cfg.seed)
+    rank, world = rank_world()  # under torchrun / accelerate launch: every world-th task
+    mine = chosen[rank::world]
     manifest = {
         "env_id": cfg.env,
         "env_options": cfg.env_options,
@@ -213,17 +142,18 @@ def run_collect(
         "samples": cfg.samples,
         "tasks": len(chosen),
         "chat_template": cfg.chat_template,
+        "tokenizer": tokenizer_id(tokenizer) if tokenizer is not None else None,
     }
     stats = CollectStats()
-    with EpisodeWriter(cfg.out, manifest) as writer:
-        pending = [(t, s) for t in chosen for s in range(cfg.samples) if (t, s) not in writer.done]
+    with EpisodeWriter(cfg.out, manifest, rank=rank, world=world) as writer:
+        pending = [(t, s) for t in mine for s in range(cfg.samples) if (t, s) not in writer.done]
         pending.reverse()  # pop() from the end keeps task order
         if on_plan is not None:
             on_plan(len(pending), len(writer.done))
         n = min(cfg.batch_size, len(pending))
         envs, close_envs = make_envs(make_env, n, cfg.env_workers if n else 0, first)
         try:
-            for episode in _lockstep(cfg, envs, pending, backend, scripted, agent_prompt):
+            for episode in _lockstep(cfg, envs, pending, backend, scripted, prompter):
                 writer.write(episode)
                 stats.add(episode)
                 if on_episode is not None:
@@ -233,19 +163,32 @@ def run_collect(
     return stats
 
 
-def _lockstep(cfg, envs, pending, backend, scripted, agent_prompt) -> Iterator[Episode]:
+def make_prompter(cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None) -> Prompter:
+    """The run's `Prompter`: ``agent_prompt`` (default: plain, with thoughts when ``cfg.think``)
+    and, with ``cfg.chat_template``, the tokenizer's chat template for every env.
+
+    Raises:
+        ValueError: A chat template asked for without a model tokenizer (a scripted policy).
+    """
+    if cfg.chat_template and tokenizer is None:
+        raise ValueError("--chat-template renders prompts with a model's tokenizer; a scripted "
+                         "policy has none")  # fmt: skip
+    agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
+    return Prompter(agent_prompt, tokenizer=tokenizer if cfg.chat_template else None)
+
+
+def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episode]:
     """Run the ``pending`` (task, sample) episodes side by side in ``envs``, one batched action
     per round for every running episode; yield each episode as it finishes."""
     policies = [scripted(e) for e in envs] if scripted else None
-    if agent_prompt is None:
-        agent_prompt = AgentPrompt(think=cfg.think)
+    tokenizer = getattr(backend, "tokenizer", None)
     slots: list[Slot | None] = [None] * len(envs)
     while pending or any(slots):
-        fill_slots(slots, envs, pending, cfg.seed, agent_prompt)
+        fill_slots(slots, envs, pending, cfg.seed, prompter, tokenizer)
         active = [i for i, s in enumerate(slots) if s is not None]
         if policies is not None:
             actions = [
-                (policies[i](slots[i].env_obs, slots[i].info), 0, "scripted") for i in active
+                (policies[i](slots[i].env_obs, slots[i].info), 0, "scripted", None) for i in active
             ]
         else:
             actions = _generate(backend, [slots[i] for i in active], cfg)
@@ -276,29 +219,35 @@ def make_envs(make_env: Callable[[], Any], n: int, workers: int, first: Any):
 
 def fill_slots(
     slots: list[Slot | None], envs: list[Any], pending: list[tuple[str, int]], seed: int,
-    agent_prompt: Any,
+    prompter: Prompter, tokenizer: Any = None,
 ) -> list[int]:  # fmt: skip
     """Start the next pending episodes in the free slots (resets run in parallel in an env
     pool); returns the slots filled."""
     free = [i for i, s in enumerate(slots) if s is None][: len(pending)]
     keys = [pending.pop() for _ in free]
-    started = start_episodes([envs[i] for i in free], keys, seed, agent_prompt)
+    started = start_episodes([envs[i] for i in free], keys, seed, prompter, tokenizer)
     for i, slot in zip(free, started, strict=True):
         slots[i] = slot
     return free
 
 
 def start_episodes(
-    envs: list[Any], keys: list[tuple[str, int]], seed: int, agent_prompt: Any
-) -> list[Slot]:
-    """Reset each env to its (task, sample); sample ``s`` is seeded ``seed + s``."""
+    envs: list[Any], keys: list[tuple[str, int]], seed: int, prompter: Prompter,
+    tokenizer: Any = None,
+) -> list[Slot]:  # fmt: skip
+    """Reset each env to its (task, sample); sample ``s`` is seeded ``seed + s``. With the
+    policy's ``tokenizer`` the slots keep their contexts as ids."""
     calls = [{"seed": seed + sample, "options": {"task_id": task}} for task, sample in keys]
     slots = []
     for env, key, (obs, info) in zip(envs, keys, reset_all(envs, calls), strict=True):
-        slot = Slot(env=env, key=key, prompt=obs, info=info, env_obs=obs, first_obs=obs)
-        if oreo_envs.env_kind(env) == "agent":
-            slot.formatter = agent_prompt
-            slot.prompt = agent_prompt.render(obs, [])
+        kind = oreo_envs.env_kind(env)
+        prompt = prompter.first(kind, obs, info)
+        slot = Slot(env=env, key=key, prompt=prompt, info=info, env_obs=obs, first_obs=obs)
+        if kind == "agent":
+            slot.formatter = prompter
+        if tokenizer is not None:
+            slot.tokenizer, slot.prompt_ids = tokenizer, encode_prompt(tokenizer, prompt)
+            slot.ids = list(slot.prompt_ids)
         slots.append(slot)
     return slots
 
@@ -315,8 +264,14 @@ def context(slot: Slot) -> str:
     return slot.prompt + "".join(s["action"] + s["observation"] for s in slot.steps)
 
 
+def model_input(slot: Slot) -> str | list[int]:
+    """What the backend continues: the context's ids when the slot keeps them, else its text."""
+    return slot.ids if slot.ids is not None else context(slot)
+
+
 def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig):
-    """One batched call per kind of stop rule; returns (action, tokens, finish reason)."""
+    """One batched call per kind of stop rule; returns (action, tokens, finish reason,
+    completion)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for j, slot in enumerate(slots):
         kind = env_kind(slot)
@@ -327,7 +282,7 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig):
         else:
             stop = ()
         groups.setdefault(stop, []).append(j)
-    out: list[tuple[str, int, str] | None] = [None] * len(slots)
+    out: list[tuple | None] = [None] * len(slots)
     for stop, members in groups.items():
         params = SamplingParams(
             n=1,
@@ -338,9 +293,9 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig):
             stop=stop,
         )
         seeds = [episode_seed(cfg.seed, slots[j]) for j in members]
-        completions = backend.generate([context(slots[j]) for j in members], params, seeds)
+        completions = backend.generate([model_input(slots[j]) for j in members], params, seeds)
         for j, (c,) in zip(members, completions, strict=True):
-            out[j] = (c.text, len(c.token_ids), c.finish_reason)
+            out[j] = (c.text, len(c.token_ids), c.finish_reason, c)
             slots[j].eos_id = c.eos_id  # which of the model's EOS ids, when it stopped
     return out
 
@@ -352,10 +307,11 @@ def episode_seed(seed: int, slot: Slot) -> int:
 
 
 def advance_all(
-    slots: list[Slot], actions: list[tuple[str, int, str]], cfg: CollectConfig
+    slots: list[Slot], actions: list[tuple], cfg: CollectConfig
 ) -> list[Episode | None]:
-    """Step each slot's env with its (action, tokens, finish reason); the finished `Episode`s,
-    None for those still running. The steps run in parallel when the envs live in an env pool."""
+    """Step each slot's env with its (action, tokens, finish reason, completion or None); the
+    finished `Episode`s, None for those still running. The steps run in parallel when the envs
+    live in an env pool."""
     moves = [_env_action(slot, a[0], cfg) for slot, a in zip(slots, actions, strict=True)]
     thinking = [_thinks(slot, move) for slot, move in zip(slots, moves, strict=True)]
     acting = [i for i, t in enumerate(thinking) if not t]
@@ -364,10 +320,8 @@ def advance_all(
     for i, result in zip(acting, stepped, strict=True):
         results[i] = result
     return [
-        _record(slot, move, n_tokens, reason, result, cfg)
-        for slot, move, (_, n_tokens, reason), result in zip(
-            slots, moves, actions, results, strict=True
-        )
+        _record(slot, move, generated, result, cfg)
+        for slot, move, generated, result in zip(slots, moves, actions, results, strict=True)
     ]
 
 
@@ -398,9 +352,10 @@ def _env_action(slot: Slot, action: str, cfg: CollectConfig) -> str:
     return action
 
 
-def _record(slot: Slot, action: str, n_tokens: int, reason: str, result: tuple, cfg):
+def _record(slot: Slot, action: str, generated: tuple, result: tuple, cfg):
     """Log one step's result in the slot; the finished `Episode`, or None while it runs."""
     env = slot.env
+    _, n_tokens, reason, completion = generated
     obs, reward, terminated, truncated, info = result
     slot.env_obs = obs
     step = {"action": action, "observation": _segment(slot, action, obs)}
@@ -416,6 +371,8 @@ def _record(slot: Slot, action: str, n_tokens: int, reason: str, result: tuple, 
         # The model stopped mid-solution: tell the env (an empty step means EOS).
         obs, reward, terminated, truncated, info = env.step("")
         slot.steps[-1]["observation"] += obs
+    if slot.ids is not None:
+        _log_ids(slot, completion)
     if not (terminated or truncated):
         return None
     return Episode(
@@ -428,8 +385,10 @@ def _record(slot: Slot, action: str, n_tokens: int, reason: str, result: tuple, 
         terminated=bool(terminated),
         truncated=bool(truncated),
         info=_json_info(info) | ({"first_observation": slot.first_obs} if slot.formatter else {}),
+        prompt_ids=slot.prompt_ids,
         meta={
             "model": cfg.model,
+            **_ids_meta(slot),
             "sampling": cfg.sampling(),
             "seed": cfg.seed,
             "sample": slot.key[1],
@@ -440,6 +399,29 @@ def _record(slot: Slot, action: str, n_tokens: int, reason: str, result: tuple, 
             "finished": time.time(),
         },
     )
+
+
+def _log_ids(slot: Slot, completion: Any) -> None:
+    """Log the last step's ids and extend the slot's context with them: the generated ids where
+    the logged action is what was generated (`split_generation`), else the action encoded."""
+    tok, step = slot.tokenizer, slot.steps[-1]
+    split = None
+    if completion is not None:
+        split = split_generation(
+            tok, completion.token_ids, completion.text, completion.eos_id,
+            step["action"], step["observation"],
+        )  # fmt: skip
+    if split is None:
+        split = encode_text(tok, step["action"]), step["observation"]
+        slot.reencoded += 1
+    step["action_ids"], step["observation_ids"] = split[0], encode_text(tok, split[1])
+    slot.ids += step["action_ids"] + step["observation_ids"]
+
+
+def _ids_meta(slot: Slot) -> dict[str, Any]:
+    if slot.tokenizer is None:
+        return {}
+    return {"tokenizer": tokenizer_id(slot.tokenizer), "reencoded_actions": slot.reencoded}
 
 
 def _segment(slot: Slot, action: str, obs: str) -> str:

@@ -16,44 +16,6 @@ from oreo_agents.generation.base import eos_ids
 from oreo_agents.generation.hf import HFBackend
 from oreo_agents.generation.vllm_backend import completion
 
-QWEN_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-@pytest.fixture(scope="module")
-def chat_model():
-    """A tiny Qwen2 whose tokenizer's EOS is <|im_end|> and whose generation config also stops
-    on <|endoftext|>, as Qwen2.5-Instruct's does."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )  # fmt: skip
-    corpus = [f"Tom has {i} apples and buys {i + 3} more. #### {2 * i + 3}" for i in range(200)]
-    core.train_from_iterator(corpus, trainer)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>"],
-    )  # fmt: skip
-    tok.chat_template = QWEN_TEMPLATE
-    config = Qwen2Config(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config).eval()
-    model.generation_config.eos_token_id = [tok.eos_token_id, tok.pad_token_id]
-    return model, tok
-
 
 def emitting(model, token_id):
     """The model with an output layer that always puts ``token_id`` first."""

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from oreo_agents.data.episodes import (
+    SCHEMA_VERSION,
     Episode,
     EpisodeFormatError,
     EpisodeWriter,
@@ -49,7 +50,7 @@ def test_round_trip_and_properties(tmp_path):
     assert eps[1].key == ("t0", 1)
     assert eps[0].response == " 1+1=2\n#### 2"
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["episodes"] == 3 and manifest["schema_version"] == 1
+    assert manifest["episodes"] == 3 and manifest["schema_version"] == SCHEMA_VERSION
 
 
 def test_resume_knows_done_keys_and_refuses_duplicates(tmp_path):

@@ -28,21 +28,37 @@ VALUES = {
 PROMPT = "Q: ?\n"
 
 
+class CharTokenizer:
+    """One id per character (its code point): enough for search, which only moves ids."""
+
+    bos_token = None
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text]}
+
+    def decode(self, ids, **kwargs):
+        return "".join(chr(i) for i in ids)
+
+
+TOK = CharTokenizer()
+
+
 class TreeBackend:
     """Proposes the tree's children of the text after the prompt (cycling when n is larger)."""
 
-    name, model_name = "tree", "tree"
+    name, model_name, tokenizer = "tree", "tree", TOK
 
     def __init__(self):
         self.calls: list[list[str]] = []
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
-        self.calls.append(list(prompts))
+    def generate(self, prompts, params: SamplingParams) -> list[list[Completion]]:
+        texts = [TOK.decode(p) for p in prompts]  # search continues ids, never text
+        self.calls.append(texts)
         out = []
-        for p in prompts:
+        for p in texts:
             children = TREE.get(p[len(PROMPT) :], [""])
             picks = [children[i % len(children)] for i in range(params.n)]
-            out.append([Completion(c, [0] * max(len(c), 1), _reason(c)) for c in picks])
+            out.append([Completion(c, TOK(c)["input_ids"], _reason(c)) for c in picks])
         return out
 
 
@@ -51,12 +67,19 @@ def _reason(step: str) -> str:
 
 
 class TableValue:
-    def __init__(self):
-        self.calls: list[int] = []
+    tokenizer = TOK
 
-    def __call__(self, prompts, texts):
-        self.calls.append(len(texts))
-        return [VALUES[t] for t in texts]
+    def __init__(self, values=VALUES, default=None):
+        self.calls: list[int] = []
+        self.values, self.default = values, default
+
+    def __call__(self, states):
+        self.calls.append(len(states))
+        texts = [TOK.decode(s) for s in states]
+        assert all(t.startswith(PROMPT) for t in texts)  # the prompt's ids come first
+        rest = [t[len(PROMPT) :] for t in texts]
+        return [self.values[t] if self.default is None else self.values.get(t, self.default)
+                for t in rest]  # fmt: skip
 
 
 def is_final(text: str) -> bool:
@@ -97,7 +120,7 @@ def test_step_limit_answers_with_the_best_unfinished_beam():
 def test_finished_candidates_beat_unfinished_ones_with_higher_values():
     values = dict(VALUES, **{"a\na3\n": 5.0, "a\na3\n#### 3": 0.1, "b\nb2\n#### 2": -1.0})
     (res,) = beam_search(
-        TreeBackend(), lambda p, t: [values.get(x, 0.0) for x in t], [PROMPT], beam_width=2,
+        TreeBackend(), TableValue(values, default=0.0), [PROMPT], beam_width=2,
         max_steps=3, is_final=is_final,
     )  # fmt: skip
     assert res.finished and res.text == "a\na3\n#### 3"  # the best finished, not b4
@@ -116,7 +139,7 @@ def test_beam_width_one_with_greedy_sampling_equals_greedy_decoding(tiny_model_d
     # steps), letters (steps cut by the token budget) and spaces.
     prompts = ["x = 1\ny = 2\n", "hello world", "Question: 2+2?\nAnswer: "]
     results = beam_search(
-        backend, lambda p, t: [0.0] * len(t), prompts, beam_width=1, max_steps=6,
+        backend, lambda states: [0.0] * len(states), prompts, beam_width=1, max_steps=6,
         stop=("\n",), max_new_tokens=5, temperature=0.0,
     )  # fmt: skip
     for prompt, res in zip(prompts, results, strict=True):
@@ -137,7 +160,7 @@ def test_value_scorer_reads_the_value_at_the_last_token(tiny_model_dir):
     torch.nn.init.normal_(model.head.weight, std=1.0)
     scorer = ValueScorer(model, backend_tokenizer(tiny_model_dir), batch_size=2)
     prompts, texts = ["ab", "a", "abc"], ["cd", "", "d e f g"]
-    got = scorer(prompts, texts)
+    got = scorer.score_texts(prompts, texts)
     for p, t, v in zip(prompts, texts, got, strict=True):
         ids = torch.tensor([scorer.encode(p, t)])
         assert v == pytest.approx(model(ids, torch.ones_like(ids))[0, -1].item(), abs=1e-5)

@@ -46,7 +46,8 @@ def test_text_space_sample_is_short_and_contained():
 def test_reset_step_contract():
     env = EchoEnv()
     obs, info = env.reset(seed=0, options={"task_id": "b"})
-    assert obs == "say banana" and info == {"task_id": "b"}
+    assert obs == "say banana"
+    assert info == {"task_id": "b", "messages": [{"role": "user", "content": "say banana"}]}
     obs, reward, terminated, truncated, info = env.step("pear")
     assert (obs, reward, terminated, truncated) == ("again", 0.0, False, False)
     assert info == {"task_id": "b", "success": False}

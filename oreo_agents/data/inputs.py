@@ -1,0 +1,135 @@
+"""One way to turn text and logged episodes into model inputs: collection, training, scoring.
+
+A model's context is built segment by segment, the prompt first (with a BOS when the tokenizer
+has one and the text does not), then each action and observation without special tokens. The
+collector feeds a policy exactly these ids, appends the ids the policy generated, and logs them
+with the episode (``prompt_ids``, and ``action_ids`` / ``observation_ids`` in each step, with
+the tokenizer's identity in ``meta["tokenizer"]``). Training and value scoring read the stored
+ids back when the tokenizer is the same, so they see the token sequence the policy produced,
+even where it is not the canonical tokenization of its own text (byte-level BPE samples often
+are not) and at segment boundaries, where encoding the whole text at once would merge tokens.
+Episodes without ids (gold solutions, imported data, another tokenizer) are encoded segment by
+segment with the same two functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+_IDS: dict[int, tuple[Any, str]] = {}  # id(tokenizer) -> (tokenizer, its identity), a cache
+
+
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """The ids of a context's first segment: a BOS is added when the tokenizer has one and the
+    text does not start with it (chat templates write their own)."""
+    bos = tokenizer.bos_token
+    add_bos = bos is not None and not text.startswith(bos)
+    return list(tokenizer(text, add_special_tokens=add_bos)["input_ids"])
+
+
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """The ids of a later segment (an action or an observation): no special tokens added."""
+    if not text:
+        return []
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def tokenizer_id(tokenizer: Any) -> str:
+    """``name@hash``: the tokenizer's identity, equal for two tokenizers that encode alike.
+
+    The hash covers the whole fast-tokenizer definition (vocabulary, merges, normalizer,
+    pre-tokenizer, added tokens) but not padding and truncation settings, so a tokenizer saved
+    by ``oreo train`` next to the policy matches the one that collected its data.
+    """
+    cached = _IDS.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("padding", None)
+        spec.pop("truncation", None)
+    else:  # a slow tokenizer: its vocabulary and special tokens
+        vocab = sorted(tokenizer.get_vocab().items())
+        spec = {"vocab": vocab, "special": tokenizer.all_special_ids}
+    digest = hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=6).hexdigest()
+    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    ident = f"{name}@{digest}"
+    _IDS[id(tokenizer)] = (tokenizer, ident)
+    return ident
+
+
+def split_generation(
+    tokenizer: Any,
+    token_ids: Sequence[int],
+    text: str,
+    eos_id: int | None,
+    action: str,
+    following: str,
+) -> tuple[list[int], str] | None:
+    """Which part of the context after an action the policy itself generated.
+
+    The context continues with ``action + following`` (the env's action as logged, then what
+    the prompt renders after it: an agent's newline and the env's reply, a chat template's
+    end-of-turn token...). When the generation's text is a prefix of that, its ids are the
+    action's ids; an EOS the model stopped on is theirs too when the context continues with
+    it (a chat template ends each assistant turn with it).
+
+    Args:
+        tokenizer: The policy's tokenizer.
+        token_ids: The generated ids (without the EOS).
+        text: Their text (the backend's decoding).
+        eos_id: The EOS id the generation stopped on, if it did.
+        action: The action as the env got it.
+        following: The rendering after the action.
+
+    Returns:
+        ``(action ids, rest of following they do not cover)``, or None when the logged action
+        is not what was generated (an agent's action parsed from a longer line, or snapped to
+        an admissible one): then the context holds re-encoded text.
+    """
+    whole = action + following
+    if len(text) < len(action) or not whole.startswith(text):
+        return None
+    if tokenizer.decode(list(token_ids), skip_special_tokens=False) != text:
+        return None  # a special token inside the text: its ids are not its text
+    ids, used = list(token_ids), len(text)
+    if eos_id is not None:
+        eos_text = tokenizer.decode([eos_id], skip_special_tokens=False)
+        if eos_text and whole.startswith(eos_text, used):
+            ids.append(eos_id)
+            used += len(eos_text)
+    return ids, whole[used:]
+
+
+def stored_ids(episode: Any, tokenizer: Any) -> tuple[list[int], list[tuple[list[int], list[int]]]]:
+    """An episode's ``(prompt ids, [(action ids, observation ids), ...])``: the ids logged with
+    it when they are complete and ``tokenizer`` is the one that produced them, else the text
+    encoded segment by segment (`encode_prompt`, `encode_text`)."""
+    if has_ids(episode, tokenizer):
+        steps = [(list(s["action_ids"]), list(s["observation_ids"])) for s in episode.steps]
+        return list(episode.prompt_ids), steps
+    steps = [
+        (encode_text(tokenizer, s["action"]), encode_text(tokenizer, s["observation"]))
+        for s in episode.steps
+    ]
+    return encode_prompt(tokenizer, episode.prompt), steps
+
+
+def has_ids(episode: Any, tokenizer: Any) -> bool:
+    """Whether an episode carries complete ids from this tokenizer."""
+    return (
+        episode.prompt_ids is not None
+        and episode.meta.get("tokenizer") == tokenizer_id(tokenizer)
+        and all("action_ids" in s and "observation_ids" in s for s in episode.steps)
+    )
+
+
+def episode_state(episode: Any, tokenizer: Any) -> list[int]:
+    """The ids of an episode's whole context (prompt, every action and observation; no EOS):
+    its final state, as a value model reads it."""
+    prompt, steps = stored_ids(episode, tokenizer)
+    return prompt + [t for action, observation in steps for t in action + observation]

@@ -1,0 +1,96 @@
+"""What a policy acting in an env is told: the settings `oreo collect` and `oreo rollout` share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from oreo_agents.generation import SamplingParams
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActingConfig:
+    """How a policy acts in an env: the settings `oreo collect` and `oreo rollout` share.
+
+    Attributes:
+        env: Env id (``oreo envs`` lists them).
+        env_options: Keyword arguments of the env (``split`` among them).
+        tasks: How many tasks (a seeded sample of the env's tasks); None for all of them.
+        max_new_tokens: Token budget of one generation (a response, a step or an action).
+        temperature: Sampling temperature (0 = greedy; rollout's greedy strategy always uses 0,
+            and the OREO paper samples search candidates at 1).
+        top_p: Nucleus sampling mass.
+        top_k: Top-k sampling (0 = off).
+        backend: "auto", "hf" or "vllm".
+        batch_size: Episodes run side by side (and sequences per HF generate call).
+        seed: Seeds the task sample, the envs and the sampler.
+        chat_template: Format every prompt with the model tokenizer's chat template (answer
+            envs: the task's messages; agent envs: one turn per action and observation).
+        constrain_actions: In agent envs, replace an inadmissible action by the closest
+            admissible one.
+        think: In agent envs, let the agent write ``think: ...`` lines (ReAct): the env never
+            sees them, the reply is "OK.", and each takes a turn of the step limit.
+        env_workers: Run the envs in this many worker processes, stepped in parallel
+            (`oreo_envs.vector.EnvPool`; for CPU-heavy envs such as ALFWorld); 0 keeps them
+            in this process.
+    """
+
+    env: str
+    env_options: dict[str, Any] = field(default_factory=dict)
+    tasks: int | None = None
+    max_new_tokens: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    backend: str = "auto"
+    batch_size: int = 32
+    seed: int = 0
+    chat_template: bool = False
+    constrain_actions: bool = False
+    think: bool = False
+    env_workers: int = 0
+
+    def __post_init__(self):
+        if self.tasks is not None and self.tasks < 1:
+            raise ValueError(f"tasks must be >= 1 (or omitted for all), got {self.tasks}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        SamplingParams(**self.sampling())  # raises on a bad token budget, temperature, top-p/k
+        if self.env_workers < 0:
+            raise ValueError(f"env_workers must be >= 0, got {self.env_workers}")
+        if self.backend not in ("auto", "hf", "vllm"):
+            raise ValueError(f"backend must be 'auto', 'hf' or 'vllm', got {self.backend!r}")
+
+    def acting(self) -> dict[str, Any]:
+        """The shared fields as keyword arguments (to make another `ActingConfig` kind)."""
+        return {f.name: getattr(self, f.name) for f in fields(ActingConfig)}
+
+    def sampling(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectConfig(ActingConfig):
+    """What `oreo collect` runs (with the `ActingConfig` fields).
+
+    Attributes:
+        model: Hub id or local folder of a causal LM, or a scripted policy: "gold" (math envs'
+            reference solutions), "expert" (ALFWorld walkthroughs), "random" (admissible
+            actions).
+        out: Output folder (an episode store; re-running the same command resumes it).
+        samples: Episodes per task (K).
+    """
+
+    model: str
+    out: str
+    samples: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")

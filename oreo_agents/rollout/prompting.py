@@ -1,0 +1,76 @@
+"""The one layer that turns an env's transcript into the text a model continues.
+
+Envs emit their task text; a `Prompter` renders it for every env the same way, plainly or
+through the model tokenizer's chat template (``--chat-template``):
+
+- answer envs (math, Chain, ReasoningGym): the first observation is the prompt; with a chat
+  template, the task's chat messages (``info["messages"]`` at reset: MathEnv puts its
+  instruction in a system turn, other envs give their observation as the user turn) are
+  rendered with the assistant's turn opened, and the response continues it;
+- agent envs (ALFWorld, TextWorld): an `AgentPrompt` renders the whole conversation, as a
+  ReAct transcript or as chat turns (one assistant turn per action, one user turn per
+  observation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from oreo_agents.rollout.agent_prompt import AgentPrompt
+
+
+def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """``messages`` through the tokenizer's chat template, the assistant's turn opened; a
+    template that refuses a system turn gets the system text folded into the first user turn.
+
+    Raises:
+        ValueError: The tokenizer has no chat template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+        raise ValueError(f"the tokenizer of {name!r} has no chat template; drop --chat-template")
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # e.g. Gemma's template raises on a system turn
+        if not messages or messages[0]["role"] != "system":
+            raise
+        system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
+        if rest and rest[0]["role"] == "user":
+            rest[0]["content"] = f"{rest[0]['content']}\n{system}"
+        else:
+            rest.insert(0, {"role": "user", "content": system})
+        return tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=True)
+
+
+class Prompter:
+    """Renders prompts for any env (module docstring).
+
+    Args:
+        agent_prompt: How agent envs' conversations read (default: the plain `AgentPrompt`).
+        tokenizer: A tokenizer whose chat template formats every prompt; None for plain text.
+    """
+
+    def __init__(self, agent_prompt: AgentPrompt | None = None, *, tokenizer: Any = None):
+        self.agent = agent_prompt or AgentPrompt()
+        self.tokenizer = tokenizer
+        if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
+            chat_prompt(tokenizer, [])  # raises the no-template error
+
+    @property
+    def think(self) -> bool:
+        """Whether agents may write ``think:`` lines (`AgentPrompt`)."""
+        return self.agent.think
+
+    def first(self, kind: str, observation: str, info: dict[str, Any]) -> str:
+        """The prompt of an episode from the env's first observation and info."""
+        if kind == "agent":
+            return self.render(observation, [])
+        if self.tokenizer is None:
+            return observation
+        messages = info.get("messages") or [{"role": "user", "content": observation}]
+        return chat_prompt(self.tokenizer, messages)
+
+    def render(self, first_observation: str, history: Sequence[tuple[str, str]]) -> str:
+        """An agent's conversation so far, ready for its next action."""
+        return self.agent.render(first_observation, history, self.tokenizer)
