@@ -6,8 +6,9 @@ Grades each reference solution against its own gold answer (should be True) and 
 next problem's gold answer (should be False unless the two answers are equal), from GSM8K test
 and MATH-500 in the shared data folder when present, else from small built-in cases; the
 built-in LaTeX cases (answers written unlike their gold) are always run too. Prints
-answers per second on one thread for both graders, accuracy against those labels, how often the
-two agree, and how many comparisons our fast path decided without math-verify.
+answers per second on one thread for both graders (ours in its strict and lenient modes),
+accuracy against those labels, how often the two agree, and how many comparisons our fast
+path decided without math-verify.
 
 The math-verify baseline uses its default extraction (LaTeX and plain expressions, the latter
 through sympy's `parse_expr`), which is only acceptable here because every input is trusted
@@ -23,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from oreo_envs.verifiers import extract_answer, grade, gsm8k_gold, is_equivalent
+from oreo_envs.verifiers import MODES, extract_answer, grade, gsm8k_gold, is_equivalent
 from oreo_envs.verifiers.equivalence import fast_equivalent
 from oreo_envs.verifiers.guard import warmup
 from oreo_envs.verifiers.normalize import normalize
@@ -98,9 +99,9 @@ def _with_negatives(pairs: list[tuple[str, str]]) -> list[Case]:
     return cases
 
 
-def run_ours(cases: list[Case], style: str) -> tuple[list[bool], float]:
+def run_ours(cases: list[Case], style: str, mode: str) -> tuple[list[bool], float]:
     start = time.perf_counter()
-    verdicts = [grade(case.response, case.gold, style=style) for case in cases]
+    verdicts = [grade(case.response, case.gold, style=style, mode=mode) for case in cases]
     return verdicts, time.perf_counter() - start
 
 
@@ -137,24 +138,14 @@ def main() -> None:
     if math[0] != builtin[0]:  # MATH-500 was found: run the built-in cases as well
         datasets.append((builtin, "math"))
     for (name, cases), style in datasets:
-        ours, ours_s = run_ours(cases, style)
         theirs, theirs_s = run_math_verify(cases)
-        agree = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(cases)
-        rows.append(
-            [
-                name,
-                f"{len(cases)}",
-                f"{len(cases) / ours_s:,.0f}",
-                f"{len(cases) / theirs_s:,.0f}",
-                f"{theirs_s / ours_s:.0f}x",
-                f"{accuracy(ours, cases):.2%}",
-                f"{accuracy(theirs, cases):.2%}",
-                f"{agree:.2%}",
-                f"{fast_path_share(cases, style):.1%}",
-            ]
-        )
+        for mode in MODES:
+            ours, ours_s = run_ours(cases, style, mode)
+            agree = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(cases)
+            rows.append(_row(name, mode, cases, style, ours, ours_s, theirs, theirs_s, agree))
     header = [
         "data",
+        "mode",
         "gradings",
         "ours /s",
         "math-verify /s",
@@ -165,6 +156,21 @@ def main() -> None:
         "fast path",
     ]
     _print_table(header, rows)
+
+
+def _row(name, mode, cases, style, ours, ours_s, theirs, theirs_s, agree) -> list[str]:
+    return [
+        name,
+        mode,
+        f"{len(cases)}",
+        f"{len(cases) / ours_s:,.0f}",
+        f"{len(cases) / theirs_s:,.0f}",
+        f"{theirs_s / ours_s:.0f}x",
+        f"{accuracy(ours, cases):.2%}",
+        f"{accuracy(theirs, cases):.2%}",
+        f"{agree:.2%}",
+        f"{fast_path_share(cases, style):.1%}",
+    ]
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:

@@ -244,10 +244,10 @@ class ChainEnv(TextEnv):
     def _finish(self, solution: str, obs: str) -> tuple[str, float, bool, dict[str, Any]]:
         assert self._task is not None
         # No last-number fallback: the answer counts only when given as '#### N'.
-        correct = grade(solution, self._task.answer, style="gsm8k", fallback=False)
+        correct = grade(solution, self._task.answer, style="gsm8k", mode="strict")
         info = {
             "success": correct,
-            "answer": extract_answer(solution, style="gsm8k", fallback=False),
+            "answer": extract_answer(solution, style="gsm8k", mode="strict"),
             "gold": self._task.answer,
         }
         return obs, float(correct), True, info

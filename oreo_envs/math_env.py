@@ -29,7 +29,7 @@ from oreo_envs.tasks import (
     load_file,
     load_hub,
 )
-from oreo_envs.verifiers import extract_answer, grade, has_final_answer
+from oreo_envs.verifiers import check_mode, extract_answer, grade, has_final_answer
 
 # Instructions the OREO authors used (Wang et al. 2024, public code): GSM8K asks for '#### N',
 # MATH for \boxed{}.
@@ -173,6 +173,9 @@ class MathEnv(TextEnv):
             template formats the prompt; None for the plain format.
         instruction: Replaces the default instruction.
         grade_timeout: Wall-clock bound in seconds for grading one answer.
+        grade_mode: "strict" (the default, for rewards: the answer must follow the prompt's
+            marker, ``####`` or ``\\boxed{}``, or an answer phrase) or "lenient" (else the last
+            math span, then the last number: for evaluating models that do not box answers).
         render_mode: None or "ansi" (``render()`` returns the episode's text).
     """
 
@@ -197,6 +200,7 @@ class MathEnv(TextEnv):
         tokenizer: Any = None,
         instruction: str | None = None,
         grade_timeout: float = 2.0,
+        grade_mode: str = "strict",
         render_mode: str | None = None,
     ):
         if dataset not in INSTRUCTIONS:
@@ -214,6 +218,8 @@ class MathEnv(TextEnv):
         self.granularity = granularity
         self.step_delimiters = STEP_DELIMITERS[dataset]
         self.grade_timeout = grade_timeout
+        check_mode(grade_mode)
+        self.grade_mode = grade_mode
         self.tasks = load_tasks(
             dataset,
             source=source,
@@ -273,10 +279,13 @@ class MathEnv(TextEnv):
 
     def _finish(self, solution: str, obs: str) -> tuple[str, float, bool, dict[str, Any]]:
         assert self._task is not None
-        correct = grade(solution, self._task.answer, style=self.dataset, timeout=self.grade_timeout)
+        correct = grade(
+            solution, self._task.answer, style=self.dataset, timeout=self.grade_timeout,
+            mode=self.grade_mode,
+        )  # fmt: skip
         info = {
             "success": correct,
-            "answer": extract_answer(solution, style=self.dataset),
+            "answer": extract_answer(solution, style=self.dataset, mode=self.grade_mode),
             "gold": self._task.answer,
         }
         return obs, float(correct), True, info

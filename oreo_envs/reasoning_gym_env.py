@@ -28,7 +28,7 @@ def extract_rg_answer(response: str) -> str | None:
     tags = _ANSWER_TAG.findall(response[-_MAX_ANSWER_CHARS * 2 :])
     if tags:
         return tags[-1].strip()
-    answer = extract_answer(response, style="auto", fallback=False)
+    answer = extract_answer(response, style="auto", mode="strict")
     if answer is not None:
         return answer
     lines = [ln.strip() for ln in response.splitlines() if ln.strip()]

@@ -336,6 +336,7 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
         "config": asdict(cfg),
         "env": cfg.env,
         "split": getattr(unwrapped, "split", None),
+        "grade_mode": getattr(unwrapped, "grade_mode", None),  # math envs: strict or lenient
         "model": cfg.policy,
         "value": cfg.value,
         "seed": cfg.seed,

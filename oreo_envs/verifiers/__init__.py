@@ -16,6 +16,8 @@ import logging
 
 from oreo_envs.verifiers.equivalence import is_equivalent
 from oreo_envs.verifiers.extract import (
+    MODES,
+    check_mode,
     check_style,
     extract_answer,
     gsm8k_gold,
@@ -24,6 +26,8 @@ from oreo_envs.verifiers.extract import (
 )
 
 __all__ = [
+    "MODES",
+    "check_mode",
     "extract_answer",
     "grade",
     "gsm8k_gold",
@@ -41,7 +45,7 @@ def grade(
     *,
     style: str = "auto",
     timeout: float = 2.0,
-    fallback: bool = True,
+    mode: str = "lenient",
 ) -> bool:
     """Whether a response's final answer equals the gold answer.
 
@@ -50,19 +54,21 @@ def grade(
         gold: The gold answer string, e.g. `gsm8k_gold(...)` or a MATH `answer`.
         style: How to find the answer: "gsm8k", "math" or "auto" (see `extract_answer`).
         timeout: Wall-clock seconds math-verify may spend when the fast path cannot decide.
-        fallback: Whether a response without a marker or answer phrase is graded by its last
-            number (see `extract_answer`); pass False to require an explicit final answer.
+        mode: "strict" (an explicit final answer is required: a marker or an answer phrase) or
+            "lenient" (else the last math span, then the last number; see `extract_answer`).
 
     Returns:
         True when an answer is found and is equivalent to `gold`; False otherwise, including on
         timeouts and errors: response content never makes it raise.
 
     Raises:
-        ValueError: If `style` is not one of "auto", "gsm8k", "math".
+        ValueError: If `style` is not one of "auto", "gsm8k", "math", or `mode` is not
+            "strict" or "lenient".
     """
     check_style(style)
+    check_mode(mode)
     try:
-        answer = extract_answer(response, style=style, fallback=fallback)
+        answer = extract_answer(response, style=style, mode=mode)
     except Exception:  # adversarial input must never crash an env step
         logger.debug("extract_answer failed", exc_info=True)
         return False

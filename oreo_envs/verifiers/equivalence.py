@@ -13,13 +13,27 @@ Conventions where answers are ambiguous:
       their bracket kinds must match, so `(0,1)` != `[0,1]` and `(1,2)` != `1,2`.
     * Plain-text answers compare case-insensitively and never equal a number.
     * Whitespace is ignored everywhere, so `1, 000` is also one thousand.
+    * A decimal with at least `MIN_SIGNIFICANT` significant digits stands for any value within
+      half a unit of its last place: `0.142857142857143` == `\\frac{1}{7}`, `1.3333` ==
+      `\\frac{4}{3}`, alike in scalars, tuples, intervals and matrices; shorter decimals are
+      exact (`0.33` != `\\frac{1}{3}`).
+    * Decimal commas are not read: `0,25` is the list 0, 25 (the datasets are English).
+    * An inequality equals the interval it describes, whatever the variable's name or side:
+      `-1 \\le y \\le 6` == `y \\in [-1,6]` == `[-1,6]`, `x > 3` == `(3,\\infty)`, `9 \\ge y`
+      == `y \\le 9` (`oreo_envs.verifiers.relations`).
+    * Linear equations in two or more variables are lines (planes...): equal when one is a
+      nonzero multiple of the other, `y=\\frac{1}{3}x-2` == `x-3y-6=0`.
+    * Products of different large factorials are unequal (`1/100!` != `1/102!`), where a
+      floating-point comparison would call both zero.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from fractions import Fraction
 
-from oreo_envs.verifiers import guard
+from oreo_envs.verifiers import guard, relations
 from oreo_envs.verifiers.normalize import (
     MAX_ANSWER_CHARS,
     Number,
@@ -34,6 +48,11 @@ from oreo_envs.verifiers.normalize import (
 )
 
 logger = logging.getLogger(__name__)
+
+MIN_SIGNIFICANT = 4
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d*)\.(\d+)")
+_FACTORIAL = re.compile(r"(\d+)!")
+_LARGE_FACTORIAL = 20  # 20! > 2**53: beyond it floats cannot tell factorials apart
 
 
 def is_equivalent(pred: str, gold: str, *, timeout: float = 2.0) -> bool:
@@ -53,11 +72,14 @@ def is_equivalent(pred: str, gold: str, *, timeout: float = 2.0) -> bool:
         pred, gold = sanitize(pred), sanitize(gold)
         if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
             return squash(pred) == squash(gold)
+        line = _line_verdict(pred, gold)
+        if line is not None:
+            return line
         pred_form, gold_form = normalize(pred), normalize(gold)
         verdict = fast_equivalent(pred_form, gold_form)
         if verdict is not None:
             return verdict
-        if not pred_form or not gold_form:
+        if not pred_form or not gold_form or _factorials_differ(pred_form, gold_form):
             return False
         return guard.math_verify_equivalent(pred_form, gold_form, timeout)
     except Exception:  # adversarial input must never crash an env step
@@ -81,24 +103,88 @@ def fast_equivalent(pred: str, gold: str) -> bool | None:
         return False
     pred_num, gold_num = parse_number(pred), parse_number(gold)
     if pred_num is not None and gold_num is not None:
-        return _numbers_equal(pred_num, gold_num)
+        return _numbers_equal(pred_num, gold_num, pred, gold)
     verdict = _text_verdict(pred, gold, pred_num, gold_num)
     if verdict is not None:
         return verdict
     pred_matrix, gold_matrix = as_matrix(pred), as_matrix(gold)
     if pred_matrix is not None and gold_matrix is not None:
         return _matrices_equal(pred_matrix, gold_matrix)
+    interval = _interval_verdict(pred, gold)
+    if interval is not None:
+        return interval
     return _sequence_verdict(pred, gold, pred_num, gold_num)
 
 
-def _numbers_equal(a: Number, b: Number) -> bool:
-    (x, x_percent), (y, y_percent) = a, b
+def values_match(x: Fraction, y: Fraction, x_text: str = "", y_text: str = "") -> bool:
+    """Exact equality, or equality at the stated precision of a long decimal (module
+    docstring): ``x_text`` / ``y_text`` are the numbers as written."""
     if x == y:
         return True
-    if x_percent != y_percent:
-        # A percentage also matches its fraction of one: 50% == 0.5.
-        return x / 100 == y if x_percent else y / 100 == x
+    for text in (x_text, y_text):
+        m = _DECIMAL_TEXT.fullmatch(text)
+        if m is None:
+            continue
+        digits = (m.group(1) + m.group(2)).lstrip("0")
+        if len(digits) >= MIN_SIGNIFICANT and abs(x - y) <= Fraction(1, 2 * 10 ** len(m.group(2))):
+            return True
     return False
+
+
+def _numbers_equal(a: Number, b: Number, a_text: str = "", b_text: str = "") -> bool:
+    (x, x_percent), (y, y_percent) = a, b
+    if x == y or x_percent == y_percent:
+        return values_match(x, y, a_text, b_text)
+    # A percentage also matches its fraction of one: 50% == 0.5.
+    return x / 100 == y if x_percent else y / 100 == x
+
+
+def _line_verdict(pred: str, gold: str) -> bool | None:
+    """Two linear equations in two or more variables: the same line? None when either is not
+    one (`relations.as_linear_equation`)."""
+    if "=" not in pred or "=" not in gold:
+        return None
+    a = relations.as_linear_equation(_bare(pred))
+    b = relations.as_linear_equation(_bare(gold))
+    if a is None or b is None:
+        return None
+    return relations.same_line(a, b)
+
+
+def _bare(s: str) -> str:
+    """An answer with `$`, spacing commands and `\\dfrac` spellings removed (for equations)."""
+    s = s.strip().strip("$")
+    for old, new in (("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\left", ""),
+                     ("\\right", ""), ("\\,", ""), ("\\!", ""), ("\\ ", "")):  # fmt: skip
+        s = s.replace(old, new)
+    return s
+
+
+def _interval_verdict(pred: str, gold: str) -> bool | None:
+    """An inequality against an interval or another inequality (`relations.as_interval`):
+    the same set? None unless one of them is a relation or has an infinite end, and both
+    parse (plain intervals of numbers are `_sequence_verdict`'s)."""
+    if not any(relations.relation_parts(s) or "\\infty" in s for s in (pred, gold)):
+        return None
+    a, b = relations.as_interval(pred), relations.as_interval(gold)
+    if a is None or b is None or a[0] > a[1] or b[0] > b[1]:
+        return None
+    if a[2:] != b[2:]:
+        return False  # open against closed ends
+    return all(_ends_match(x, y) for x, y in zip(a[:2], b[:2], strict=True))
+
+
+def _ends_match(x, y) -> bool:
+    if isinstance(x, float) or isinstance(y, float):  # infinities
+        return x == y
+    return values_match(x, y)
+
+
+def _factorials_differ(pred: str, gold: str) -> bool:
+    """Both sides hold factorials, some of them large, and not the same ones."""
+    a, b = sorted(_FACTORIAL.findall(pred)), sorted(_FACTORIAL.findall(gold))
+    large = any(int(n) >= _LARGE_FACTORIAL for n in a + b if len(n) < 6)
+    return bool(a) and bool(b) and large and a != b
 
 
 def _text_verdict(pred: str, gold: str, pred_num, gold_num) -> bool | None:
@@ -134,7 +220,7 @@ def _item_verdict(pred: str, gold: str) -> bool | None:
     a, b = parse_number(pred), parse_number(gold)
     if a is None or b is None:
         return None
-    return a[0] == b[0]
+    return values_match(a[0], b[0], pred, gold)
 
 
 def _sequence_verdict(pred: str, gold: str, pred_num, gold_num) -> bool | None:
@@ -160,4 +246,7 @@ def _sequence_verdict(pred: str, gold: str, pred_num, gold_num) -> bool | None:
     gold_exact = [value for value, _ in gold_values]
     if pred_kind == "set":
         return sorted(pred_exact) == sorted(gold_exact)
-    return pred_exact == gold_exact
+    return all(
+        values_match(x, y, xt.strip(), yt.strip())
+        for x, y, xt, yt in zip(pred_exact, gold_exact, pred_items, gold_items, strict=True)
+    )

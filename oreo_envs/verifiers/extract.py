@@ -7,9 +7,12 @@ costs milliseconds. Only the first `MAX_ANSWER_CHARS`-ish slice after a marker i
 
 from __future__ import annotations
 
+import re
+
 from oreo_envs.verifiers.normalize import sanitize
 
 STYLES = ("auto", "gsm8k", "math")
+MODES = ("strict", "lenient")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 # Phrases are matched lower-cased; the one that occurs last wins, the longest on a tie.
 _PHRASES = ("final answer is", "final answer:", "the answer is", "answer is", "answer:")
@@ -18,26 +21,32 @@ _NUMBER_CHARS = frozenset("0123456789.,")
 _MAX_NUMBER_CHARS = 256
 
 
-def extract_answer(text: str, *, style: str = "auto", fallback: bool = True) -> str | None:
+def extract_answer(text: str, *, style: str = "auto", mode: str = "lenient") -> str | None:
     """The final answer in a response, as a stripped string.
 
     Tries, in order: the style's marker (`#### N` for "gsm8k", the last `\\boxed{...}` or
     `\\fbox{...}` for "math", whichever comes later for "auto"; the other marker second), then a
-    "the answer is X" / "final answer: X" phrase, then (with `fallback`) the last number.
+    "the answer is X" / "final answer: X" phrase. That is all in "strict" mode (an explicit final
+    answer is required, as the OREO paper's prompts ask: the mode for training rewards). In
+    "lenient" mode (models that do not box their answers), a response without either is
+    answered by its last math span (`$...$`, `\\(...\\)`, `\\[...\\]`) that reads as math,
+    not prose, and then by its last number.
 
     Args:
         text: A model response or a reference solution.
         style: "gsm8k", "math" or "auto".
-        fallback: Whether to fall back to the last number in the text.
+        mode: "strict" or "lenient" (above).
 
     Returns:
         The answer without surrounding `$`, `**` or a trailing period, e.g. `"\\frac{1}{2}"` or
         `"1,000"`; None when nothing is found.
 
     Raises:
-        ValueError: If `style` is not one of "auto", "gsm8k", "math".
+        ValueError: If `style` is not one of "auto", "gsm8k", "math", or `mode` is not one of
+            "strict", "lenient".
     """
     check_style(style)
+    check_mode(mode)
     if not isinstance(text, str):
         return None
     text = sanitize(text)
@@ -53,7 +62,8 @@ def extract_answer(text: str, *, style: str = "auto", fallback: bool = True) -> 
         if answer:
             return answer
     # The phrase and number scans are only paid for responses without a marker.
-    for scan in (_phrase_answer, _last_number) if fallback else (_phrase_answer,):
+    scans = [_phrase_answer] + ([_last_math_span, _last_number] if mode == "lenient" else [])
+    for scan in scans:
         found = scan(text)
         answer = _tidy(found[0]) if found is not None else ""
         if answer:
@@ -105,6 +115,42 @@ def check_style(style: str) -> None:
     """Raise ValueError unless `style` is one of `STYLES`."""
     if style not in STYLES:
         raise ValueError(f"unknown answer style {style!r}; expected one of {STYLES}")
+
+
+def check_mode(mode: str) -> None:
+    """Raise ValueError unless `mode` is one of `MODES`."""
+    if mode not in MODES:
+        raise ValueError(f"unknown grading mode {mode!r}; expected one of {MODES}")
+
+
+_SPAN_ENDS = (("$", "$"), ("\\)", "\\("), ("\\]", "\\["))
+_MAX_SPAN_CHARS = 400
+
+
+def _last_math_span(text: str) -> tuple[str, int] | None:
+    """The content of the last `$...$` / `\\(...\\)` / `\\[...\\]` span, when it reads as math:
+    a `$5 and $` between two prices is prose (two words in a row outside `\\text{}`)."""
+    best = None
+    for close, open_ in _SPAN_ENDS:
+        end = text.rfind(close)
+        while close == "$" and end > 0 and text[end - 1] == "$":
+            end -= 1  # the closing $$ of a display span
+        if end < 0:
+            continue
+        start = text.rfind(open_, max(0, end - _MAX_SPAN_CHARS), end)
+        if close == "$":
+            while start > 0 and text[start - 1] == "$":
+                start -= 1
+        if start < 0 or (best is not None and end <= best[1]):
+            continue
+        content = text[start + len(open_) : end].strip("$")
+        if content.strip() and not _PROSE.search(_TEXT_COMMAND.sub("", content)):
+            best = (content, end)
+    return best
+
+
+_PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
+_TEXT_COMMAND = re.compile(r"\\(?:text|mathrm|mbox|textbf)\{[^{}]*\}|\\[A-Za-z]+")
 
 
 def _after_hashes(text: str) -> tuple[str, int] | None:

@@ -112,7 +112,13 @@ def test_step_level_eos_and_step_limit(gsm8k_file):
     assert (reward, terminated, truncated, info["success"]) == (0.0, True, False, False)
     env.reset(options={"task_id": "0"})
     env.step("Tom has 3 + 4 = 7 apples.\n")
-    assert env.step("")[1] == 1.0  # graded on what is there: the last number as a fallback
+    assert env.step("")[1] == 0.0  # strict (the default for rewards): no '####', no answer
+    lenient = gymnasium.make(
+        "oreo/GSM8K-v0", path=str(gsm8k_file), granularity="step", grade_mode="lenient"
+    )
+    lenient.reset(options={"task_id": "0"})
+    lenient.step("Tom has 3 + 4 = 7 apples.\n")
+    assert lenient.step("")[1] == 1.0  # lenient: the last number
 
     env = gymnasium.make(
         "oreo/GSM8K-v0", path=str(gsm8k_file), granularity="step", max_episode_steps=3

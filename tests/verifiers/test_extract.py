@@ -73,14 +73,14 @@ def test_extract_answer(text, style, expected):
         ("\\boxed{8", None),
     ],
 )
-def test_extract_without_fallback(text, expected):
-    assert extract_answer(text, style="auto", fallback=False) == expected
+def test_extract_strict_mode(text, expected):
+    assert extract_answer(text, style="auto", mode="strict") == expected
 
 
-def test_grade_without_fallback_needs_an_explicit_answer():
+def test_strict_grading_needs_an_explicit_answer():
     assert grade("Tom has 3 + 4 = 7 apples.", "7", style="gsm8k")
-    assert not grade("Tom has 3 + 4 = 7 apples.", "7", style="gsm8k", fallback=False)
-    assert grade("Tom has 3 + 4 = 7 apples.\n#### 7", "7", style="gsm8k", fallback=False)
+    assert not grade("Tom has 3 + 4 = 7 apples.", "7", style="gsm8k", mode="strict")
+    assert grade("Tom has 3 + 4 = 7 apples.\n#### 7", "7", style="gsm8k", mode="strict")
 
 
 @pytest.mark.parametrize(
