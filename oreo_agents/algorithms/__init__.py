@@ -14,6 +14,7 @@ from oreo_agents.algorithms.base import Algorithm
 from oreo_agents.algorithms.dpo import DPO, DPOConfig
 from oreo_agents.algorithms.kto import KTO, KTOConfig
 from oreo_agents.algorithms.oreo import OREO, OREOConfig
+from oreo_agents.algorithms.rcrl import RCRL, RCRLConfig
 from oreo_agents.algorithms.sft import SFT, RejectionSampling, SFTConfig
 from oreo_envs.registration import run_entry_points
 
@@ -71,17 +72,21 @@ register(SFT("sft", "supervised fine-tuning on the episodes' actions"))
 register(RejectionSampling("rft", "rejection sampling: SFT on reward > 0 episodes"))
 register(DPO("dpo", "DPO on (correct, incorrect) pairs of the same task"))
 register(KTO("kto", "KTO on unpaired desirable / undesirable episodes"))
+# Havrilla et al. 2024: return-conditioned RL.
+register(RCRL("rcrl", "return-conditioned SFT: every episode after a good/bad control text"))
 
 __all__ = [
     "ALGORITHMS",
     "DPO",
     "KTO",
     "OREO",
+    "RCRL",
     "SFT",
     "Algorithm",
     "DPOConfig",
     "KTOConfig",
     "OREOConfig",
+    "RCRLConfig",
     "RejectionSampling",
     "SFTConfig",
     "algorithm_names",

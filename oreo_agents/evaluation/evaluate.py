@@ -225,6 +225,7 @@ def _beam_records(cfg, env, task_ids, backend, value_fn, progress):
         top_p=cfg.top_p,
         top_k=cfg.top_k,
         seed=cfg.seed,
+        control=cfg.control,
     )
     records = []
     for task_id, res in zip(task_ids, results, strict=True):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from oreo_agents.data.inputs import encode_prompt
+from oreo_agents.data.inputs import encode_prompt, encode_text
 from oreo_agents.generation import Backend, SamplingParams
 
 
@@ -88,6 +88,7 @@ def beam_search(
     top_p: float = 1.0,
     top_k: int = 0,
     seed: int = 0,
+    control: str = "",
 ) -> list[SearchResult]:
     """Value-guided step-level beam search over many problems at once (module docstring).
 
@@ -108,13 +109,15 @@ def beam_search(
         top_p: Nucleus sampling mass of candidate steps.
         top_k: Top-k sampling of candidate steps (0 = off).
         seed: Seeds the sampler (step t uses ``seed * 1_000_003 + t``).
+        control: Text after each prompt, as its own segment (return-conditioned policies).
 
     Returns:
         One `SearchResult` per prompt, in order.
     """
     if beam_width < 1 or max_steps < 1:
         raise ValueError(f"beam_width and max_steps must be >= 1, got {beam_width}, {max_steps}")
-    prompt_ids = [encode_prompt(backend.tokenizer, p) for p in prompts]
+    tok = backend.tokenizer
+    prompt_ids = [encode_prompt(tok, p) + encode_text(tok, control) for p in prompts]
     problems = [_Problem(beams=[_Node("", 0)]) for _ in prompts]
     for step in range(max_steps):
         active = [(i, b) for i, p in enumerate(problems) if not p.done for b in p.beams]

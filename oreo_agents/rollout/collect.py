@@ -174,7 +174,8 @@ def make_prompter(cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None) ->
         raise ValueError("--chat-template renders prompts with a model's tokenizer; a scripted "
                          "policy has none")  # fmt: skip
     agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
-    return Prompter(agent_prompt, tokenizer=tokenizer if cfg.chat_template else None)
+    chat = tokenizer if cfg.chat_template else None
+    return Prompter(agent_prompt, tokenizer=chat, control=getattr(cfg, "control", ""))
 
 
 def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episode]:
@@ -242,11 +243,17 @@ def start_episodes(
     for env, key, (obs, info) in zip(envs, keys, reset_all(envs, calls), strict=True):
         kind = oreo_envs.env_kind(env)
         prompt = prompter.first(kind, obs, info)
-        slot = Slot(env=env, key=key, prompt=prompt, info=info, env_obs=obs, first_obs=obs)
+        if kind == "agent" and prompter.control:
+            raise ValueError("--control conditions answer envs' prompts, not agent envs'")
+        slot = Slot(env=env, key=key, prompt=prompt + prompter.control, info=info, env_obs=obs,
+                    first_obs=obs)  # fmt: skip
         if kind == "agent":
             slot.formatter = prompter
-        if tokenizer is not None:
-            slot.tokenizer, slot.prompt_ids = tokenizer, encode_prompt(tokenizer, prompt)
+        if tokenizer is not None:  # the control text is a segment of its own, as in training
+            slot.tokenizer = tokenizer
+            slot.prompt_ids = encode_prompt(tokenizer, prompt) + encode_text(
+                tokenizer, prompter.control
+            )
             slot.ids = list(slot.prompt_ids)
         slots.append(slot)
     return slots

@@ -26,6 +26,8 @@ class ActingConfig:
         seed: Seeds the task sample, the envs and the sampler.
         chat_template: Format every prompt with the model tokenizer's chat template (answer
             envs: the task's messages; agent envs: one turn per action and observation).
+        control: Text after every prompt, as its own segment (a return-conditioned policy's
+            good control text, e.g. ``<good>`` for ``--algo rcrl``); "" for none.
         constrain_actions: In agent envs, replace an inadmissible action by the closest
             admissible one.
         think: In agent envs, let the agent write ``think: ...`` lines (ReAct): the env never
@@ -46,6 +48,7 @@ class ActingConfig:
     batch_size: int = 32
     seed: int = 0
     chat_template: bool = False
+    control: str = ""
     constrain_actions: bool = False
     think: bool = False
     env_workers: int = 0

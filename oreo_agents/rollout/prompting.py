@@ -49,11 +49,15 @@ class Prompter:
     Args:
         agent_prompt: How agent envs' conversations read (default: the plain `AgentPrompt`).
         tokenizer: A tokenizer whose chat template formats every prompt; None for plain text.
+        control: Text that follows an answer env's prompt as a segment of its own (a
+            return-conditioned policy's control text); the collector appends it.
     """
 
-    def __init__(self, agent_prompt: AgentPrompt | None = None, *, tokenizer: Any = None):
+    def __init__(
+        self, agent_prompt: AgentPrompt | None = None, *, tokenizer: Any = None, control: str = ""
+    ):
         self.agent = agent_prompt or AgentPrompt()
-        self.tokenizer = tokenizer
+        self.tokenizer, self.control = tokenizer, control
         if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
             chat_prompt(tokenizer, [])  # raises the no-template error
 

@@ -41,7 +41,9 @@ def metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("algo", ["oreo", "oreo-step", "oreo-response", "sft", "rft", "dpo", "kto"])
+@pytest.mark.parametrize(
+    "algo", ["oreo", "oreo-step", "oreo-response", "sft", "rft", "dpo", "kto", "rcrl"]
+)
 def test_every_algorithm_trains_and_saves_loadable_checkpoints(
     tiny_model_dir, mixed_data, tmp_path, algo
 ):
