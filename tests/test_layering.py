@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ALGORITHM_NAMES = {"oreo", "oreo-step", "oreo-response", "sft", "rft", "dpo", "kto", "rcrl"}
+ALGORITHM_NAMES = {"oreo", "oreo-step", "oreo-response", "sft", "rft", "dpo", "kto", "rcrl", "orm"}
 
 
 def modules(folder: str) -> list[Path]:

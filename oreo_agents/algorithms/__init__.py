@@ -14,6 +14,7 @@ from oreo_agents.algorithms.base import Algorithm
 from oreo_agents.algorithms.dpo import DPO, DPOConfig
 from oreo_agents.algorithms.kto import KTO, KTOConfig
 from oreo_agents.algorithms.oreo import OREO, OREOConfig
+from oreo_agents.algorithms.orm import ORM, ORMConfig
 from oreo_agents.algorithms.rcrl import RCRL, RCRLConfig
 from oreo_agents.algorithms.sft import SFT, RejectionSampling, SFTConfig
 from oreo_envs.registration import run_entry_points
@@ -74,18 +75,21 @@ register(DPO("dpo", "DPO on (correct, incorrect) pairs of the same task"))
 register(KTO("kto", "KTO on unpaired desirable / undesirable episodes"))
 # Havrilla et al. 2024: return-conditioned RL.
 register(RCRL("rcrl", "return-conditioned SFT: every episode after a good/bad control text"))
+register(ORM("orm", "outcome reward model: per-token correctness classifier (policy untouched)"))
 
 __all__ = [
     "ALGORITHMS",
     "DPO",
     "KTO",
     "OREO",
+    "ORM",
     "RCRL",
     "SFT",
     "Algorithm",
     "DPOConfig",
     "KTOConfig",
     "OREOConfig",
+    "ORMConfig",
     "RCRLConfig",
     "RejectionSampling",
     "SFTConfig",

@@ -4,6 +4,7 @@ from oreo_agents.losses.dpo import dpo_loss
 from oreo_agents.losses.kto import kto_loss, kto_reference_point
 from oreo_agents.losses.logprobs import sequence_logps, token_logps
 from oreo_agents.losses.oreo import kl_penalty, oreo_loss, suffix_sum
+from oreo_agents.losses.orm import orm_loss
 from oreo_agents.losses.sft import sft_loss
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "kto_loss",
     "kto_reference_point",
     "oreo_loss",
+    "orm_loss",
     "sequence_logps",
     "sft_loss",
     "suffix_sum",

@@ -1,0 +1,45 @@
+"""Outcome reward model loss (Cobbe et al. 2021, as Havrilla et al. 2024 use it): at every
+token of a sampled solution, predict whether its final answer is correct."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from oreo_agents.losses._checks import as_bool_mask, check_float
+
+
+def orm_loss(
+    logits: torch.Tensor, rewards: torch.Tensor, loss_mask: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Binary cross-entropy of per-token correctness logits against the episode's outcome.
+
+    ``-1/N sum_{(b,t) in mask} [y_b log s(z_bt) + (1 - y_b) log(1 - s(z_bt))]`` with
+    ``y_b = clamp(rewards[b], 0, 1)`` (the verifier's label) over the N masked tokens.
+
+    Args:
+        logits: ``[B, T]`` the model's logit of "correct" after reading token t.
+        rewards: ``[B]`` episode rewards (1 correct, 0 wrong; clamped into [0, 1]).
+        loss_mask: ``[B, T]`` bool or 0/1; 1 on the solution's (action) tokens.
+
+    Returns:
+        ``(loss, metrics)``: ``orm_accuracy`` (the sign of the logit agrees with the label, over
+        the masked tokens) and ``n_tokens``. A batch with no masked token gives 0.
+
+    Raises:
+        ValueError: On wrong shapes or dtypes.
+    """
+    check_float("logits", logits, 2)
+    check_float("rewards", rewards, 1)
+    if rewards.shape[0] != logits.shape[0]:
+        raise ValueError(f"rewards has {rewards.shape[0]} rows, logits {logits.shape[0]}")
+    mask = as_bool_mask("loss_mask", loss_mask, logits.shape)
+    target = rewards.clamp(0, 1)[:, None].expand_as(logits).float()
+    z, y = logits.float()[mask], target[mask]
+    n = mask.sum()
+    if n == 0:
+        zero = logits.sum() * 0.0
+        return zero, {"orm_accuracy": zero.detach(), "n_tokens": n}
+    loss = F.binary_cross_entropy_with_logits(z, y, reduction="mean")
+    accuracy = ((z > 0).float() == (y > 0.5).float()).float().mean()
+    return loss, {"orm_accuracy": accuracy.detach(), "n_tokens": n}
