@@ -41,6 +41,29 @@ SAMPLE_CHARSET = (
 KINDS = ("answer", "agent")
 
 
+def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """``messages`` through the tokenizer's chat template, the assistant's turn opened; a
+    template that refuses a system turn gets the system text folded into the first user turn.
+
+    Raises:
+        ValueError: The tokenizer has no chat template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+        raise ValueError(f"the tokenizer {name!r} has no chat template; use the plain format")
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # e.g. Gemma's template raises on a system turn
+        if not messages or messages[0]["role"] != "system":
+            raise
+        system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
+        if rest and rest[0]["role"] == "user":
+            rest[0]["content"] = f"{rest[0]['content']}\n{system}"
+        else:
+            rest.insert(0, {"role": "user", "content": system})
+        return tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=True)
+
+
 def step_delimiters_of(env_id: str) -> tuple[str, ...]:
     """The step delimiters of a registered env id (`TextEnv.delimiters_for` its registered
     arguments); lines for an id that is not registered or not a `TextEnv` (imported data)."""

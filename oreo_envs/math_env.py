@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from oreo_envs.core import TextEnv
+from oreo_envs.core import TextEnv, render_chat
 from oreo_envs.tasks import (
     DEFAULT_HUB,
     MathTask,
@@ -86,17 +86,13 @@ def format_prompt(
     instruction = INSTRUCTIONS[dataset] if instruction is None else instruction
     if tokenizer is None:
         return PLAIN_TEMPLATE.format(question=question, instruction=instruction)
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
-            f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no chat template; "
-            "pass tokenizer=None for the plain prompt format"
-        )
-    messages = [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:  # some templates reject a system turn: fold it into the user turn
-        merged = [{"role": "user", "content": f"{question}\n{instruction}"}]
-        return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+    return render_chat(tokenizer, chat_messages(question, instruction))
+
+
+def chat_messages(question: str, instruction: str) -> list[dict[str, str]]:
+    """The instruction as the system turn and the question as the user's, as the OREO authors
+    prompted instruct models."""
+    return [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
 
 
 def load_tasks(
@@ -252,14 +248,10 @@ class MathEnv(TextEnv):
         )
 
     def messages(self, observation: str) -> list[dict[str, str]]:
-        """The instruction as the system turn and the question as the user's, as the OREO
-        authors prompted instruct models (`format_prompt` with a tokenizer renders these)."""
+        """`chat_messages` of the current task (what `format_prompt` with a tokenizer renders)."""
         assert self._task is not None
         instruction = INSTRUCTIONS[self.dataset] if self.instruction is None else self.instruction
-        return [
-            {"role": "system", "content": instruction},
-            {"role": "user", "content": self._task.question},
-        ]
+        return chat_messages(self._task.question, instruction)
 
     def _start(self, task_id: str) -> tuple[str, dict[str, Any]]:
         self._task = self.task(task_id)

@@ -6,13 +6,14 @@ Everything here runs before any model is loaded, so bad input fails fast with a 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from oreo_agents.data.episodes import Episode, load_episodes
-from oreo_agents.data.inputs import has_ids
+from oreo_agents.data.inputs import has_ids, tokenizer_id
 from oreo_agents.data.tokenization import (
     length_grouped_batches,
     shuffled_batches,
@@ -129,6 +130,12 @@ def prepare(cfg: Any, tokenizer: Any, world: int = 1) -> TrainPlan:
         raise ValueError(f"{cfg.data} holds no episodes")
     episodes = spec.select(episodes, cfg.settings, cfg.data)
     stored = sum(has_ids(e, tokenizer) for e in episodes)
+    if stored < len(episodes):  # once per run; the count also goes to the progress file
+        warnings.warn(
+            f"{len(episodes) - stored} of {len(episodes)} episodes carry no token ids of this "
+            f"tokenizer ({tokenizer_id(tokenizer)}): encoded from their text, segment by segment",
+            stacklevel=2,
+        )
     tokenized = tokenize_episodes(episodes, tokenizer, max_length=cfg.max_length)
     if not tokenized:
         raise ValueError(f"{cfg.data}: no episode has an action to learn from")

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from oreo_agents.data.episodes import Episode
-from oreo_agents.data.inputs import encode_text, has_ids, stored_ids, tokenizer_id
+from oreo_agents.data.inputs import encode_text, stored_ids
 from oreo_envs import step_delimiters_of
 
 
@@ -146,12 +146,9 @@ def tokenize_episodes(
     step_delimiters: Sequence[str] | None = None,
     max_length: int | None = None,
 ) -> list[TokenizedEpisode]:
-    """`tokenize_episode` over many; drops (with one warning) episodes with no action token.
-    One warning counts the episodes encoded from their text (no ids logged by this tokenizer:
-    gold solutions, imported data, another model's episodes)."""
-    out, empty, cut, encoded = [], 0, 0, 0
+    """`tokenize_episode` over many; drops (with one warning) episodes with no action token."""
+    out, empty, cut = [], 0, 0
     for ep in episodes:
-        encoded += not has_ids(ep, tokenizer)
         tok = tokenize_episode(
             ep, tokenizer, step_delimiters=step_delimiters, max_length=max_length
         )
@@ -164,12 +161,6 @@ def tokenize_episodes(
         warnings.warn(f"dropped {empty} episodes with no action tokens", stacklevel=2)
     if cut:
         warnings.warn(f"{cut} episodes were cut at max_length={max_length}", stacklevel=2)
-    if encoded:
-        warnings.warn(
-            f"{encoded} episodes carry no token ids of this tokenizer ({tokenizer_id(tokenizer)}): "
-            "encoded from their text, segment by segment",
-            stacklevel=2,
-        )
     return out
 
 

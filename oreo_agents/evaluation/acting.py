@@ -76,16 +76,15 @@ def act_with_value(
     envs, close_envs = make_envs(make_env, n, cfg.env_workers, first)
     try:
         done = _act(
-            cfg, envs, pending, backend, value_fn, k, admissible, (prompter, tokenizer), on_episode
+            cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokenizer, on_episode
         )
     finally:
         close_envs()
     return [done[t] for t in task_ids]
 
 
-def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompting, on_episode):
+def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokenizer, on_episode):
     """The lock-step loop of `act_with_value`; returns {task id: episode}."""
-    prompter, tokenizer = prompting
     slots: list[Any] = [None] * len(envs)
     done: dict[str, Episode] = {}
     counts: dict[str, int] = {}

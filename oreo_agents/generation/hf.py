@@ -167,8 +167,9 @@ class HFBackend:
         (`oreo_agents.generation.sampling`)."""
         from oreo_agents.data.inputs import encode_prompt
 
-        prompts = [p if isinstance(p, str) else list(p) for p in prompts]
-        encoded = [encode_prompt(self.tokenizer, p) if isinstance(p, str) else p for p in prompts]
+        encoded = [
+            encode_prompt(self.tokenizer, p) if isinstance(p, str) else list(p) for p in prompts
+        ]
         if not all(encoded):
             raise ValueError("an empty prompt: the model needs at least one token to continue")
         if seeds is None:

@@ -175,7 +175,7 @@ def make_prompter(cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None) ->
                          "policy has none")  # fmt: skip
     agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
     chat = tokenizer if cfg.chat_template else None
-    return Prompter(agent_prompt, tokenizer=chat, control=getattr(cfg, "control", ""))
+    return Prompter(agent_prompt, tokenizer=chat, control=cfg.control)
 
 
 def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episode]:

@@ -18,29 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from oreo_agents.rollout.agent_prompt import AgentPrompt
-
-
-def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """``messages`` through the tokenizer's chat template, the assistant's turn opened; a
-    template that refuses a system turn gets the system text folded into the first user turn.
-
-    Raises:
-        ValueError: The tokenizer has no chat template.
-    """
-    if not getattr(tokenizer, "chat_template", None):
-        name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
-        raise ValueError(f"the tokenizer of {name!r} has no chat template; drop --chat-template")
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:  # e.g. Gemma's template raises on a system turn
-        if not messages or messages[0]["role"] != "system":
-            raise
-        system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
-        if rest and rest[0]["role"] == "user":
-            rest[0]["content"] = f"{rest[0]['content']}\n{system}"
-        else:
-            rest.insert(0, {"role": "user", "content": system})
-        return tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=True)
+from oreo_envs.core import render_chat
 
 
 class Prompter:
@@ -59,7 +37,7 @@ class Prompter:
         self.agent = agent_prompt or AgentPrompt()
         self.tokenizer, self.control = tokenizer, control
         if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
-            chat_prompt(tokenizer, [])  # raises the no-template error
+            render_chat(tokenizer, [])  # raises the no-template error
 
     @property
     def think(self) -> bool:
@@ -73,7 +51,7 @@ class Prompter:
         if self.tokenizer is None:
             return observation
         messages = info.get("messages") or [{"role": "user", "content": observation}]
-        return chat_prompt(self.tokenizer, messages)
+        return render_chat(self.tokenizer, messages)
 
     def render(self, first_observation: str, history: Sequence[tuple[str, str]]) -> str:
         """An agent's conversation so far, ready for its next action."""
