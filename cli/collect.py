@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -13,7 +12,7 @@ from rich.table import Table
 from oreo_agents.distributed import device, rank_world, wait_for_everyone
 from oreo_agents.rollout.config import CollectConfig
 from oreo_agents.rollout.scripted import SCRIPTED
-from oreo_cli.options import ENV_OPTION, Flag, config_parameters, make_env, with_parameters
+from oreo_cli.options import ENV_OPTION, SPLIT, Flag, config_parameters, make_env, with_parameters
 from oreo_cli.options import env_options as env_options_of
 
 FLAGS = {
@@ -21,12 +20,6 @@ FLAGS = {
     "samples": Flag(names=("--samples", "-k")),
     "env_options": ENV_OPTION,
 }
-SPLIT = inspect.Parameter(
-    "split",
-    inspect.Parameter.KEYWORD_ONLY,
-    default=None,
-    annotation=Annotated[str | None, typer.Option(help="Shortcut for -o split=SPLIT.")],
-)
 
 
 @with_parameters(

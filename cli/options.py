@@ -11,6 +11,10 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from typing import Annotated, Any, get_type_hints
 
+import typer
+
+from oreo_envs.registration import make_env  # noqa: F401 (the commands import it from here)
+
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     """Turn ``["path=test.jsonl", "size=10"]`` into ``{"path": "test.jsonl", "size": 10}``.
@@ -39,26 +43,6 @@ def env_options(pairs: list[str] | None, split: str | None = None) -> dict[str, 
     if split is not None:
         options["split"] = split
     return options
-
-
-def make_env(env_id: str, options: dict[str, Any] | None = None) -> Any:
-    """``gymnasium.make`` after registering oreo's envs and plug-ins, with a readable error.
-
-    Raises:
-        ValueError: The id is unknown (the message lists the registered ids) or the env's
-            constructor rejected the options.
-    """
-    import gymnasium
-
-    import oreo_envs
-
-    try:
-        return gymnasium.make(env_id, **(options or {}))
-    except gymnasium.error.Error as e:
-        known = ", ".join(env for env, _ in oreo_envs.list_envs())
-        raise ValueError(f"{e} Registered text envs: {known}") from None
-    except TypeError as e:  # an option the env's constructor does not take
-        raise ValueError(f"{env_id}: {e}") from None
 
 
 # -- Options derived from config dataclasses: each field is defined (name, type, default, help)
@@ -120,8 +104,6 @@ def config_parameters(
     Raises:
         TypeError: A field has no documentation (every option must say what it does).
     """
-    import typer
-
     flags = flags or {}
     docs, hints = field_docs(cls), get_type_hints(cls)
     params = []
@@ -182,4 +164,11 @@ ENV_OPTION = Flag(
     names=("--option", "-o"),
     annotation=list[str],
     help="Env option KEY=VALUE (repeat); --split S is short for -o split=S.",
+)
+
+SPLIT = inspect.Parameter(
+    "split",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=None,
+    annotation=Annotated[str | None, typer.Option(help="Shortcut for -o split=SPLIT.")],
 )

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from oreo_agents.distributed import device, rank_world
 from oreo_agents.evaluation.evaluate import RolloutConfig
-from oreo_cli.options import ENV_OPTION, Flag, config_parameters, make_env, with_parameters
+from oreo_cli.options import ENV_OPTION, SPLIT, Flag, config_parameters, make_env, with_parameters
 from oreo_cli.options import env_options as env_options_of
 
 FLAGS = {
@@ -21,12 +21,7 @@ FLAGS = {
     "env_options": ENV_OPTION,
 }
 EXTRA = [
-    inspect.Parameter(
-        "split",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[str | None, typer.Option(help="Shortcut for -o split=SPLIT.")],
-    ),
+    SPLIT,
     inspect.Parameter(
         "plot",
         inspect.Parameter.KEYWORD_ONLY,

@@ -14,7 +14,16 @@ from rich.console import Console
 
 from oreo_agents.checkpoint import TrainingInterrupted
 from oreo_agents.train import TrainConfig
-from oreo_cli.options import Flag, config_parameters, field_docs, parse_options, with_parameters
+from oreo_cli.options import (
+    ENV_OPTION,
+    SPLIT,
+    Flag,
+    config_parameters,
+    field_docs,
+    parse_options,
+    with_parameters,
+)
+from oreo_cli.options import env_options as env_options_of
 
 FLAGS = {
     "model": Flag(names=("--model", "--policy")),
@@ -22,8 +31,10 @@ FLAGS = {
         annotation=list[str],
         help="Episode store, episode file or published OREO JSON(L) file (repeat to combine).",
     ),
+    "env_options": ENV_OPTION,
 }
 EXTRA = [
+    SPLIT,
     inspect.Parameter(
         "config",
         inspect.Parameter.KEYWORD_ONLY,
@@ -78,24 +89,27 @@ def algorithm_help() -> str:
     [*config_parameters(TrainConfig, FLAGS, skip=("settings",), optional=True), *EXTRA],
     "Train a policy (and for OREO a value model) from logged episodes with accelerate.",
 )
-def train(*, config: Path | None, set_: list[str] | None, **flags: Any) -> None:
+def train(*, config: Path | None, set_: list[str] | None, split: str | None, **flags: Any) -> None:
     # Under torchrun / accelerate launch every process runs this; one reports progress.
     console = Console(quiet=os.environ.get("RANK", "0") != "0")
     try:
         values = _load_config_file(config) if config else {}
         if flags.get("data"):
             flags["data"] = ",".join(flags["data"])
+        options = env_options_of(flags.pop("env_options"), split)
         values.update({k: v for k, v in flags.items() if v is not None})
+        if options:
+            values["env_options"] = {**values.get("env_options", {}), **options}
         values.update(parse_options(set_))
-        missing = [k for k in ("algo", "data", "model", "out") if k not in values]
+        missing = [k for k in ("algo", "model", "out") if k not in values]
         if missing:
             raise ValueError(f"missing {', '.join('--' + m for m in missing)}")
         from oreo_agents.train import run_train
 
         cfg = TrainConfig.from_dict(values)
-        settings = ", ".join(f"{k} {v}" for k, v in asdict(cfg.settings).items())
+        settings = ", ".join(f"{k} {v}" for k, v in asdict(cfg.settings).items() if v != "")
         console.print(
-            f"[bold]{cfg.algo}[/] on {cfg.data} from {cfg.model} -> {cfg.out} "
+            f"[bold]{cfg.algo}[/] on {cfg.data or cfg.env} from {cfg.model} -> {cfg.out} "
             f"(lr {cfg.lr:g}, batch {cfg.batch_size}{', ' + settings if settings else ''})"
         )
         keys = cfg.spec.log_keys
@@ -131,6 +145,13 @@ def _load_config_file(path: Path) -> dict[str, Any]:
 
 
 def _format(record: dict[str, Any], keys: tuple[str, ...]) -> str:
+    if "iteration" in record:  # an online run's iteration ended (`oreo_agents.online`)
+        return (
+            f"[bold]iteration {record['iteration']}[/]  samples {record['samples_seen']}  "
+            f"steps {record['optimizer_steps']}  success {record['success_rate']:.1%}  "
+            f"reward {record['reward_mean']:.3f}  kl {record['kl_mean']:.3f}  "
+            f"{record['wall_s']:.0f} s"
+        )
     parts = [f"step {record['step']}"]
     parts += [f"{k} {record[k]:.4f}" for k in keys if k in record]
     parts.append(f"{record['tokens_per_s']:.0f} tok/s")

@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,9 @@ class TrainConfig:
 
     Attributes:
         algo: The algorithm (`oreo_agents.algorithms`: oreo | oreo-step | oreo-response | sft |
-            rft | dpo | kto, and plug-ins).
+            rft | dpo | kto | rcrl | orm | ppo, and plug-ins).
         data: An episode store folder or file, or a published OREO JSON(L) file; several
-            separated by commas.
+            separated by commas (None for an online algorithm).
         model: The starting checkpoint (hub id or folder): policy, reference and value init.
         out: Output folder; an existing run there with the same settings is resumed.
         epochs: Passes over the data (paper: 1).
@@ -54,12 +54,14 @@ class TrainConfig:
         gradient_checkpointing: Trade compute for memory.
         mixed_precision: "no", "bf16" or "fp16" (default: bf16 on a GPU, else no).
         report_to: "tensorboard" (OUT/runs), "none", or "auto" (tensorboard when installed).
+        env: The env an online algorithm (ppo) collects its episodes from.
+        env_options: Keyword arguments of that env (``split`` among them).
         settings: The algorithm's config (e.g. `OREOConfig`), or a dict of its fields; None
             takes its defaults.
     """
 
     algo: str
-    data: str
+    data: str | None
     model: str
     out: str
     epochs: int = 1
@@ -80,6 +82,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     mixed_precision: str | None = None
     report_to: str = "auto"
+    env: str | None = None
+    env_options: dict[str, Any] = field(default_factory=dict)
     settings: Any = None
 
     def __post_init__(self):
@@ -96,6 +100,15 @@ class TrainConfig:
             raise ValueError(f"report_to must be auto, none or tensorboard: {self.report_to!r}")
         if self.mixed_precision not in (None, "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16: {self.mixed_precision!r}")
+        if (self.data is None) == (self.env is None):
+            raise ValueError("give --data (logged episodes) or --env (online algorithms), not both")
+        if self.env_options and self.env is None:
+            raise ValueError("env options (-o, --split) need an --env")
+        if self.env is not None and not spec.online:
+            raise ValueError(f"{self.algo} trains on logged episodes: give --data, not --env")
+        if self.env is not None and self.epochs != 1:
+            raise ValueError(f"{self.algo}: passes over each iteration's episodes are "
+                             "--set ppo_epochs=N; leave --epochs at 1")  # fmt: skip
         settings = self.settings
         if settings is None or isinstance(settings, dict):
             settings = spec.settings(settings)
@@ -127,6 +140,7 @@ class TrainConfig:
         values = dict(values)
         if "algo" not in values:
             raise ValueError("missing algo")
+        values.setdefault("data", None)
         loop = {f.name for f in fields(cls)} - {"settings"}
         settings = {k: values.pop(k) for k in list(values) if k not in loop}
         settings = {**(values.pop("settings", None) or {}), **settings}
@@ -150,6 +164,10 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
             another run, or a checkpoint that could not be written (the previous one is kept).
         TrainingInterrupted: A signal stopped training after its checkpoint was saved.
     """
+    if cfg.env is not None:  # an online algorithm: collect -> score -> update, per iteration
+        from oreo_agents.online import run_online
+
+        return run_online(cfg, log=log)
     import logging
 
     import torch
@@ -344,9 +362,9 @@ def _check_resume(cfg: TrainConfig, ckpts: Any) -> dict[str, Any] | None:
 
 def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
     """The models the algorithm asks for (policy; frozen reference; value model), with an AdamW
-    optimizer and a cosine schedule for each trained one, prepared by ``accelerator``."""
+    optimizer and the algorithm's schedule for each trained one, prepared by ``accelerator``."""
     import torch
-    from transformers import get_cosine_schedule_with_warmup
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
     from oreo_agents.models.policy import load_policy
 
@@ -374,7 +392,10 @@ def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
             models[name].parameters(), lr=lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
         )
         optimizers.append(accelerator.prepare_optimizer(opt))
-        schedule = get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
+        if spec.schedule == "constant":
+            schedule = get_constant_schedule_with_warmup(opt, warmup)
+        else:
+            schedule = get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
         schedulers.append(accelerator.prepare_scheduler(schedule))
     return models, optimizers, schedulers
 

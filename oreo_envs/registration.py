@@ -103,3 +103,21 @@ def run_entry_points(group: str, kind: str) -> list[str]:
             continue
         loaded.append(ep.name)
     return loaded
+
+
+def make_env(env_id: str, options: dict[str, Any] | None = None) -> Any:
+    """``gymnasium.make`` after registering oreo's envs and plug-ins, with a readable error.
+
+    Raises:
+        ValueError: The id is unknown (the message lists the registered ids) or the env's
+            constructor rejected the options.
+    """
+    import oreo_envs  # registers the ids (and loads plug-ins through list_envs)
+
+    try:
+        return gymnasium.make(env_id, **(options or {}))
+    except gymnasium.error.Error as e:
+        known = ", ".join(env for env, _ in oreo_envs.list_envs())
+        raise ValueError(f"{e} Registered text envs: {known}") from None
+    except TypeError as e:  # an option the env's constructor does not take
+        raise ValueError(f"{env_id}: {e}") from None

@@ -15,6 +15,7 @@ from oreo_agents.algorithms.dpo import DPO, DPOConfig
 from oreo_agents.algorithms.kto import KTO, KTOConfig
 from oreo_agents.algorithms.oreo import OREO, OREOConfig
 from oreo_agents.algorithms.orm import ORM, ORMConfig
+from oreo_agents.algorithms.ppo import PPO, PPOConfig
 from oreo_agents.algorithms.rcrl import RCRL, RCRLConfig
 from oreo_agents.algorithms.sft import SFT, RejectionSampling, SFTConfig
 from oreo_envs.registration import run_entry_points
@@ -76,6 +77,7 @@ register(KTO("kto", "KTO on unpaired desirable / undesirable episodes"))
 # Havrilla et al. 2024: return-conditioned RL.
 register(RCRL("rcrl", "return-conditioned SFT: every episode after a good/bad control text"))
 register(ORM("orm", "outcome reward model: per-token correctness classifier (policy untouched)"))
+register(PPO("ppo", "online PPO on --env: collect, KL-penalised rewards, GAE, clipped updates"))
 
 __all__ = [
     "ALGORITHMS",
@@ -83,6 +85,7 @@ __all__ = [
     "KTO",
     "OREO",
     "ORM",
+    "PPO",
     "RCRL",
     "SFT",
     "Algorithm",
@@ -90,6 +93,7 @@ __all__ = [
     "KTOConfig",
     "OREOConfig",
     "ORMConfig",
+    "PPOConfig",
     "RCRLConfig",
     "RejectionSampling",
     "SFTConfig",

@@ -37,6 +37,9 @@ class Algorithm:
         default_lr: The policy learning rate when the user gives none.
         unit: What one training item is, for messages ("episodes", "pairs").
         log_keys: The metrics ``oreo train`` prints each step.
+        online: Trains on episodes it collects itself from ``--env`` (`oreo_agents.online`)
+            instead of on ``--data``.
+        schedule: The learning-rate schedule: "cosine" (with ``warmup_ratio``) or "constant".
     """
 
     config: type = type(None)
@@ -45,6 +48,8 @@ class Algorithm:
     default_lr: float = 5e-6
     unit: str = "episodes"
     log_keys: tuple[str, ...] = ()
+    online: bool = False
+    schedule: str = "cosine"
 
     def __init__(self, name: str, description: str):
         self.name, self.description = name, description

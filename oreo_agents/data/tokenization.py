@@ -40,6 +40,7 @@ class TokenizedEpisode:
         prompt_len: Number of prompt tokens (KTO mismatches prompts and responses).
         reward: The episode's terminal reward.
         task_id: Its task (DPO pairs come from one task).
+        sample: Which of its task's samples it is (with task_id, the episode's key).
     """
 
     input_ids: list[int]
@@ -48,6 +49,7 @@ class TokenizedEpisode:
     prompt_len: int
     reward: float
     task_id: str
+    sample: int = 0
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -116,7 +118,8 @@ def tokenize_episode(
         mask.insert(k, True)
     if max_length is not None and len(ids) > max_length:
         ids, mask, starts = ids[:max_length], mask[:max_length], starts[:max_length]
-    return TokenizedEpisode(ids, mask, starts, prompt_len, float(episode.reward), episode.task_id)
+    reward, sample = float(episode.reward), int(episode.meta.get("sample", 0))
+    return TokenizedEpisode(ids, mask, starts, prompt_len, reward, episode.task_id, sample)
 
 
 def _step_starts(tokenizer: Any, text: str, ids: list[int], delims: Sequence[str]) -> list[bool]:

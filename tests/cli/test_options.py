@@ -79,10 +79,18 @@ def test_every_rollout_field_reaches_the_config(monkeypatch):
 def test_every_train_field_reaches_the_config(monkeypatch):
     import oreo_agents.train
 
-    args = [*argv(TrainConfig), "--set", "max_pairs_per_task=2"]
+    args = [*argv(TrainConfig, skip=("env",)), "--set", "max_pairs_per_task=2"]
     cfg = captured(monkeypatch, oreo_agents.train, "run_train", "train", args)
-    check_reached(cfg, TrainConfig)
+    for f in fields(TrainConfig):
+        if f.name not in SPECIAL and f.name != "env":
+            assert getattr(cfg, f.name) == VALUES.get(f.name, not f.default), f.name
     assert cfg.settings.max_pairs_per_task == 2
+    # an online algorithm takes the env and its options instead of the data
+    online = [*argv(TrainConfig, skip=("data", "epochs", "algo")), "--algo", "ppo"]
+    online += ["-o", "a=1", "--split", "s", "--set", "tasks=5"]
+    cfg = captured(monkeypatch, oreo_agents.train, "run_train", "train", online)
+    assert (cfg.env, cfg.data, cfg.env_options) == ("e", None, {"a": 1, "split": "s"})
+    assert cfg.settings.tasks == 5
 
 
 @pytest.mark.parametrize(
