@@ -51,7 +51,11 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
         )
     make_env(cfg.env, cfg.env_options).close()  # a bad id or option fails before any compute
     main = rank_world()[0] == 0
-    _check_resume(cfg, out, main)
+    settings_record = _check_resume(cfg, out)
+    wait_for_everyone()  # every rank has checked before the first one writes
+    if main and settings_record is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic(out / CONFIG, lambda tmp: tmp.write_text(json.dumps(settings_record, indent=2)))
     wait_for_everyone()
     records = _records(out)
     policy, critic = cfg.model, settings.critic or cfg.model
@@ -70,7 +74,7 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
         inner = _update_config(cfg, policy, critic, folder, it, steps)
         from oreo_agents.train import run_train
 
-        run_train(inner, log=log)
+        run_train(inner, log=log, end=False)
         done = _progress_steps(folder / "train")
         steps += done
         if main:
@@ -264,14 +268,15 @@ def _records(out: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _check_resume(cfg: Any, out: Path, main: bool) -> None:
-    """Record the run's settings in ``OUT/online.json``, or check a resumed run has the same.
+def _check_resume(cfg: Any, out: Path) -> dict[str, Any] | None:
+    """The run's settings to record in ``OUT/online.json`` for a new run, or None when ``out``
+    holds this run already (to resume).
 
     Raises:
         ValueError: The folder holds another run (other settings, or no online run at all).
     """
-    new = {k: v for k, v in cfg.flat().items() if k not in ("max_steps", "save_every",
-           "save_minutes", "log_every")}  # fmt: skip
+    free = ("max_steps", "save_every", "save_minutes", "log_every")
+    new = {k: v for k, v in cfg.flat().items() if k not in free}
     path = out / CONFIG
     if path.exists():
         old = json.loads(path.read_text())
@@ -281,12 +286,10 @@ def _check_resume(cfg: Any, out: Path, main: bool) -> None:
                 f"{out} holds an online run with other settings ({', '.join(changed)}); resume "
                 "with the same settings or choose another --out"
             )
-        return
+        return None
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty and holds no online run; choose another --out")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        _atomic(path, lambda tmp: tmp.write_text(json.dumps(new, indent=2) + "\n"))
+    return new
 
 
 def _export(out: Path, train_out: Path) -> None:

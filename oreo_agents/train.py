@@ -152,8 +152,13 @@ class TrainConfig:
         return _jsonable({**loop, **asdict(self.settings)})
 
 
-def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None = None) -> Path:
+def run_train(
+    cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None = None, end: bool = True
+) -> Path:
     """Train and write ``cfg.out``; returns the policy folder. Checks inputs before any compute.
+
+    ``end=False`` keeps the process group of a multi-process job alive afterwards (trackers are
+    still closed), for a caller that trains again in the same processes (`run_online`).
 
     Checkpoints (`oreo_agents.checkpoint`) are written every ``save_every`` steps, every
     ``save_minutes``, at the end, and on SIGINT / SIGTERM, each atomically; re-running the same
@@ -216,7 +221,11 @@ def run_train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None 
     run = _Run(cfg, accelerator, models, optimizers, schedulers, tokenizer, ckpts, log, trackers,
                plan.token_ids or {})  # fmt: skip
     _loop(run, plan, progress or {})
-    accelerator.end_training()
+    if end:
+        accelerator.end_training()
+    elif trackers and accelerator.is_main_process:
+        for tracker in accelerator.trackers:
+            tracker.finish()
     return out / "policy"
 
 

@@ -95,3 +95,50 @@ def test_two_process_run_stopped_by_sigterm_resumes_to_the_same_weights(
     run(cmd)
     assert [m["step"] for m in metrics(out)] == [m["step"] for m in metrics(one)]
     assert_same_weights(one, out)
+
+
+def test_two_process_ppo_scores_every_episode_once_and_trains_like_one(chat_model_dir, tmp_path):
+    """PPO on a byte-level BPE chat model (two EOS ids) under torchrun: the ranks split the
+    collection and the scoring, rank 0 writes one experience file holding every episode, and
+    the run ends where one process does."""
+    import torch
+
+    from oreo_agents.models.value import ValueModel
+
+    torch.manual_seed(0)
+    orm = ValueModel.from_pretrained(str(chat_model_dir))
+    with torch.no_grad():
+        orm.head.weight.normal_(0, 1.0)  # rewards that differ by episode, so the policy moves
+    orm.save_pretrained(tmp_path / "orm")
+
+    def args(out):
+        return [
+            "-m", "oreo_cli", "train", "--algo", "ppo", "--env", "oreo/GSMSymbolic-v0",
+            "-o", "size=30", "--model", str(chat_model_dir), "--out", str(out),
+            "--batch-size", "4", "--micro-batch-size", "1", "--lr", "1e-3", "--save-minutes", "0",
+            "--report-to", "none", "--set", "iterations=2", "--set", "tasks=3", "--set",
+            "samples=2", "--set", "max_new_tokens=12", "--set", "ppo_epochs=1", "--set",
+            "chat_template=true", "--set", "reward=orm", "--set", f"reward_model={tmp_path}/orm",
+            "--set", "critic_lr=1e-3",
+        ]  # fmt: skip
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    run([sys.executable, *args(one)])
+    done = run([*TORCHRUN, *args(two)])
+    assert done.stdout.count("iteration 1") == 1  # printed by rank 0 only
+    log1, log2 = (
+        [json.loads(x) for x in (o / "iterations.jsonl").read_text().splitlines()]
+        for o in (one, two)
+    )
+    assert [r["samples_seen"] for r in log2] == [6, 12]
+    assert [r["optimizer_steps"] for r in log2] == [1, 2]
+    for a, b in zip(log1, log2, strict=True):
+        assert a["success_rate"] == b["success_rate"]
+        assert a["reward_mean"] == pytest.approx(b["reward_mean"], abs=1e-5)
+    shards = sorted(p.name[:11] for p in (two / "iter-0000" / "episodes").glob("episodes-*"))
+    assert shards == ["episodes-r0", "episodes-r1"]
+    scores = torch.load(two / "iter-0000" / "experience.pt", weights_only=True)
+    assert sorted(scores) == sorted(f"{t}/{s}" for t in {k.split("/")[0] for k in scores}
+                                    for s in (0, 1)) and len(scores) == 6  # fmt: skip
+    w1, w2 = (load_file(str(o / "policy" / "model.safetensors")) for o in (one, two))
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
