@@ -17,13 +17,18 @@ def demo(
         int, typer.Option(help="Collect+train rounds for OREO and rejection sampling.")
     ] = 1,
     oreo_algo: Annotated[str, typer.Option(help="oreo | oreo-step | oreo-response.")] = "oreo",
+    ppo: Annotated[
+        bool, typer.Option(help="Also train online PPO from the SFT policy (about 5 minutes).")
+    ] = False,
 ) -> None:
     """SFT -> sample -> train OREO and the baselines from the same episodes -> evaluate."""
     from oreo_agents.recipes.demo import LABELS, demo_config, run_demo
 
     console = Console()
     try:
-        cfg = demo_config(out=out, seed=seed, fast=fast, rounds=rounds, oreo_algo=oreo_algo)
+        cfg = demo_config(
+            out=out, seed=seed, fast=fast, rounds=rounds, oreo_algo=oreo_algo, ppo=ppo
+        )
         with console.status("starting") as status:
 
             def stage(name: str) -> None:

@@ -69,15 +69,12 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
     if cfg.value is not None and cfg.strategy in ("greedy", "sample"):
         console.print(f"[yellow]note[/]: --strategy {cfg.strategy} does not use --value")
     elif cfg.value is not None:
-        from oreo_agents.models.scorer import ValueScorer
-
         console.print(f"loading the value model [bold]{cfg.value}[/]...")
-        value_fn = ValueScorer.from_pretrained(
-            cfg.value,
-            getattr(backend, "tokenizer", None),
-            batch_size=cfg.value_batch_size,
-            device=device(),
-        )
+        value_fn = _scorer(cfg.value, backend, cfg)
+    reranker_fn = None
+    if cfg.reranker is not None:
+        console.print(f"loading the reranker [bold]{cfg.reranker}[/]...")
+        reranker_fn = _scorer(cfg.reranker, backend, cfg)
     columns = (
         TextColumn(f"[bold]rollout[/] {cfg.strategy}"),
         BarColumn(),
@@ -92,6 +89,7 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
             backend=backend,
             value_fn=value_fn,
             scripted=scripted,
+            reranker_fn=reranker_fn,
             progress=lambda done, total: progress.update(bar, completed=done, total=total),
         )
     if rank_world()[0] != 0:
@@ -105,6 +103,15 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
         console.print(f"plot written to {plot_report(report, plot)}")
 
 
+def _scorer(path: str, backend: Any, cfg: Any) -> Any:
+    from oreo_agents.models.scorer import ValueScorer
+
+    tokenizer = getattr(backend, "tokenizer", None)
+    return ValueScorer.from_pretrained(
+        path, tokenizer, batch_size=cfg.value_batch_size, device=device()
+    )
+
+
 def print_report(console: Console, report: dict) -> None:
     """The overall row (success with its 95% interval, curves, cost) and one table per subset."""
     title = f"{report['env']} ({report['split'] or 'default split'}): {report['model']}"
@@ -116,7 +123,9 @@ def print_report(console: Console, report: dict) -> None:
         f"{report['success_rate']:.1%}",
         "{:.1%}-{:.1%}".format(*report["ci95"]),
     ]
-    for curve, name in (("pass_at_k", "pass"), ("maj_at_k", "maj"), ("value_at_k", "value")):
+    curves = (("pass_at_k", "pass"), ("maj_at_k", "maj"), ("value_at_k", "value"),
+              ("rerank_at_k", "rerank"))  # fmt: skip
+    for curve, name in curves:
         if curve in report:
             k = max(report[curve], key=int)
             cols.append(f"{name}@{k}")

@@ -58,6 +58,10 @@ class RolloutConfig(ActingConfig):
         value: Folder of the value model (``oreo train`` OUT/value); beam and best-of-k.
         admissible: Agent best-of-k: score every admissible action instead of K samples.
         value_batch_size: Sequences per value-model forward.
+        reranker: An outcome reward model (``oreo train --algo orm``'s OUT/value) that also
+            scores every finished sample of sample / best-of-k on answer envs: the report adds
+            rerank@k (the sample it scores highest; Havrilla et al. 2024) beside maj@k and
+            value@k.
     """
 
     policy: str
@@ -69,6 +73,7 @@ class RolloutConfig(ActingConfig):
     value: str | None = None
     admissible: bool = False
     value_batch_size: int = 16
+    reranker: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,6 +95,8 @@ class RolloutConfig(ActingConfig):
             )
         if self.strategy not in ("greedy", "sample") and self.policy in SCRIPTED:
             raise ValueError(f"the scripted policy {self.policy!r} runs with greedy or sample only")
+        if self.reranker is not None and self.strategy not in ("sample", "best-of-k"):
+            raise ValueError("--reranker ranks K samples: use --strategy sample or best-of-k")
         if self.admissible and self.strategy != "best-of-k":
             raise ValueError("--admissible applies to --strategy best-of-k in agent envs")
 
@@ -107,6 +114,7 @@ def run_rollout(
     value_fn: ValueFn | None = None,
     scripted: Callable[[Any], Any] | None = None,
     progress: Callable[[float, int], None] | None = None,
+    reranker_fn: ValueFn | None = None,
 ) -> dict[str, Any]:
     """Run ``cfg`` and return its report (module docstring); `save_report` writes it. Under a
     multi-process launcher each rank evaluates every world-th task and every rank returns
@@ -119,6 +127,7 @@ def run_rollout(
         value_fn: The value model (beam and best-of-k).
         scripted: A scripted policy factory (``env -> policy``) in place of ``backend``.
         progress: Called as ``progress(done, total)`` in tasks (one of K samples counts 1/K).
+        reranker_fn: The outcome reward model of ``cfg.reranker`` (rerank@k).
 
     Raises:
         ValueError: A strategy the env does not support, or a missing model.
@@ -133,6 +142,10 @@ def run_rollout(
     progress = _counter(progress, len(task_ids))
     if cfg.strategy in ("beam", "best-of-k") and value_fn is None:
         raise ValueError(f"--strategy {cfg.strategy} needs a value model")
+    if (cfg.reranker is None) != (reranker_fn is None):
+        raise ValueError("pass reranker_fn exactly when the config names a --reranker")
+    if reranker_fn is not None and agent:
+        raise ValueError("--reranker ranks finished answers; agent envs act with --value")
     if cfg.strategy == "beam":
         if agent:
             raise ValueError(
@@ -143,7 +156,8 @@ def run_rollout(
     elif cfg.strategy == "best-of-k" and agent:
         records = _acting_records(cfg, make_env, task_ids, backend, value_fn, progress)
     else:
-        records = _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress)
+        records = _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress,
+                                   reranker_fn)  # fmt: skip
     if world > 1:
         order = {t: i for i, t in enumerate(every)}
         records = sorted((r for part in gather(records) for r in part),
@@ -169,7 +183,7 @@ def _counter(progress, total: int) -> Callable[[float], None] | None:
     return advance
 
 
-def _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress):
+def _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress, reranker):
     """greedy / sample / math best-of-k: K episodes per task through `run_collect`."""
     samples = 1 if cfg.strategy == "greedy" else cfg.k
     temperature = 0.0 if cfg.strategy == "greedy" else cfg.temperature
@@ -188,15 +202,18 @@ def _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progr
     for ep in sorted(episodes, key=lambda e: e.meta["sample"]):
         by_task[ep.task_id].append(ep)
     records = [_record(t, [_sample(e) for e in eps]) for t, eps in by_task.items()]
+    flat = [
+        (s, e)
+        for r, eps in zip(records, by_task.values(), strict=True)
+        for s, e in zip(r["samples"], eps, strict=True)
+    ]
+    for key, scorer in (("value", value_fn if cfg.strategy == "best-of-k" else None),
+                        ("orm", reranker)):  # fmt: skip
+        if scorer is not None:
+            scores = scorer([episode_state(e, scorer.tokenizer) for _, e in flat])
+            for (s, _), v in zip(flat, scores, strict=True):
+                s[key] = float(v)
     if cfg.strategy == "best-of-k":
-        flat = [
-            (s, e)
-            for r, eps in zip(records, by_task.values(), strict=True)
-            for s, e in zip(r["samples"], eps, strict=True)
-        ]
-        values = value_fn([episode_state(e, value_fn.tokenizer) for _, e in flat])
-        for (s, _), v in zip(flat, values, strict=True):
-            s["value"] = float(v)
         for r in records:
             r["chosen"] = max(range(len(r["samples"])), key=lambda i: r["samples"][i]["value"])
     return records
@@ -340,6 +357,7 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
         "grade_mode": getattr(unwrapped, "grade_mode", None),  # math envs: strict or lenient
         "model": cfg.policy,
         "value": cfg.value,
+        "reranker": cfg.reranker,
         "seed": cfg.seed,
         "strategy": cfg.strategy,
         "k": cfg.k,

@@ -70,13 +70,17 @@ def k_grid(k: int) -> list[int]:
 
 def curves(records: Sequence[dict[str, Any]], answers: bool) -> dict[str, dict[str, float]]:
     """pass@k, maj@k (with ``answers``: envs that grade a final answer, where a sample without
-    one loses the vote) and value@k (when the value model chose among samples) at the points of
+    one loses the vote), value@k (when the value model chose among samples) and rerank@k (when
+    an outcome reward model scored every sample: its highest-scored one) at the points of
     `k_grid`, over the samples every task has."""
     n = min((len(r["samples"]) for r in records), default=0)
-    out: dict[str, dict[str, float]] = {"pass_at_k": {}, "maj_at_k": {}, "value_at_k": {}}
+    out: dict[str, dict[str, float]] = {
+        "pass_at_k": {}, "maj_at_k": {}, "value_at_k": {}, "rerank_at_k": {},
+    }  # fmt: skip
     if n == 0:
         return out
     has_values = all(r["chosen"] is not None for r in records)
+    has_orm = all("orm" in s for r in records for s in r["samples"])
     for k in k_grid(n):
         out["pass_at_k"][str(k)] = _mean(
             pass_at_k(n, sum(s["success"] for s in r["samples"][:n]), k) for r in records
@@ -85,6 +89,9 @@ def curves(records: Sequence[dict[str, Any]], answers: bool) -> dict[str, dict[s
             out["maj_at_k"][str(k)] = _mean(_pick_success(r, _maj(r, k)) for r in records)
         if has_values:
             out["value_at_k"][str(k)] = _mean(_pick_success(r, _best_value(r, k)) for r in records)
+        if has_orm:
+            best = (_pick_success(r, _best(r, k, "orm")) for r in records)
+            out["rerank_at_k"][str(k)] = _mean(best)
     return {key: value for key, value in out.items() if value}
 
 
@@ -141,7 +148,12 @@ def _maj(record, k):
 
 
 def _best_value(record, k):
-    return max(range(k), key=lambda i: record["samples"][i]["value"])
+    return _best(record, k, "value")
+
+
+def _best(record, k, key):
+    """The first of the top-scored samples among the first k (ties: the earliest)."""
+    return max(range(k), key=lambda i: record["samples"][i][key])
 
 
 def _pick_success(record, index) -> float:

@@ -1,4 +1,5 @@
-"""A picture of a rollout report: success by subset, and success vs k (pass@k, maj@k, value@k).
+"""A picture of a rollout report: success by subset, and success vs k (pass@k, maj@k, value@k,
+rerank@k).
 
 matplotlib is imported lazily (STYLE.md 7): only ``oreo rollout --plot`` needs it.
 """
@@ -8,7 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-CURVES = (("pass_at_k", "pass@k"), ("maj_at_k", "maj@k"), ("value_at_k", "value-reranked@k"))
+CURVES = (
+    ("pass_at_k", "pass@k"),
+    ("maj_at_k", "maj@k"),
+    ("value_at_k", "value-reranked@k"),
+    ("rerank_at_k", "ORM-reranked@k"),
+)
 
 
 def plot_report(report: dict[str, Any], path: str | Path) -> Path:

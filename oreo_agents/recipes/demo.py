@@ -26,6 +26,7 @@ LABELS = {
     "dpo": "DPO",
     "kto": "KTO",
     "oreo+beam": "OREO + value-guided beam",
+    "ppo": "PPO",
 }
 
 
@@ -49,6 +50,8 @@ class DemoConfig:
         rounds: Collect + train rounds for OREO and rejection sampling (iterative training).
         max_new_tokens: Generation budget per response.
         model: Size of the tiny model (`oreo_agents.models.tiny.chain_model` arguments).
+        ppo: Online PPO from the SFT policy on the train split: TrainConfig overrides and PPO
+            settings in one mapping (``iterations``, ``tasks``, ``lr``...); empty: no PPO.
     """
 
     out: str
@@ -66,6 +69,7 @@ class DemoConfig:
     rounds: int = 1
     max_new_tokens: int = 96
     model: dict[str, Any] = field(default_factory=dict)
+    ppo: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("train_tasks", "rl_tasks", "samples", "test_tasks", "beam_width", "rounds"):
@@ -128,6 +132,11 @@ def run_demo(
             f"train {method}", train, algo_of(method), samples, sft, out / f"{method}-r0",
             rl(method),
         )  # fmt: skip
+    if cfg.ppo:  # online: samples its own episodes of the train split, from the SFT policy
+        values = {"algo": "ppo", "data": None, "env": ENV_ID, "env_options": train_opts}
+        values.update(model=sft, out=str(out / "ppo"), seed=cfg.seed, report_to="none")
+        ppo = TrainConfig.from_dict({**values, "max_new_tokens": cfg.max_new_tokens, **cfg.ppo})
+        policies["ppo"] = str(timed("train ppo", run_train, ppo))
     # Later rounds: OREO and rejection sampling (= expert iteration) collect with their newest
     # policy and train on from it.
     for r in range(1, cfg.rounds):
@@ -258,13 +267,18 @@ def _label(key: str) -> str:
 
 
 def demo_config(
-    out: str, seed: int = 0, fast: bool = False, rounds: int = 1, oreo_algo: str = "oreo"
-) -> DemoConfig:
-    """The demo's settings: the calibrated default (4-5 minutes on 2 free cores) or ``fast``."""
+    out: str, seed: int = 0, fast: bool = False, rounds: int = 1, oreo_algo: str = "oreo",
+    ppo: bool = False,
+) -> DemoConfig:  # fmt: skip
+    """The demo's settings: the calibrated default (4-5 minutes on 2 free cores; ``ppo`` adds
+    online PPO, about 5 more) or ``fast`` (always with a short PPO run)."""
     common = {"micro_batch_size": 16, "max_length": 256, "warmup_ratio": 0.03}
     if fast:
         return DemoConfig(
             out=out, seed=seed, rounds=rounds, oreo_algo=oreo_algo,
+            ppo={"micro_batch_size": 8, "max_length": 256, "lr": 1e-4, "batch_size": 16,
+                 "iterations": 2, "tasks": 8, "samples": 4, "ppo_epochs": 2,
+                 "critic_lr": 1e-4},  # fmt: skip
             env_options={"steps": 2, "max_value": 15}, model={"hidden_size": 64, "num_layers": 2},
             train_tasks=800, rl_tasks=32, samples=8, test_tasks=32, beam_width=2,
             sft={**common, "epochs": 3, "lr": 3e-3, "batch_size": 32},
@@ -277,4 +291,13 @@ def demo_config(
         sft={**common, "epochs": 4, "lr": 3e-3, "batch_size": 64},
         rl={**common, "lr": 1e-4, "batch_size": 32, "epochs": 1},
         method_overrides={"oreo": {"value_lr": 3e-4}, "dpo": {"lr": 1e-5}, "kto": {"lr": 1e-5}},
+        ppo=PPO_SETTINGS if ppo else {},
     )  # fmt: skip
+
+
+# The PPO of `oreo demo --ppo` and of docs/results.md: 10 iterations of 64 train tasks x 4 samples
+# (2,560 samples, against the 4,000 the offline methods learn from).
+PPO_SETTINGS = {
+    "micro_batch_size": 16, "max_length": 256, "lr": 2e-5, "batch_size": 64, "iterations": 10,
+    "tasks": 64, "samples": 4, "ppo_epochs": 4, "critic_lr": 3e-4,
+}  # fmt: skip

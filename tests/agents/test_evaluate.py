@@ -68,9 +68,27 @@ def test_curves_and_subsets_by_hand():
     }
 
 
+def test_rerank_at_k_follows_the_outcome_reward_model_by_hand():
+    records = [
+        _rec("t1", [(True, "2", 0.9), (False, "5", 0.1), (False, "5", 0.2)]),
+        _rec("t2", [(False, None, 0.5), (True, "7", 0.4), (True, "7.0", 0.3)]),
+    ]
+    for r, orm in zip(records, ([0.2, 0.1, 0.8], [0.3, 0.9, 0.1]), strict=True):
+        for s, score in zip(r["samples"], orm, strict=True):
+            s["orm"] = score
+    got = curves(records, answers=True)
+    # rerank@1: first samples (right, wrong); @2: t1 0.2 (right), t2 0.9 (right);
+    # @3: t1 0.8 (wrong), t2 0.9 (right)
+    assert got["rerank_at_k"] == pytest.approx({"1": 0.5, "2": 1.0, "3": 0.5})
+    assert "value_at_k" not in got  # no value model chose among these samples
+    del records[0]["samples"][2]["orm"]
+    assert "rerank_at_k" not in curves(records, answers=True)  # not every sample was scored
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
+        ({"reranker": "r"}, "--reranker ranks K samples"),
         ({"strategy": "nucleus"}, "strategy must be one of"),
         ({"k": 4}, "greedy decoding gives one response"),
         ({"strategy": "beam"}, "pass --value DIR"),

@@ -51,3 +51,40 @@ def test_train_orm_learns_the_classifier_and_leaves_the_policy(
     before = load_file(str(tiny_model_dir / "model.safetensors"))
     after = load_file(str(out / "policy" / "model.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before)  # the policy is not trained
+
+
+def test_rollout_reports_rerank_at_k_beside_maj_and_value(tiny_model_dir, mixed_data, tmp_path):
+    """The ORM as ``oreo rollout --reranker``: every sample is scored, rerank@k follows the
+    scores, and it sits beside value@k (here the same folder as the value model) and maj@k."""
+    import json
+
+    from oreo_agents.evaluation.metrics import curves
+
+    orm = tmp_path / "orm"
+    train = [
+        sys.executable, "-m", "oreo_cli", "train", "--algo", "orm", "--data", str(mixed_data),
+        "--model", str(tiny_model_dir), "--out", str(orm), "--batch-size", "4",
+        "--micro-batch-size", "2", "--max-steps", "2", "--set", "value_lr=1e-2",
+        "--report-to", "none", "--save-minutes", "0",
+    ]  # fmt: skip
+    assert subprocess.run(train, capture_output=True, timeout=300).returncode == 0
+    report_path = tmp_path / "report.json"
+    cmd = [
+        sys.executable, "-m", "oreo_cli", "rollout", "--env", "oreo/GSMSymbolic-v0", "-o",
+        "size=6", "--policy", str(tiny_model_dir), "--strategy", "best-of-k", "--k", "4",
+        "--value", str(orm / "value"), "--reranker", str(orm / "value"), "--tasks", "3",
+        "--max-new-tokens", "8", "--out", str(report_path),
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "COLUMNS": "200"})  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "rerank@4" in run.stdout and "maj@4" in run.stdout
+    report = json.loads(report_path.read_text())
+    assert report["reranker"] == str(orm / "value")
+    scores = [s["orm"] for r in report["records"] for s in r["samples"]]
+    assert len(scores) == 12 and len(set(scores)) > 1  # the model scored each sample
+    assert [s["orm"] for r in report["records"] for s in r["samples"]] == [
+        s["value"] for r in report["records"] for s in r["samples"]
+    ]  # the same folder scores the same states the same way, as value and as reranker
+    assert report["rerank_at_k"] == curves(report["records"], answers=True)["rerank_at_k"]
+    assert report["rerank_at_k"]["4"] == report["value_at_k"]["4"]

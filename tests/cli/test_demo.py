@@ -11,7 +11,7 @@ import pytest
 
 from oreo_agents.evaluation.metrics import wilson_interval
 
-EXPECTED = {"sft", "oreo-r0", "rft-r0", "dpo-r0", "kto-r0", "oreo+beam"}
+EXPECTED = {"sft", "oreo-r0", "rft-r0", "dpo-r0", "kto-r0", "oreo+beam", "ppo"}
 
 
 @pytest.mark.slow
@@ -33,3 +33,4 @@ def test_demo_fast_reports_every_method(tmp_path):
     assert report["results"]["sft"]["success_rate"] > 0
     assert (out / "demo.png").stat().st_size > 1000
     assert "OREO + value-guided beam" in run.stdout and "rejection sampling" in run.stdout
+    assert "PPO" in run.stdout and (out / "ppo" / "iterations.jsonl").exists()
