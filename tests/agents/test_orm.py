@@ -29,6 +29,16 @@ def test_orm_loss_by_hand():
         orm_loss(logits, rewards[:1], mask)
 
 
+def train_orm(model, data, out, *, steps, lr):
+    cmd = [
+        sys.executable, "-m", "oreo_cli", "train", "--algo", "orm", "--data", str(data),
+        "--model", str(model), "--out", str(out), "--batch-size", "4", "--micro-batch-size", "2",
+        "--max-steps", str(steps), "--set", f"value_lr={lr}", "--report-to", "none",
+        "--save-minutes", "0",
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
 def test_train_orm_learns_the_classifier_and_leaves_the_policy(
     tiny_model_dir, mixed_data, tmp_path
 ):
@@ -37,13 +47,7 @@ def test_train_orm_learns_the_classifier_and_leaves_the_policy(
     from oreo_agents.models.value import ValueModel
 
     out = tmp_path / "orm"
-    cmd = [
-        sys.executable, "-m", "oreo_cli", "train", "--algo", "orm", "--data", str(mixed_data),
-        "--model", str(tiny_model_dir), "--out", str(out), "--batch-size", "4",
-        "--micro-batch-size", "2", "--max-steps", "3", "--set", "value_lr=1e-3",
-        "--report-to", "none", "--save-minutes", "0",
-    ]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    run = train_orm(tiny_model_dir, mixed_data, out, steps=3, lr=1e-3)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "orm_loss" in run.stdout
     value = ValueModel.from_pretrained(out / "value")
@@ -61,13 +65,7 @@ def test_rollout_reports_rerank_at_k_beside_maj_and_value(tiny_model_dir, mixed_
     from oreo_agents.evaluation.metrics import curves
 
     orm = tmp_path / "orm"
-    train = [
-        sys.executable, "-m", "oreo_cli", "train", "--algo", "orm", "--data", str(mixed_data),
-        "--model", str(tiny_model_dir), "--out", str(orm), "--batch-size", "4",
-        "--micro-batch-size", "2", "--max-steps", "2", "--set", "value_lr=1e-2",
-        "--report-to", "none", "--save-minutes", "0",
-    ]  # fmt: skip
-    assert subprocess.run(train, capture_output=True, timeout=300).returncode == 0
+    assert train_orm(tiny_model_dir, mixed_data, orm, steps=2, lr=1e-2).returncode == 0
     report_path = tmp_path / "report.json"
     cmd = [
         sys.executable, "-m", "oreo_cli", "rollout", "--env", "oreo/GSMSymbolic-v0", "-o",
