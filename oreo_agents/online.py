@@ -192,17 +192,22 @@ def _step_rewards(cfg: Any, episodes: list[Any], tokenized: list[Any]) -> list[l
 
 
 def _scoring_models(cfg: Any, policy: str, critic: str, device: str) -> dict[str, Any]:
+    import torch
+
     from oreo_agents.models.policy import load_policy
     from oreo_agents.models.value import ValueModel
 
     s = cfg.settings
+    # Scoring only reads the models: on a GPU in bf16 (as training computes under bf16), so
+    # three of them fit where training holds two.
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     models = {
-        "policy": load_policy(policy, trainable=False),
-        "reference": load_policy(s.reference or cfg.model, trainable=False),
-        "value": ValueModel.from_pretrained(critic),
+        "policy": load_policy(policy, trainable=False, dtype=dtype),
+        "reference": load_policy(s.reference or cfg.model, trainable=False, dtype=dtype),
+        "value": ValueModel.from_pretrained(critic, dtype=dtype),
     }
     if s.reward == "orm":
-        models["orm"] = ValueModel.from_pretrained(s.reward_model, require_head=True)
+        models["orm"] = ValueModel.from_pretrained(s.reward_model, dtype=dtype, require_head=True)
     for model in models.values():
         model.to(device).eval()
     return models

@@ -17,7 +17,7 @@ from oreo_agents.algorithms.oreo import OREO, OREOConfig
 from oreo_agents.algorithms.orm import ORM, ORMConfig
 from oreo_agents.algorithms.ppo import PPO, PPOConfig
 from oreo_agents.algorithms.rcrl import RCRL, RCRLConfig
-from oreo_agents.algorithms.sft import SFT, RejectionSampling, SFTConfig
+from oreo_agents.algorithms.sft import SFT, RejectionSampling, RFTConfig, SFTConfig
 from oreo_envs.registration import run_entry_points
 
 ENTRY_POINT_GROUP = "oreo.algorithms"
@@ -95,6 +95,7 @@ __all__ = [
     "ORMConfig",
     "PPOConfig",
     "RCRLConfig",
+    "RFTConfig",
     "RejectionSampling",
     "SFTConfig",
     "algorithm_names",

@@ -27,11 +27,34 @@ class SFT(Algorithm):
         return loss, {**metrics, "sft_loss": loss.detach()}
 
 
+@dataclass(frozen=True)
+class RFTConfig:
+    """Rejection sampling's settings.
+
+    Attributes:
+        deduplicate: Keep one of the successful episodes of a task that took the same actions
+            (expert iteration de-duplicates its samples, Havrilla et al. 2024).
+    """
+
+    deduplicate: bool = False
+
+
 class RejectionSampling(SFT):
     """SFT on reward > 0 episodes (the OREO paper's rejection-sampling baseline)."""
+
+    config = RFTConfig
 
     def select(self, episodes: list[Any], settings: Any, source: str) -> list[Any]:
         kept = [e for e in episodes if e.reward > 0]
         if not kept:
             raise ValueError(f"{source}: no episode has reward > 0, nothing to fine-tune on")
+        if settings.deduplicate:  # the first episode of each (task, actions) stays
+            seen: set[tuple] = set()
+            unique = []
+            for e in kept:
+                key = (e.task_id, tuple(step["action"] for step in e.steps))
+                if key not in seen:
+                    seen.add(key)
+                    unique.append(e)
+            kept = unique
         return kept

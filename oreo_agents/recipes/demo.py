@@ -5,7 +5,8 @@ split -> collect K samples per train task from the SFT policy -> train OREO, rej
 DPO and KTO from those same episodes, all starting at the SFT policy -> greedy rollout of each
 on held-out test tasks, plus OREO's policy with value-guided beam search -> a table, a JSON
 report and a PNG. ``rounds > 1`` repeats collect + train with the newest policy for OREO and
-rejection sampling (iterative OREO; expert iteration, Havrilla et al. 2024).
+rejection sampling: iterative OREO trains on from its newest policy, expert iteration (Havrilla
+et al. 2024) fine-tunes the SFT policy afresh on all rounds' correct, de-duplicated samples.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def run_demo(
     test_opts = {"size": cfg.test_tasks, **cfg.env_options, "split": "test"}
     timed("collect gold", lambda: _collect(cfg, "gold", out / "gold", train_opts, cfg.train_tasks))
 
-    def train(algo: str, data: Path, model: str, dest: Path, overrides: dict[str, Any]) -> str:
+    def train(algo: str, data: Any, model: str, dest: Path, overrides: dict[str, Any]) -> str:
         values = {"algo": algo, "data": str(data), "model": model, "out": str(dest)}
         values = {**values, "seed": cfg.seed, "report_to": "none", **overrides}
         run_train(TrainConfig.from_dict(values))  # resumes, or does nothing when finished
@@ -137,8 +138,10 @@ def run_demo(
         values.update(model=sft, out=str(out / "ppo"), seed=cfg.seed, report_to="none")
         ppo = TrainConfig.from_dict({**values, "max_new_tokens": cfg.max_new_tokens, **cfg.ppo})
         policies["ppo"] = str(timed("train ppo", run_train, ppo))
-    # Later rounds: OREO and rejection sampling (= expert iteration) collect with their newest
-    # policy and train on from it.
+    # Later rounds collect with each method's newest policy. Iterative OREO (Wang et al. 2024,
+    # Fig. 2) trains on from that policy; expert iteration (Havrilla et al. 2024) fine-tunes the
+    # round-1 start (the SFT policy) afresh on the correct, de-duplicated samples of every round.
+    pools: dict[str, list[Path]] = {"oreo": [], "rft": [samples]}
     for r in range(1, cfg.rounds):
         for method in ("oreo", "rft"):
             previous = policies[f"{method}-r{r - 1}"]
@@ -147,9 +150,14 @@ def run_demo(
                 f"collect r{r + 1} {method}", _collect, cfg, previous, eps, train_opts,
                 cfg.rl_tasks, cfg.samples, r,
             )  # fmt: skip
+            pools[method].append(eps)
+            if method == "rft":
+                data, start, extra = ",".join(map(str, pools["rft"])), sft, {"deduplicate": True}
+            else:
+                data, start, extra = eps, previous, {}
             policies[f"{method}-r{r}"] = timed(
-                f"train r{r + 1} {method}", train, algo_of(method), eps, previous,
-                out / f"{method}-r{r}", rl(method),
+                f"train r{r + 1} {method}", train, algo_of(method), data, start,
+                out / f"{method}-r{r}", {**rl(method), **extra},
             )  # fmt: skip
     evaluations = _evaluate(cfg, policies, out / f"oreo-r{cfg.rounds - 1}", test_opts, timed)
     report = {

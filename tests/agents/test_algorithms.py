@@ -83,3 +83,21 @@ def test_a_plugin_algorithm_trains_through_the_cli(tiny_model_dir, tmp_path):
     )  # fmt: skip
     assert "toy-rwr: reward-weighted SFT" in helped.stdout
     assert "floor = 0.1: The weight of a failed episode" in helped.stdout
+
+
+def test_rejection_sampling_keeps_successes_and_deduplicates_when_asked():
+    from oreo_agents.data.episodes import Episode
+
+    def ep(task, action, reward, sample):
+        steps = [{"action": action, "observation": ""}]
+        return Episode(
+            "oreo/Chain-v0", task, "q", steps, reward, reward > 0, meta={"sample": sample}
+        )
+
+    episodes = [ep("a", "x", 1.0, 0), ep("a", "x", 1.0, 1), ep("a", "y", 1.0, 2),
+                ep("a", "z", 0.0, 3), ep("b", "x", 1.0, 0)]  # fmt: skip
+    rft = get_algorithm("rft")
+    kept = rft.select(episodes, rft.settings(), "s")
+    assert [e.key for e in kept] == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
+    unique = rft.select(episodes, rft.settings({"deduplicate": True}), "s")
+    assert [e.key for e in unique] == [("a", 0), ("a", 2), ("b", 0)]  # same task, same actions

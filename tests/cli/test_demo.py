@@ -11,14 +11,14 @@ import pytest
 
 from oreo_agents.evaluation.metrics import wilson_interval
 
-EXPECTED = {"sft", "oreo-r0", "rft-r0", "dpo-r0", "kto-r0", "oreo+beam", "ppo"}
+EXPECTED = {"sft", "oreo-r0", "rft-r0", "dpo-r0", "kto-r0", "oreo+beam", "ppo", "oreo-r1", "rft-r1"}
 
 
 @pytest.mark.slow
 def test_demo_fast_reports_every_method(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
-    cmd = [sys.executable, "-m", "oreo_cli", "demo", "--fast", "--out", str(out)]
+    cmd = [sys.executable, "-m", "oreo_cli", "demo", "--fast", "--rounds", "2", "--out", str(out)]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -34,3 +34,14 @@ def test_demo_fast_reports_every_method(tmp_path):
     assert (out / "demo.png").stat().st_size > 1000
     assert "OREO + value-guided beam" in run.stdout and "rejection sampling" in run.stdout
     assert "PPO" in run.stdout and (out / "ppo" / "iterations.jsonl").exists()
+
+    # round 2: iterative OREO trains on from its round-1 policy; expert iteration starts again
+    # from the SFT policy on the de-duplicated successes of both rounds' samples
+    def trained(name):
+        return json.loads((out / name / "checkpoint" / "progress.json").read_text())["config"]
+
+    oreo, ei = trained("oreo-r1"), trained("rft-r1")
+    assert oreo["model"] == str(out / "oreo-r0" / "policy")
+    assert oreo["data"] == str(out / "samples-r1-oreo")
+    assert ei["model"] == str(out / "sft" / "policy") and ei["deduplicate"] is True
+    assert ei["data"] == f"{out / 'samples-r0'},{out / 'samples-r1-rft'}"
