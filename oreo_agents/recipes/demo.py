@@ -20,6 +20,9 @@ from typing import Any
 
 ENV_ID = "oreo/Chain-v0"
 METHODS = ("oreo", "rft", "dpo", "kto")
+# The methods of later rounds, and whether a round trains afresh from the SFT policy on every
+# round's samples (expert iteration) or on from the method's newest policy (iterative OREO).
+AFRESH = {"oreo": False, "rft": True}
 LABELS = {
     "sft": "SFT",
     "oreo": "OREO",
@@ -141,9 +144,9 @@ def run_demo(
     # Later rounds collect with each method's newest policy. Iterative OREO (Wang et al. 2024,
     # Fig. 2) trains on from that policy; expert iteration (Havrilla et al. 2024) fine-tunes the
     # round-1 start (the SFT policy) afresh on the correct, de-duplicated samples of every round.
-    pools: dict[str, list[Path]] = {"oreo": [], "rft": [samples]}
+    pools: dict[str, list[Path]] = {method: [samples] for method in AFRESH}
     for r in range(1, cfg.rounds):
-        for method in ("oreo", "rft"):
+        for method, afresh in AFRESH.items():
             previous = policies[f"{method}-r{r - 1}"]
             eps = out / f"samples-r{r}-{method}"
             timed(
@@ -151,8 +154,8 @@ def run_demo(
                 cfg.rl_tasks, cfg.samples, r,
             )  # fmt: skip
             pools[method].append(eps)
-            if method == "rft":
-                data, start, extra = ",".join(map(str, pools["rft"])), sft, {"deduplicate": True}
+            if afresh:
+                data, start, extra = ",".join(map(str, pools[method])), sft, {"deduplicate": True}
             else:
                 data, start, extra = eps, previous, {}
             policies[f"{method}-r{r}"] = timed(
