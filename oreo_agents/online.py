@@ -280,8 +280,9 @@ def _check_resume(cfg: Any, out: Path) -> dict[str, Any] | None:
     Raises:
         ValueError: The folder holds another run (other settings, or no online run at all).
     """
-    free = ("max_steps", "save_every", "save_minutes", "log_every")
-    new = {k: v for k, v in cfg.flat().items() if k not in free}
+    from oreo_agents.train import RESUME_FREE
+
+    new = {k: v for k, v in cfg.flat().items() if k not in RESUME_FREE}
     path = out / CONFIG
     if path.exists():
         old = json.loads(path.read_text())

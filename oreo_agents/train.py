@@ -22,6 +22,10 @@ from typing import Any
 # TrainConfig when it starts, and `oreo --help` should not wait for torch.
 
 
+# Fields a resumed run may change: when to stop, save and log, not what it trains.
+RESUME_FREE = frozenset({"max_steps", "save_every", "save_minutes", "log_every"})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What `oreo train` runs: the loop's settings, and the algorithm's own (``settings``).
@@ -182,6 +186,7 @@ def run_train(
     from oreo_agents.checkpoint import CheckpointDir
     from oreo_agents.data import batches
     from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.train_metrics import truncate_metrics
 
     # accelerate warns on every save that tied embeddings are stored once: expected, not news
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
@@ -217,7 +222,7 @@ def run_train(
     models, optimizers, schedulers = _build(cfg, plan.optimizer_steps, accelerator)
     if progress:
         accelerator.load_state(str(ckpts.current / "state"))
-    _truncate_metrics(out, progress["step"] if progress else 0, accelerator)
+    truncate_metrics(out, progress["step"] if progress else 0, accelerator)
     run = _Run(cfg, accelerator, models, optimizers, schedulers, tokenizer, ckpts, log, trackers,
                plan.token_ids or {})  # fmt: skip
     _loop(run, plan, progress or {})
@@ -252,6 +257,7 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
 
     from oreo_agents.algorithms.base import precompute_reference, with_reference
     from oreo_agents.checkpoint import Interrupts, TrainingInterrupted, rng_state, set_rng_state
+    from oreo_agents.train_metrics import Meter
 
     cfg, accelerator, models = run.cfg, run.accelerator, run.models
     spec = cfg.spec
@@ -259,7 +265,7 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
     trainable = [m for name, m in models.items() if name != "reference"]
     step, done_micro = progress.get("step", 0), progress.get("micro_batches", 0)
     saved = (step, done_micro) if progress else None  # what the current checkpoint holds
-    meter = _Meter()
+    meter = Meter()
     micro_batches = plan.micro_batches(accelerator.num_processes, accelerator.process_index)
     refs: dict[int, Any] = {}
     if spec.precomputes_reference(settings):
@@ -319,7 +325,9 @@ def _agree(accelerator: Any, flag: bool) -> bool:
 
 
 def _report(run: _Run, record: dict[str, Any]) -> None:
-    _append_metrics(Path(run.cfg.out), record, run.accelerator)
+    from oreo_agents.train_metrics import append_metrics
+
+    append_metrics(Path(run.cfg.out), record, run.accelerator)
     if run.trackers:
         run.accelerator.log(record, step=record["step"])
     due = record["step"] % run.cfg.log_every == 0
@@ -359,8 +367,7 @@ def _check_resume(cfg: TrainConfig, ckpts: Any) -> dict[str, Any] | None:
             )
         return None
     old, new = progress["config"], cfg.flat()
-    free = {"max_steps", "save_every", "save_minutes", "log_every"}
-    changed = [k for k in new if k not in free and old.get(k) != new[k]]
+    changed = [k for k in new if k not in RESUME_FREE and old.get(k) != new[k]]
     if changed:
         raise ValueError(
             f"{ckpts.out} holds a run with other settings ({', '.join(changed)}; e.g. algo "
@@ -441,82 +448,6 @@ def _save(run: _Run, step: int, micro_batches: int) -> None:
 
 def _to(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     return {k: (_to(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
-
-
-class _Meter:
-    """Averages metrics over the micro-batches of one optimizer step; tokens/s and padding."""
-
-    def __init__(self):
-        self.sums: dict[str, Any] = {}
-        self.n = 0
-        self.tokens = self.slots = 0
-        self.t0 = time.perf_counter()
-
-    def add(self, batch: dict[str, Any], metrics: dict[str, Any]) -> None:
-        import torch
-
-        # Sum tensors on their device: float() here would wait for the GPU every micro-batch.
-        for k, v in metrics.items():
-            v = v.detach() if torch.is_tensor(v) else v
-            self.sums[k] = self.sums[k] + v if k in self.sums else v
-        self.n += 1
-        self.tokens += int(batch["attention_mask"].sum())
-        self.slots += batch["attention_mask"].numel()
-
-    def flush(self, step: int, lr: float, accelerator: Any) -> dict[str, Any]:
-        """The step's record, averaged over all processes (tokens summed over them)."""
-        import torch
-
-        dt = max(time.perf_counter() - self.t0, 1e-9)
-        names = sorted(self.sums)
-        device = accelerator.device
-        means = torch.stack([torch.as_tensor(self.sums[k], device=device).float() for k in names])
-        means = means / max(self.n, 1)
-        counts = torch.tensor([self.tokens, self.slots], device=device, dtype=torch.float64)
-        if accelerator.num_processes > 1:
-            means = accelerator.reduce(means, reduction="mean")
-            counts = accelerator.reduce(counts, reduction="sum")
-        tokens, slots = counts.tolist()
-        record = {"step": step, "lr": lr}
-        record.update(dict(zip(names, means.tolist(), strict=True)))
-        record["tokens_per_s"] = tokens / dt
-        record["pad_fraction"] = 1 - tokens / max(slots, 1)
-
-        if torch.cuda.is_available():
-            record["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        self.__init__()
-        return record
-
-
-def _append_metrics(out: Path, record: dict[str, Any], accelerator: Any) -> None:
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        with (out / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def _truncate_metrics(out: Path, step: int, accelerator: Any) -> None:
-    """Drop metrics logged after the checkpoint we resume from (they will be logged again), and
-    a last line torn by a kill.
-
-    Raises:
-        ValueError: A line other than the last is not JSON (the file is not this run's log).
-    """
-    path = out / "metrics.jsonl"
-    if not (accelerator.is_main_process and path.exists()):
-        return
-    lines = path.read_text(errors="replace").splitlines()
-    keep = []
-    for n, line in enumerate(lines, start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if n == len(lines):
-                break  # torn by a kill mid-write
-            raise ValueError(f"{path}:{n}: not a JSON metrics record") from None
-        if record["step"] <= step:
-            keep.append(line)
-    path.write_text("".join(line + "\n" for line in keep))
 
 
 def _jsonable(value: Any) -> Any:

@@ -24,7 +24,14 @@ import torch
 
 from oreo_agents.algorithms.base import Algorithm, logits, shifted
 from oreo_agents.data.tokenization import TokenizedEpisode, collate
-from oreo_agents.losses import gae, kl_rewards, ppo_policy_loss, ppo_value_loss, token_logps
+from oreo_agents.losses import (
+    gae,
+    kl_rewards,
+    ppo_policy_loss,
+    ppo_value_loss,
+    token_logps,
+    whiten,
+)
 
 EXPERIENCE_FIELDS = ("old_logps", "old_values", "advantages", "returns")
 
@@ -165,8 +172,8 @@ class PPO(Algorithm):
 
 
 def episode_key(episode: Any) -> str:
-    """An episode's key in an experience file: ``task_id/sample``."""
-    return f"{episode.task_id}/{episode.sample if hasattr(episode, 'sample') else episode.key[1]}"
+    """A tokenized episode's key in an experience file: ``task_id/sample``."""
+    return f"{episode.task_id}/{episode.sample}"
 
 
 def place_rewards(episode: TokenizedEpisode, step_rewards: Sequence[float]) -> list[float]:
@@ -177,10 +184,9 @@ def place_rewards(episode: TokenizedEpisode, step_rewards: Sequence[float]) -> l
     actions = [k for k in range(1, len(episode)) if episode.action_mask[k]]
     if not actions or not step_rewards:
         return scores
-    starts = [k for k in actions if episode.step_starts[k]]
-    ends = []  # the last action token before each next step start
-    for j in range(1, len(starts)):
-        ends.append(max(k for k in actions if k < starts[j]))
+    # step j ends at the action token just before the start of step j + 1
+    starts = [i for i, k in enumerate(actions) if episode.step_starts[k]]
+    ends = [actions[i - 1] for i in starts[1:]]
     for j, reward in enumerate(step_rewards):
         last = j == len(step_rewards) - 1 or j >= len(ends)
         scores[(actions[-1] if last else ends[j]) - 1] += float(reward)
@@ -248,16 +254,20 @@ def make_experience(
 def whiten_experience(
     experience: dict[str, dict[str, torch.Tensor]], episodes: Sequence[TokenizedEpisode]
 ) -> None:
-    """Advantages over all of an iteration's action tokens to mean 0, std 1 (in place)."""
+    """Advantages over all of an iteration's action tokens to mean 0, std 1 (in place, with
+    `whiten`)."""
     masks = {episode_key(ep): torch.tensor(ep.action_mask[1:]) for ep in episodes}
-    picked = [experience[k]["advantages"][m] for k, m in masks.items()]
-    flat = torch.cat(picked) if picked else torch.zeros(0)
-    if flat.numel() < 2:
+    if not masks:
         return
-    mean, std = flat.mean(), flat.std()
+    flat = torch.cat([experience[k]["advantages"][m] for k, m in masks.items()])[None]
+    white = whiten(flat, torch.ones_like(flat, dtype=torch.bool))[0]
+    offset = 0
     for key, mask in masks.items():
-        a = experience[key]["advantages"]
-        experience[key]["advantages"] = torch.where(mask, (a - mean) / (std + 1e-8), 0.0)
+        a = experience[key]["advantages"].clone()
+        n = int(mask.sum())
+        a[mask] = white[offset : offset + n]
+        experience[key]["advantages"] = torch.where(mask, a, 0.0)
+        offset += n
 
 
 def _last_action(episode: TokenizedEpisode) -> int:

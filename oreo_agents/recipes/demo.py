@@ -120,12 +120,6 @@ def run_demo(
         run_train(TrainConfig.from_dict(values))  # resumes, or does nothing when finished
         return str(dest / "policy")
 
-    def algo_of(method: str) -> str:
-        return {"oreo": cfg.oreo_algo}.get(method, method)
-
-    def rl(method: str) -> dict[str, Any]:
-        return {**cfg.rl, **cfg.method_overrides.get(method, {})}
-
     sft = timed("SFT", lambda: train("sft", out / "gold", str(init), out / "sft", cfg.sft))
     policies = {"sft": sft}
     # Round 1: every method learns from the same episodes of the SFT policy.
@@ -133,35 +127,12 @@ def run_demo(
     timed("collect from SFT", _collect, cfg, sft, samples, train_opts, cfg.rl_tasks, cfg.samples)
     for method in METHODS:
         policies[f"{method}-r0"] = timed(
-            f"train {method}", train, algo_of(method), samples, sft, out / f"{method}-r0",
-            rl(method),
+            f"train {method}", train, _algo_of(cfg, method), samples, sft, out / f"{method}-r0",
+            _rl(cfg, method),
         )  # fmt: skip
-    if cfg.ppo:  # online: samples its own episodes of the train split, from the SFT policy
-        values = {"algo": "ppo", "data": None, "env": ENV_ID, "env_options": train_opts}
-        values.update(model=sft, out=str(out / "ppo"), seed=cfg.seed, report_to="none")
-        ppo = TrainConfig.from_dict({**values, "max_new_tokens": cfg.max_new_tokens, **cfg.ppo})
-        policies["ppo"] = str(timed("train ppo", run_train, ppo))
-    # Later rounds collect with each method's newest policy. Iterative OREO (Wang et al. 2024,
-    # Fig. 2) trains on from that policy; expert iteration (Havrilla et al. 2024) fine-tunes the
-    # round-1 start (the SFT policy) afresh on the correct, de-duplicated samples of every round.
-    pools: dict[str, list[Path]] = {method: [samples] for method in AFRESH}
-    for r in range(1, cfg.rounds):
-        for method, afresh in AFRESH.items():
-            previous = policies[f"{method}-r{r - 1}"]
-            eps = out / f"samples-r{r}-{method}"
-            timed(
-                f"collect r{r + 1} {method}", _collect, cfg, previous, eps, train_opts,
-                cfg.rl_tasks, cfg.samples, r,
-            )  # fmt: skip
-            pools[method].append(eps)
-            if afresh:
-                data, start, extra = ",".join(map(str, pools[method])), sft, {"deduplicate": True}
-            else:
-                data, start, extra = eps, previous, {}
-            policies[f"{method}-r{r}"] = timed(
-                f"train r{r + 1} {method}", train, algo_of(method), data, start,
-                out / f"{method}-r{r}", {**rl(method), **extra},
-            )  # fmt: skip
+    if cfg.ppo:
+        policies["ppo"] = timed("train ppo", _train_ppo, cfg, sft, out, train_opts)
+    _later_rounds(cfg, out, policies, samples, train_opts, timed, train)
     evaluations = _evaluate(cfg, policies, out / f"oreo-r{cfg.rounds - 1}", test_opts, timed)
     report = {
         "env": ENV_ID,
@@ -176,6 +147,55 @@ def run_demo(
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot(report, out / "demo.png")
     return report
+
+
+def _algo_of(cfg: DemoConfig, method: str) -> str:
+    return {"oreo": cfg.oreo_algo}.get(method, method)
+
+
+def _rl(cfg: DemoConfig, method: str) -> dict[str, Any]:
+    return {**cfg.rl, **cfg.method_overrides.get(method, {})}
+
+
+def _train_ppo(cfg: DemoConfig, sft: str, out: Path, train_opts: dict[str, Any]) -> str:
+    """Online PPO: samples its own episodes of the train split, from the SFT policy."""
+    from oreo_agents.train import TrainConfig, run_train
+
+    values = {"algo": "ppo", "data": None, "env": ENV_ID, "env_options": train_opts}
+    values.update(model=sft, out=str(out / "ppo"), seed=cfg.seed, report_to="none")
+    ppo = TrainConfig.from_dict({**values, "max_new_tokens": cfg.max_new_tokens, **cfg.ppo})
+    return str(run_train(ppo))
+
+
+def _later_rounds(cfg, out, policies, samples, train_opts, timed, train) -> None:
+    """Rounds 2.. of OREO and rejection sampling, into ``policies`` (``method-rN``).
+
+    Later rounds collect with each method's newest policy. Iterative OREO (Wang et al. 2024,
+    Fig. 2) trains on from that policy; expert iteration (Havrilla et al. 2024) fine-tunes the
+    round-1 start (the SFT policy) afresh on the correct, de-duplicated samples of every round.
+    """
+    pools: dict[str, list[Path]] = {method: [samples] for method in AFRESH}
+    for r in range(1, cfg.rounds):
+        for method, afresh in AFRESH.items():
+            previous = policies[f"{method}-r{r - 1}"]
+            eps = out / f"samples-r{r}-{method}"
+            timed(
+                f"collect r{r + 1} {method}", _collect, cfg, previous, eps, train_opts,
+                cfg.rl_tasks, cfg.samples, r,
+            )  # fmt: skip
+            pools[method].append(eps)
+            if afresh:
+                data, start, extra = (
+                    ",".join(map(str, pools[method])),
+                    policies["sft"],
+                    {"deduplicate": True},
+                )
+            else:
+                data, start, extra = eps, previous, {}
+            policies[f"{method}-r{r}"] = timed(
+                f"train r{r + 1} {method}", train, _algo_of(cfg, method), data, start,
+                out / f"{method}-r{r}", {**_rl(cfg, method), **extra},
+            )  # fmt: skip
 
 
 def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, options, timed) -> dict[str, Any]:
