@@ -21,6 +21,7 @@ says how well the value model separates successes from failures (overall and wit
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -381,10 +382,16 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
 
 
 def save_report(report: dict[str, Any], path: str | Path) -> Path:
-    """Write the report as JSON (creating folders); returns the path."""
+    """Write the report as JSON (creating folders), atomically: a kill leaves the old report or
+    the new one, never half of one. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
     return path
 
 

@@ -2,11 +2,13 @@
 
 Recipe (one seed): a tiny model with a task tokenizer -> SFT on gold solutions of the train
 split -> collect K samples per train task from the SFT policy -> train OREO, rejection sampling,
-DPO and KTO from those same episodes, all starting at the SFT policy -> greedy rollout of each
-on held-out test tasks, plus OREO's policy with value-guided beam search -> a table, a JSON
-report and a PNG. ``rounds > 1`` repeats collect + train with the newest policy for OREO and
-rejection sampling: iterative OREO trains on from its newest policy, expert iteration (Havrilla
-et al. 2024) fine-tunes the SFT policy afresh on all rounds' correct, de-duplicated samples.
+DPO, KTO and return-conditioned RL from those same episodes, all starting at the SFT policy,
+and an outcome reward model (ORM) on them -> greedy rollout of each on held-out test tasks
+(RCRL conditioned on its good control text), OREO's policy with value-guided beam search, and
+the SFT policy's K samples per test task reranked by the ORM -> a table, a JSON report and a
+PNG. ``rounds > 1`` repeats collect + train with the newest policy for OREO and rejection
+sampling: iterative OREO trains on from its newest policy, expert iteration (Havrilla et al.
+2024) fine-tunes the SFT policy afresh on all rounds' correct, de-duplicated samples.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 ENV_ID = "oreo/Chain-v0"
-METHODS = ("oreo", "rft", "dpo", "kto")
+METHODS = ("oreo", "rft", "dpo", "kto", "rcrl")
 # The methods of later rounds, and whether a round trains afresh from the SFT policy on every
 # round's samples (expert iteration) or on from the method's newest policy (iterative OREO).
 AFRESH = {"oreo": False, "rft": True}
+# The control text each return-conditioned method is evaluated with (RCRLConfig's default).
+CONTROLS = {"rcrl": "<good>"}
 LABELS = {
     "sft": "SFT",
     "oreo": "OREO",
@@ -31,6 +35,8 @@ LABELS = {
     "kto": "KTO",
     "oreo+beam": "OREO + value-guided beam",
     "ppo": "PPO",
+    "rcrl": "RCRL",
+    "sft+orm": "SFT + ORM rerank@K",
 }
 
 
@@ -130,10 +136,12 @@ def run_demo(
             f"train {method}", train, _algo_of(cfg, method), samples, sft, out / f"{method}-r0",
             _rl(cfg, method),
         )  # fmt: skip
+    timed("train orm", train, "orm", samples, sft, out / "orm", _rl(cfg, "orm"))
     if cfg.ppo:
         policies["ppo"] = timed("train ppo", _train_ppo, cfg, sft, out, train_opts)
     _later_rounds(cfg, out, policies, samples, train_opts, timed, train)
-    evaluations = _evaluate(cfg, policies, out / f"oreo-r{cfg.rounds - 1}", test_opts, timed)
+    last_oreo = out / f"oreo-r{cfg.rounds - 1}"
+    evaluations = _evaluate(cfg, policies, last_oreo, out / "orm" / "value", test_opts, timed)
     report = {
         "env": ENV_ID,
         "config": asdict(cfg),
@@ -198,16 +206,22 @@ def _later_rounds(cfg, out, policies, samples, train_opts, timed, train) -> None
             )  # fmt: skip
 
 
-def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, options, timed) -> dict[str, Any]:
-    """Greedy rollouts of every policy, plus the last OREO policy with value-guided beam."""
-    evaluations = {
-        key: timed(f"eval {key}", _rollout, cfg, path, None, options, "greedy")
-        for key, path in policies.items()
-    }
+def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options, timed):
+    """Greedy rollouts of every policy (RCRL told its good control text), the last OREO policy
+    with value-guided beam, and the ORM's pick among K samples of the SFT policy."""
+    evaluations = {}
+    for key, path in policies.items():
+        control = CONTROLS.get(key.partition("-r")[0], "")
+        evaluations[key] = timed(
+            f"eval {key}", _rollout, cfg, path, None, options, "greedy", control
+        )
     evaluations["oreo+beam"] = timed(
         "eval OREO + beam", _rollout, cfg, str(last_oreo / "policy"), str(last_oreo / "value"),
         options, "beam",
     )  # fmt: skip
+    evaluations["sft+orm"] = timed(
+        "eval SFT + ORM rerank", _rollout, cfg, policies["sft"], str(orm), options, "best-of-k"
+    )
     return evaluations
 
 
@@ -240,32 +254,43 @@ def _collect(cfg, policy, dest, options, tasks, samples=1, round_=0) -> None:
     run_collect(cc, lambda: gymnasium.make(ENV_ID, **options), **kwargs)
 
 
-def _rollout(cfg, policy: str, value: str | None, options, strategy: str) -> dict[str, Any]:
+def _rollout(cfg, policy: str, value: str | None, options, strategy: str, control: str = ""):
     import gymnasium
 
     import oreo_envs  # noqa: F401
-    from oreo_agents.evaluation.evaluate import RolloutConfig, run_rollout
+    from oreo_agents.evaluation.evaluate import (
+        RolloutConfig,
+        load_report,
+        run_rollout,
+        save_report,
+    )
     from oreo_agents.generation import load_backend
 
     rc = RolloutConfig(
         env=ENV_ID, policy=policy, out=str(Path(policy).parent / f"eval-{strategy}.json"),
         env_options=options, tasks=cfg.test_tasks, strategy=strategy, value=value,
         beam_width=cfg.beam_width, max_new_tokens=cfg.max_new_tokens, backend="hf",
-        batch_size=64, seed=cfg.seed, temperature=1.0,
+        batch_size=64, seed=cfg.seed, temperature=1.0, control=control,
+        k=cfg.samples if strategy == "best-of-k" else 1,
     )  # fmt: skip
+    gran = {"granularity": "step"} if strategy == "beam" else {}
+    rc = replace(rc, env_options={**options, **gran})
+    done = Path(rc.out)
+    if done.exists():  # a resumed demo re-uses an evaluation of the same config
+        report = load_report(done)
+        if report["config"] == json.loads(json.dumps(asdict(rc))):
+            return report
     backend = load_backend("hf", policy, batch_size=64)
     value_fn = None
     if value is not None:
         from oreo_agents.models.scorer import ValueScorer
 
         value_fn = ValueScorer.from_pretrained(value, backend.tokenizer, batch_size=64)
-    gran = {"granularity": "step"} if strategy == "beam" else {}
-    return run_rollout(
-        replace(rc, env_options={**options, **gran}),
-        lambda: gymnasium.make(ENV_ID, **options, **gran),
-        backend=backend,
-        value_fn=value_fn,
+    report = run_rollout(
+        rc, lambda: gymnasium.make(ENV_ID, **options, **gran), backend=backend, value_fn=value_fn
     )
+    save_report(report, done)
+    return report
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
@@ -314,14 +339,16 @@ def demo_config(
             train_tasks=800, rl_tasks=32, samples=8, test_tasks=32, beam_width=2,
             sft={**common, "epochs": 3, "lr": 3e-3, "batch_size": 32},
             rl={**common, "micro_batch_size": 8, "lr": 1e-4, "batch_size": 8},
-            method_overrides={"oreo": {"value_lr": 1e-4}, "dpo": {"lr": 1e-5}},
+            method_overrides={"oreo": {"value_lr": 1e-4}, "orm": {"value_lr": 1e-4},
+                              "dpo": {"lr": 1e-5}},
         )  # fmt: skip
     return DemoConfig(
         out=out, seed=seed, rounds=rounds, oreo_algo=oreo_algo,
         train_tasks=8000, rl_tasks=1000, samples=4, test_tasks=200, beam_width=4,
         sft={**common, "epochs": 4, "lr": 3e-3, "batch_size": 64},
         rl={**common, "lr": 1e-4, "batch_size": 32, "epochs": 1},
-        method_overrides={"oreo": {"value_lr": 3e-4}, "dpo": {"lr": 1e-5}, "kto": {"lr": 1e-5}},
+        method_overrides={"oreo": {"value_lr": 3e-4}, "orm": {"value_lr": 3e-4},
+                          "dpo": {"lr": 1e-5}, "kto": {"lr": 1e-5}},
         ppo=PPO_SETTINGS if ppo else {},
     )  # fmt: skip
 

@@ -9,9 +9,13 @@ import sys
 
 import pytest
 
+from oreo_agents.algorithms.rcrl import RCRLConfig
 from oreo_agents.evaluation.metrics import wilson_interval
 
-EXPECTED = {"sft", "oreo-r0", "rft-r0", "dpo-r0", "kto-r0", "oreo+beam", "ppo", "oreo-r1", "rft-r1"}
+EXPECTED = {
+    "sft", "oreo-r0", "rft-r0", "dpo-r0", "kto-r0", "rcrl-r0", "oreo+beam", "sft+orm", "ppo",
+    "oreo-r1", "rft-r1",
+}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -34,6 +38,13 @@ def test_demo_fast_reports_every_method(tmp_path):
     assert (out / "demo.png").stat().st_size > 1000
     assert "OREO + value-guided beam" in run.stdout and "rejection sampling" in run.stdout
     assert "PPO" in run.stdout and (out / "ppo" / "iterations.jsonl").exists()
+    assert "RCRL" in run.stdout and "ORM rerank" in run.stdout
+    # RCRL is evaluated conditioned on its good control text; the ORM picks one of K samples
+    rcrl = json.loads((out / "rcrl-r0" / "eval-greedy.json").read_text())
+    assert rcrl["config"]["control"] == RCRLConfig().good
+    orm = json.loads((out / "sft" / "eval-best-of-k.json").read_text())
+    assert orm["value"] == str(out / "orm" / "value") and orm["k"] == report["config"]["samples"]
+    assert all(r["chosen"] is not None for r in orm["records"])
 
     # round 2: iterative OREO trains on from its round-1 policy; expert iteration starts again
     # from the SFT policy on the de-duplicated successes of both rounds' samples
