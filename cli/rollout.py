@@ -68,6 +68,9 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
         backend = load_backend(cfg.backend, cfg.policy, batch_size=cfg.batch_size, device=device())
     if cfg.value is not None and cfg.strategy in ("greedy", "sample"):
         console.print(f"[yellow]note[/]: --strategy {cfg.strategy} does not use --value")
+    elif "implicit" in cfg.scorer:
+        console.print(f"loading the implicit value of [bold]{cfg.policy}[/] ({cfg.scorer})...")
+        value_fn = _implicit(backend, cfg)
     elif cfg.value is not None:
         console.print(f"loading the value model [bold]{cfg.value}[/]...")
         value_fn = _scorer(cfg.value, backend, cfg)
@@ -112,6 +115,15 @@ def _scorer(path: str, backend: Any, cfg: Any) -> Any:
     )
 
 
+def _implicit(backend: Any, cfg: Any) -> Any:
+    from oreo_agents.models.scorer import ImplicitScorer
+
+    return ImplicitScorer.from_run(
+        cfg.policy, getattr(backend, "tokenizer", None), reference=cfg.reference, beta=cfg.beta,
+        value=cfg.value, batch_size=cfg.value_batch_size, device=device(),
+    )  # fmt: skip
+
+
 def print_report(console: Console, report: dict) -> None:
     """The overall row (success with its 95% interval, curves, cost) and one table per subset."""
     title = f"{report['env']} ({report['split'] or 'default split'}): {report['model']}"
@@ -133,6 +145,9 @@ def print_report(console: Console, report: dict) -> None:
     if "within_task" in report.get("value_auroc", {}):
         cols.append("value AUROC in task")
         cells.append(f"{report['value_auroc']['within_task']:.2f}")
+    if "lines" in report:
+        cols.append("line acc.")
+        cells.append(f"{report['lines']['line_accuracy']:.1%}")
     cols += ["steps", "tokens/task", "s/task"]
     cells += [
         f"{report['mean_steps']:.1f}",

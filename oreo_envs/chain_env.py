@@ -17,6 +17,12 @@ intermediate value lies in ``[0, max_value]``), the constants (``max_operand``),
 variables, so the model must trace the chain back from the question) and ``shuffle_names``
 (random letters instead of a, b, c... in definition order).
 
+Faithfulness labels: every finished episode's ``info["line_correct"]`` says, per line of the
+solution before its answer, whether it is the gold line of that step (the chain is linear, so a
+right line is unique); in step mode each line's ``info["step_correct"]`` says it as the line is
+taken. A success can hold a wrong line (``21-4=19`` ... ``#### 11``): these labels tell such
+lucky guesses from faithful chains (`oreo_agents.evaluation.metrics.line_metrics`).
+
 Splits: each split draws from its own seeded stream, and a problem belongs to the split chosen by
 a hash of its text, so train and test never share a problem, whatever their sizes. The first
 ``n`` tasks of a split do not depend on ``size``.
@@ -112,6 +118,27 @@ def generate_problem(rng: random.Random, cfg: dict[str, Any]) -> tuple[str, str,
     question = ";".join(statements) + f";{chain}?"
     answer = str(values[chain])
     return question, "".join(lines) + f"#### {answer}", answer
+
+
+def line_labels(solution: str, gold: str) -> list[bool]:
+    """Per line of ``solution`` before its ``####`` line (blank lines skipped): whether it is
+    the gold solution's line of the same step."""
+    gold_lines = _reasoning_lines(gold)
+    return [
+        i < len(gold_lines) and line == gold_lines[i]
+        for i, line in enumerate(_reasoning_lines(solution))
+    ]
+
+
+def _reasoning_lines(text: str) -> list[str]:
+    lines = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if line.startswith("####"):
+            break
+        if line:
+            lines.append(line)
+    return lines
 
 
 def split_of(question: str) -> str:
@@ -239,7 +266,9 @@ class ChainEnv(TextEnv):
         self._solution += action + obs
         if has_final_answer(self._solution, style="gsm8k"):
             return self._finish(self._solution, obs)
-        return obs, 0.0, False, {}
+        labels = line_labels(self._solution, self._task.solution)
+        info = {"step_correct": labels[-1]} if action.strip() and labels else {}
+        return obs, 0.0, False, info
 
     def _finish(self, solution: str, obs: str) -> tuple[str, float, bool, dict[str, Any]]:
         assert self._task is not None
@@ -249,5 +278,6 @@ class ChainEnv(TextEnv):
             "success": correct,
             "answer": extract_answer(solution, style="gsm8k", mode="strict"),
             "gold": self._task.answer,
+            "line_correct": line_labels(solution, self._task.solution),
         }
         return obs, float(correct), True, info

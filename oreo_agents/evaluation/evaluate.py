@@ -15,7 +15,9 @@ The report (`run_rollout`) holds the config, the overall ``success_rate`` with a
 interval, pass@k / maj@k / value@k curves, per-subset success (MATH ``level`` / ``type``,
 ALFWorld ``task_type``, the split), timings and one record per task; the numbers come from
 the pure functions of `oreo_agents.evaluation.metrics`. With K > 1 ranked samples, ``value_auroc``
-says how well the value model separates successes from failures (overall and within a task).
+says how well the value model separates successes from failures (overall and within a task);
+on envs that label their lines (``oreo/Chain-v0``), ``lines`` gives the chains' per-line
+accuracy, the rate of fully right chains and the share of successes with a wrong line.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from typing import Any
 from oreo_agents.data.episodes import Episode, load_episodes
 from oreo_agents.data.inputs import episode_state
 from oreo_agents.distributed import gather, rank_world
-from oreo_agents.evaluation.metrics import curves, subsets, value_auroc, wilson_interval
+from oreo_agents.evaluation.metrics import (
+    curves,
+    line_metrics,
+    subsets,
+    value_auroc,
+    wilson_interval,
+)
 from oreo_agents.evaluation.search import ValueFn, beam_search
 from oreo_agents.rollout.collect import make_prompter, run_collect, select_tasks
 from oreo_agents.rollout.config import ActingConfig, CollectConfig
@@ -40,6 +48,7 @@ from oreo_agents.rollout.scripted import SCRIPTED
 from oreo_envs import env_kind
 
 STRATEGIES = ("greedy", "sample", "beam", "best-of-k")
+SCORERS = ("value", "implicit", "value+implicit")  # RolloutConfig.scorer
 SUBSET_KEYS = ("level", "type", "task_type", "split")
 REPORT_VERSION = 1
 
@@ -63,6 +72,13 @@ class RolloutConfig(ActingConfig):
             scores every finished sample of sample / best-of-k on answer envs: the report adds
             rerank@k (the sample it scores highest; Havrilla et al. 2024) beside maj@k and
             value@k.
+        scorer: What ranks states in beam and best-of-k: "value" (the value model of
+            ``value``), "implicit" (the value the OREO policy implies through its log-ratio to
+            the reference, `oreo_agents.models.scorer.ImplicitScorer`; no value model needed)
+            or "value+implicit" (their sum).
+        reference: The implicit scorer's reference policy; default: the OREO run's ``--model``
+            (read from its ``checkpoint/progress.json``).
+        beta: The implicit scorer's beta; default: the OREO run's.
     """
 
     policy: str
@@ -75,6 +91,9 @@ class RolloutConfig(ActingConfig):
     admissible: bool = False
     value_batch_size: int = 16
     reranker: str | None = None
+    scorer: str = "value"
+    reference: str | None = None
+    beta: float | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,10 +109,23 @@ class RolloutConfig(ActingConfig):
                 "greedy decoding gives one response per task; for pass@k and maj@k use "
                 "--strategy sample --k K"
             )
-        if self.strategy in ("beam", "best-of-k") and self.value is None:
+        if self.scorer not in SCORERS:
+            raise ValueError(f"scorer must be one of {', '.join(SCORERS)}; got {self.scorer!r}")
+        ranked = self.strategy in ("beam", "best-of-k")
+        if ranked and self.value is None and self.scorer != "implicit":
             raise ValueError(
-                f"--strategy {self.strategy} ranks with a value model: pass --value DIR"
+                f"--strategy {self.strategy} ranks with a value model: pass --value DIR "
+                "(or --scorer implicit)"
             )
+        if self.scorer != "value" and not ranked:
+            raise ValueError("--scorer ranks states in --strategy beam or best-of-k")
+        if self.scorer == "implicit" and self.value is not None:
+            raise ValueError("--scorer implicit uses no value model: drop --value (or use "
+                             "--scorer value+implicit)")  # fmt: skip
+        if "implicit" not in self.scorer and (self.reference is not None or self.beta is not None):
+            raise ValueError("--reference and --beta belong to --scorer implicit / value+implicit")
+        if self.beta is not None and self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
         if self.strategy not in ("greedy", "sample") and self.policy in SCRIPTED:
             raise ValueError(f"the scripted policy {self.policy!r} runs with greedy or sample only")
         if self.reranker is not None and self.strategy not in ("sample", "best-of-k"):
@@ -256,6 +288,7 @@ def _beam_records(cfg, env, task_ids, backend, value_fn, progress):
             "value": res.value,
             "candidates": res.candidates,
             "text": res.text,
+            **_labels(info),
         }
         records.append(_record(task_id, [sample]))
         if progress is not None:
@@ -310,7 +343,13 @@ def _sample(ep: Episode) -> dict[str, Any]:
         "tokens": int(ep.meta.get("generated_tokens", 0)),
         "value": None,
         "text": ep.response,
+        **_labels(ep.info),
     }
+
+
+def _labels(info: dict[str, Any]) -> dict[str, Any]:
+    """The env's per-line faithfulness labels, where it gives them."""
+    return {"line_correct": info["line_correct"]} if "line_correct" in info else {}
 
 
 def _record(task_id: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -367,6 +406,7 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
         "ci95": [lo, hi],
         **curves(records, answers=env_kind(unwrapped) == "answer"),
         **({"value_auroc": auroc} if (auroc := value_auroc(records)) else {}),
+        **({"lines": lines} if (lines := line_metrics(records)) else {}),
         "mean_steps": sum(s["steps"] for s in all_samples) / max(len(all_samples), 1),
         "mean_tokens_per_task": tokens / max(n, 1),
         "subsets": subsets(records),

@@ -1,4 +1,5 @@
-"""Evaluation metrics over per-task records: Wilson intervals, pass@k, maj@k, value@k, subsets.
+"""Evaluation metrics over per-task records: Wilson intervals, pass@k, maj@k, value@k, subsets,
+the value model's AUROC and the chains' per-line faithfulness.
 
 A record is ``{"task_id", "samples": [{"success", "answer", "value", ...}], "chosen",
 "subset": {key: label}, "success"}`` (`oreo_agents.evaluation.evaluate` builds them); these
@@ -120,6 +121,29 @@ def value_auroc(records: Sequence[dict[str, Any]]) -> dict[str, float]:
         pairs += len(pos) * len(neg)
     if pairs:
         out["within_task"] = wins / pairs
+    return out
+
+
+def line_metrics(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Faithfulness of the samples' chains, from the env's per-line labels (``line_correct``:
+    `oreo_envs.chain_env.line_labels`): ``line_accuracy`` (right lines / lines),
+    ``correct_chain_rate`` (samples with at least one line, all right) and
+    ``wrong_line_success_share`` (successes holding a wrong line: right for a wrong reason).
+    ``{}`` when no sample is labelled."""
+    labelled = [s for r in records for s in r["samples"] if s.get("line_correct") is not None]
+    if not labelled:
+        return {}
+    lines = [ok for s in labelled for ok in s["line_correct"]]
+    successes = [s for s in labelled if s["success"]]
+    out = {
+        "line_accuracy": sum(lines) / len(lines) if lines else 0.0,
+        "correct_chain_rate": _mean(
+            float(bool(s["line_correct"]) and all(s["line_correct"])) for s in labelled
+        ),
+    }
+    if successes:
+        wrong = _mean(float(not all(s["line_correct"])) for s in successes)
+        out["wrong_line_success_share"] = wrong
     return out
 
 

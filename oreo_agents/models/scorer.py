@@ -1,4 +1,8 @@
-"""The value model as a batched function ``states (token ids) -> values`` for search."""
+"""Scorers: batched functions ``states (token ids) -> values`` for search and reranking.
+
+`ValueScorer` reads a trained value model; `ImplicitScorer` reads the value a trained OREO policy
+implies through its log-ratio to the reference (optionally added to a value model's).
+"""
 
 from __future__ import annotations
 
@@ -63,19 +67,9 @@ class ValueScorer:
         seqs = [list(s) for s in states]
         if not all(seqs):
             raise ValueError("an empty state: a value needs at least one token")
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         values = [0.0] * len(seqs)
         device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id or 0
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            width = max(len(seqs[i]) for i in chunk)
-            # Right padding keeps position ids 0..n-1, the layout training used.
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[row, : len(seqs[i])] = 1
+        for chunk, ids, mask in padded_batches(seqs, self.batch_size, self.tokenizer):
             out = self.model(ids.to(device), mask.to(device))
             last = mask.sum(dim=1) - 1
             picked = out[torch.arange(len(chunk)), last.to(out.device)].tolist()
@@ -83,3 +77,143 @@ class ValueScorer:
                 values[i] = float(picked[row])
             self.scored_tokens += int(mask.sum())
         return values
+
+
+def padded_batches(seqs: list[list[int]], batch_size: int, tokenizer: Any):
+    """``(indices, ids, mask)`` per batch of ``seqs``, sorted by length and right-padded (which
+    keeps position ids 0..n-1, the layout training used)."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    pad = tokenizer.pad_token_id or 0
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(seqs[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+            mask[row, : len(seqs[i])] = 1
+        yield chunk, ids, mask
+
+
+class ImplicitScorer:
+    """The value a trained OREO policy implies, as a batched
+    `oreo_agents.evaluation.search.ValueFn`.
+
+    OREO fits the soft Bellman equation of KL-regularised RL (Wang et al. 2024, Sec. 4): with
+    no intermediate reward, ``V(s_{t+1}) = V(s_t) + beta * log(pi / pi_ref)(a_t | s_t)``, so
+    along one response ``V(s) = V(s_0) + beta * sum_t log(pi / pi_ref)(a_t | s_t)``. A state's
+    score is ``beta`` times the summed log-ratio of all its tokens after the first: the
+    prompt's tokens add one constant to every state of that prompt, so the order of a prompt's
+    states (beam search, value@K, best-of-K) is the order of the implied V, while scores of
+    different prompts are not comparable. In math envs every token after the prompt is an
+    action; in agent envs the observations between actions are counted too.
+
+    Args:
+        policy: The trained causal LM (``model(input_ids=, attention_mask=).logits``).
+        reference: The reference it was trained against (OREO: its start, the SFT policy).
+        tokenizer: The policy's tokenizer.
+        beta: OREO's KL coefficient (the run's ``beta``; the paper: 0.03 on math).
+        value: A `ValueScorer` whose values are added (``--scorer value+implicit``), or None.
+        batch_size: Sequences per forward.
+    """
+
+    def __init__(
+        self,
+        policy: Any,
+        reference: Any,
+        tokenizer: Any,
+        *,
+        beta: float,
+        value: ValueScorer | None = None,
+        batch_size: int = 16,
+    ):
+        if beta <= 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.policy, self.reference = policy.eval(), reference.eval()
+        self.tokenizer, self.beta, self.value, self.batch_size = tokenizer, beta, value, batch_size
+        self.scored_tokens = 0
+
+    @classmethod
+    def from_run(
+        cls,
+        policy: str | Path,
+        tokenizer: Any = None,
+        *,
+        reference: str | None = None,
+        beta: float | None = None,
+        value: str | None = None,
+        batch_size: int = 16,
+        device: Any = None,
+    ) -> ImplicitScorer:
+        """Load the policy folder of an ``oreo train`` OREO run; the reference (the run's
+        ``--model``) and ``beta`` come from the run's ``checkpoint/progress.json`` unless given.
+
+        Raises:
+            ValueError: No run beside the policy folder and no ``reference`` / ``beta`` given.
+        """
+        from oreo_agents.generation.hf import load_tokenizer
+
+        run = _run_config(Path(policy))
+        reference = reference or run.get("model")
+        beta = beta if beta is not None else run.get("beta")
+        if reference is None or beta is None:
+            raise ValueError(
+                f"{policy} is not the policy of an OREO run (no checkpoint/progress.json with "
+                "model and beta beside it): pass --reference DIR and --beta B"
+            )
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        tokenizer = tokenizer or load_tokenizer(str(policy))
+        models = [_load_lm(path, dtype).to(device) for path in (policy, reference)]
+        scorer = None
+        if value is not None:
+            scorer = ValueScorer.from_pretrained(
+                value, tokenizer, batch_size=batch_size, device=device
+            )
+        return cls(*models, tokenizer, beta=float(beta), value=scorer, batch_size=batch_size)
+
+    @torch.inference_mode()
+    def __call__(self, states: Sequence[Sequence[int]]) -> list[float]:
+        from oreo_agents.losses.logprobs import token_logps
+
+        seqs = [list(s) for s in states]
+        if not all(seqs):
+            raise ValueError("an empty state: a value needs at least one token")
+        values = [0.0] * len(seqs)
+        device = next(self.policy.parameters()).device
+        for chunk, ids, mask in padded_batches(seqs, self.batch_size, self.tokenizer):
+            ids, mask = ids.to(device), mask.to(device)
+            labels, keep = ids[:, 1:], mask[:, 1:].bool()
+            ratio = 0.0
+            for model, sign in ((self.policy, 1.0), (self.reference, -1.0)):
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                ratio = ratio + sign * token_logps(logits, labels)
+            summed = torch.where(keep, ratio, torch.zeros_like(ratio)).sum(dim=1)
+            for row, i in enumerate(chunk):
+                values[i] = self.beta * float(summed[row])
+            self.scored_tokens += int(mask.sum())
+        if self.value is not None:
+            values = [v + w for v, w in zip(values, self.value(seqs), strict=True)]
+        return values
+
+
+def _run_config(policy: Path) -> dict[str, Any]:
+    import json
+
+    # OUT/policy links into the newest checkpoint, which holds the run's progress.json
+    for progress in (policy.parent / "checkpoint" / "progress.json",
+                     policy.resolve().parent / "progress.json"):  # fmt: skip
+        if progress.exists():
+            return json.loads(progress.read_text()).get("config", {})
+    return {}
+
+
+def _load_lm(path: str | Path, dtype: Any) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    except OSError as e:
+        raise ValueError(f"cannot load a causal LM from {path}: {e}") from None

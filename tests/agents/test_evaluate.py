@@ -8,6 +8,7 @@ from oreo_agents.evaluation.evaluate import RolloutConfig, load_report, run_roll
 from oreo_agents.evaluation.metrics import (
     curves,
     k_grid,
+    line_metrics,
     majority_index,
     pass_at_k,
     subsets,
@@ -157,3 +158,20 @@ def test_value_auroc_sees_a_difficulty_only_value_model():
     assert got["within_task"] == 0.5 and got["overall"] > 0.6
     assert value_auroc(scored([(0.3, True)])) == {}  # no failure: nothing to rank
     assert value_auroc([{"samples": [{"success": True}], "chosen": None}]) == {}
+
+
+def test_line_metrics_by_hand():
+    def sample(success, lines):
+        return {"success": success, "line_correct": lines}
+
+    records = [
+        {"samples": [sample(True, [True, True]), sample(True, [False, True])]},
+        {"samples": [sample(False, [False]), sample(False, []), {"success": True}]},
+    ]
+    got = line_metrics(records)
+    # lines: 3 right of 5; one fully right chain of 4 labelled samples (an empty chain is
+    # not right); of the 2 labelled successes one holds a wrong line
+    assert got == pytest.approx(
+        {"line_accuracy": 3 / 5, "correct_chain_rate": 1 / 4, "wrong_line_success_share": 1 / 2}
+    )
+    assert line_metrics([{"samples": [{"success": True}]}]) == {}

@@ -25,7 +25,8 @@ VALUES = {
     "value_batch_size": 3, "epochs": 2, "lr": 0.5, "micro_batch_size": 3, "max_length": 9,
     "warmup_ratio": 0.5, "adam_betas": (0.5, 0.6), "weight_decay": 0.5, "grad_clip": 0.5,
     "save_every": 2, "save_minutes": 2.5, "log_every": 2, "mixed_precision": "fp16",
-    "report_to": "none", "control": "<good>", "reranker": "r",
+    "report_to": "none", "control": "<good>", "reranker": "r", "scorer": "value+implicit",
+    "reference": "ref", "beta": 0.25,
 }  # fmt: skip
 SPECIAL = {"env_options": "-o", "settings": "--set"}  # dicts: KEY=VALUE options
 

@@ -52,8 +52,8 @@ def rollout(tmp_path, trained, env, options, name, **kwargs):
 
     cfg = RolloutConfig(
         env=env, policy=str(trained / "policy"), out=str(tmp_path / f"{name}.json"),
-        env_options=options, value=str(trained / "value"), max_new_tokens=8, backend="hf",
-        **kwargs,
+        env_options=options, max_new_tokens=8, backend="hf",
+        **{"value": str(trained / "value"), **kwargs},
     )  # fmt: skip
     console = Console(file=StringIO(), width=160)
     run(cfg, console)
@@ -103,6 +103,31 @@ def test_every_strategy_on_math_gives_consistent_reports(trained, tmp_path):
     for r in beam["records"]:
         (s,) = r["samples"]
         assert 1 <= s["steps"] <= 2 and s["tokens"] > 0 and s["candidates"] >= 2
+
+
+def test_implicit_scorer_ranks_the_same_samples(trained, tmp_path):
+    """--scorer implicit (the OREO policy's log-ratio to its run's reference, no value model)
+    and value+implicit score the samples that --scorer value scores: the sum is the sum."""
+    opts = {"size": 20}
+    common = {"tasks": 3, "strategy": "best-of-k", "k": 3}
+    by_value, _ = rollout(tmp_path, trained, MATH, opts, "v", **common)
+    implicit, text = rollout(tmp_path, trained, MATH, opts, "i", **common, scorer="implicit",
+                             value=None)  # fmt: skip
+    both, _ = rollout(tmp_path, trained, MATH, opts, "vi", **common, scorer="value+implicit")
+    assert implicit["config"]["scorer"] == "implicit" and "value@3" in text
+    for rv, ri, rb in zip(by_value["records"], implicit["records"], both["records"], strict=True):
+        assert [s["text"] for s in rv["samples"]] == [s["text"] for s in ri["samples"]]
+        for sv, si, sb in zip(rv["samples"], ri["samples"], rb["samples"], strict=True):
+            assert sb["value"] == pytest.approx(sv["value"] + si["value"], abs=1e-4)
+        values = [s["value"] for s in ri["samples"]]
+        assert values[ri["chosen"]] == max(values)
+    # two steps of training moved the policy off its reference: the implied values are not 0
+    assert any(s["value"] != 0 for r in implicit["records"] for s in r["samples"])
+    with pytest.raises(ValueError, match="drop --value"):
+        RolloutConfig(env=MATH, policy="p", out="o", strategy="best-of-k", value="v",
+                      scorer="implicit")  # fmt: skip
+    with pytest.raises(ValueError, match="--scorer ranks states"):
+        RolloutConfig(env=MATH, policy="p", out="o", scorer="implicit")
 
 
 def test_reasoning_gym_is_an_answer_env_with_votes_and_value_reranking(trained, tmp_path):

@@ -9,7 +9,7 @@ import gymnasium
 import pytest
 
 import oreo_envs  # noqa: F401  (registers the ids)
-from oreo_envs.chain_env import ALPHABET, ChainEnv, generate_problem, split_of
+from oreo_envs.chain_env import ALPHABET, ChainEnv, generate_problem, line_labels, split_of
 from oreo_envs.math_env import split_steps
 
 KNOBS = {
@@ -160,6 +160,32 @@ def test_step_mode_eos_without_answer_and_wrong_answer_score_zero():
     env.reset(options={"task_id": "0"})
     _, reward, terminated, _, _ = env.step("#### -1")
     assert (reward, terminated) == (0.0, True)
+
+
+def test_line_labels_tell_lucky_guesses_from_faithful_chains():
+    gold = "b=a+5=7+5=12\nd=b*2=12*2=24\n#### 24"
+    assert line_labels(gold, gold) == [True, True]
+    # a wrong first line that still ends at the right answer; a line beyond the gold chain
+    lucky = "b=a+5=7+5=13\nd=b*2=12*2=24\n#### 24"
+    assert line_labels(lucky, gold) == [False, True]
+    assert line_labels(" b=a+5=7+5=12\n\nd=b*2=12*2=24\nx=1\n", gold) == [True, True, False]
+    assert line_labels("#### 24", gold) == []
+
+
+def test_env_reports_line_labels_in_both_granularities():
+    env = gymnasium.make("oreo/Chain-v0", size=5, steps=2)
+    _, info = env.reset(options={"task_id": "0"})
+    task = env.unwrapped.task("0")
+    first, second, answer = task.solution.split("\n")
+    broken = f"{first}\n{second}0\n{answer}"  # a wrong second line, the right answer
+    info = env.step(broken)[-1]
+    assert info["success"] and info["line_correct"] == [True, False]
+    step = gymnasium.make("oreo/Chain-v0", size=5, steps=2, granularity="step")
+    step.reset(options={"task_id": "0"})
+    assert step.step(first + "\n")[-1]["step_correct"] is True
+    assert step.step(second + "0\n")[-1]["step_correct"] is False
+    info = step.step(answer)[-1]
+    assert info["success"] and info["line_correct"] == [True, False]
 
 
 @pytest.mark.parametrize(
