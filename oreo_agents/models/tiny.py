@@ -1,12 +1,14 @@
 """Tiny causal LMs built locally: for tests, demos and CPU benchmarks (no download).
 
 The tokenizer is byte-level (every UTF-8 byte is a token, no merges), so it encodes any text
-losslessly and needs no training; the model is a small random Llama. Both save as a normal
-Hugging Face folder that ``AutoTokenizer`` / ``AutoModelForCausalLM`` load.
+losslessly and needs no training; `trained_bpe_tokenizer` / `agent_model` train byte-level BPE
+merges on a domain's text instead (a text agent's model); the model is a small random Llama.
+Both save as a normal Hugging Face folder that ``AutoTokenizer`` / ``AutoModelForCausalLM`` load.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 PAD, EOS, UNK = "<|pad|>", "<|endoftext|>", "<|unk|>"
@@ -32,6 +34,72 @@ def byte_tokenizer(chat_template: bool = True):
     if chat_template:
         tok.chat_template = CHAT_TEMPLATE
     return tok
+
+
+def trained_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024, chat_template=False):
+    """A byte-level BPE `PreTrainedTokenizerFast` trained on ``texts`` with `tokenizers`.
+
+    Byte-level, so every text round-trips exactly (unseen words fall back to smaller pieces);
+    trained on a domain's own text (ALFWorld's rooms, receptacles, objects and verbs), so its
+    frequent words are single tokens and contexts stay short. Ids: pad 0, eos 1, then bytes and
+    merges.
+
+    Args:
+        texts: The training text (e.g. every prompt, action and observation of expert
+            episodes).
+        vocab_size: Target vocabulary including the 256 bytes and the 2 special tokens.
+        chat_template: Attach the Qwen-style chat template.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if vocab_size < 258:
+        raise ValueError(f"vocab_size must hold 256 bytes and pad/eos (>= 258), got {vocab_size}")
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[PAD, EOS], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    core.train_from_iterator(texts, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS)
+    if chat_template:
+        tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def agent_model(
+    out_dir: str | Path | None,
+    texts: Iterable[str],
+    *,
+    vocab_size: int = 1024,
+    hidden_size: int = 256,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    max_positions: int = 2048,
+    seed: int = 0,
+):
+    """A random Llama for a text-agent env with a BPE tokenizer trained on its text (e.g.
+    ALFWorld's expert episodes), to train from scratch on a CPU: the defaults hold about 3.7M
+    parameters (GPT-2's 4x MLP).
+
+    Args:
+        out_dir: Where to save the model and tokenizer as one HF folder (None: do not save).
+        texts: The tokenizer's training text (`trained_bpe_tokenizer`).
+        vocab_size: Tokenizer vocabulary.
+        hidden_size: Width.
+        num_layers: Transformer blocks.
+        num_heads: Attention heads.
+        max_positions: Longest sequence (prompt and history) the model is meant for.
+        seed: Initialisation seed.
+
+    Returns:
+        ``(model, tokenizer)``.
+    """
+    tok = trained_bpe_tokenizer(texts, vocab_size)
+    sizes = (hidden_size, hidden_size * 4, num_layers, num_heads, max_positions)
+    return _random_llama(tok, *sizes, seed=seed, out_dir=out_dir), tok
 
 
 def tiny_model(
