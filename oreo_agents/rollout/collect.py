@@ -445,9 +445,14 @@ def _segment(slot: Slot, action: str, obs: str) -> str:
 
 
 def _json_info(info: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-safe scalar fields of the last info (lists of admissible actions are dropped)."""
+    """The JSON-safe scalar fields of the last info and its lists of flags (e.g. Chain's
+    per-line ``line_correct``); other lists (admissible actions) are dropped."""
     keep = (str, int, float, bool, type(None))
-    return {k: v for k, v in info.items() if isinstance(v, keep)}
+
+    def kept(v: Any) -> bool:
+        return isinstance(v, keep) or (isinstance(v, list) and all(isinstance(x, bool) for x in v))
+
+    return {k: v for k, v in info.items() if kept(v)}
 
 
 def summarize(out_dir: str) -> dict[str, Any]:

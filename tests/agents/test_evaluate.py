@@ -130,6 +130,26 @@ def test_gold_policy_report_is_consistent_and_reloads(tmp_path):
         load_report(tmp_path / "bad.json")
 
 
+@pytest.mark.parametrize("granularity", ["response", "step"])
+def test_chain_reports_line_faithfulness_from_the_env(granularity):
+    """The gold policy's chains are right line by line; GSM8K-style envs give no labels."""
+    from oreo_agents.rollout.scripted import GoldPolicy
+    from oreo_cli.options import make_env
+
+    options = {"size": 12, "granularity": granularity}
+    cfg = RolloutConfig(env="oreo/Chain-v0", policy="gold", out="unused", env_options=options,
+                        tasks=4)  # fmt: skip
+    report = run_rollout(cfg, lambda: make_env(cfg.env, options), scripted=GoldPolicy)
+    assert report["lines"] == {
+        "line_accuracy": 1.0, "correct_chain_rate": 1.0, "wrong_line_success_share": 0.0
+    }  # fmt: skip
+    assert all(len(r["samples"][0]["line_correct"]) == 3 for r in report["records"])  # 3 steps
+    gsm = RolloutConfig(env="oreo/GSMSymbolic-v0", policy="gold", out="unused", tasks=2,
+                        env_options={"size": 12})  # fmt: skip
+    report = run_rollout(gsm, lambda: make_env(gsm.env, {"size": 12}), scripted=GoldPolicy)
+    assert "lines" not in report
+
+
 def scored(*tasks):
     """Records from per-task lists of (value, success)."""
     return [
