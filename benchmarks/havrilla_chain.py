@@ -22,6 +22,8 @@ everything through the library's recipes and the public CLI, resumable:
    the unbiased estimator of Chen et al. 2021 at k < K); OREO's with its value model too
    (value@K), and OREO's value-guided beam search from the demo.
 
+"line acc." is the share of the K samples' lines that are the gold line of their step, and
+"lucky" the share of their successes that hold a wrong line (`oreo_envs.chain_env.line_labels`).
 "samples" counts the episodes a method drew from its own policies while training (the SFT's
 gold solutions are not counted; every method starts from the same SFT).
 """
@@ -39,7 +41,7 @@ from typing import Any
 from oreo_agents.recipes.demo import ENV_ID, demo_config, run_demo
 
 OREO = [sys.executable, "-m", "oreo_cli"]
-METRICS = ("maj@1", "maj@K", "rerank@K", "pass@K", "value@K")
+METRICS = ("maj@1", "maj@K", "rerank@K", "pass@K", "value@K", "line acc.", "lucky")
 LOOP = ("micro_batch_size", "max_length", "lr", "batch_size")  # TrainConfig flags of cfg.ppo
 
 
@@ -111,6 +113,9 @@ def run_seed(root: Path, seed: int, k: int, rounds: int, fast: bool) -> dict[str
         }
         if "value_at_k" in sampled:
             row["value@K"] = sampled["value_at_k"][str(k)]
+        if "lines" in sampled:  # the K samples' chains against the gold chain
+            row["line acc."] = sampled["lines"]["line_accuracy"]
+            row["lucky"] = sampled["lines"].get("wrong_line_success_share", 0.0)
         rows[name] = row
     beam = demo["results"]["oreo+beam"]["success_rate"]
     beam_row = {"maj@1": beam, "samples": drawn * rounds}
