@@ -62,21 +62,28 @@ class ValueScorer:
             raise ValueError("prompts and continuations differ in length")
         return self([self.encode(p, c) for p, c in zip(prompts, continuations, strict=True)])
 
-    @torch.inference_mode()
-    def __call__(self, states: Sequence[Sequence[int]]) -> list[float]:
-        seqs = [list(s) for s in states]
-        if not all(seqs):
-            raise ValueError("an empty state: a value needs at least one token")
-        values = [0.0] * len(seqs)
+    def _score(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         device = next(self.model.parameters()).device
-        for chunk, ids, mask in padded_batches(seqs, self.batch_size, self.tokenizer):
-            out = self.model(ids.to(device), mask.to(device))
-            last = mask.sum(dim=1) - 1
-            picked = out[torch.arange(len(chunk)), last.to(out.device)].tolist()
-            for row, i in enumerate(chunk):
-                values[i] = float(picked[row])
-            self.scored_tokens += int(mask.sum())
-        return values
+        out = self.model(ids.to(device), mask.to(device))
+        last = (mask.sum(dim=1) - 1).to(out.device)
+        return out[torch.arange(len(ids), device=out.device), last]
+
+    def __call__(self, states: Sequence[Sequence[int]]) -> list[float]:
+        return _scored(self, states)
+
+
+@torch.inference_mode()
+def _scored(scorer: Any, states: Sequence[Sequence[int]]) -> list[float]:
+    """A scorer's ``__call__``: ``scorer._score(ids, mask) -> [B]`` over padded batches."""
+    seqs = [list(s) for s in states]
+    if not all(seqs):
+        raise ValueError("an empty state: a value needs at least one token")
+    values = [0.0] * len(seqs)
+    for chunk, ids, mask in padded_batches(seqs, scorer.batch_size, scorer.tokenizer):
+        for i, v in zip(chunk, scorer._score(ids, mask).tolist(), strict=True):
+            values[i] = float(v)
+        scorer.scored_tokens += int(mask.sum())
+    return values
 
 
 def padded_batches(seqs: list[list[int]], batch_size: int, tokenizer: Any):
@@ -174,28 +181,22 @@ class ImplicitScorer:
             )
         return cls(*models, tokenizer, beta=float(beta), value=scorer, batch_size=batch_size)
 
-    @torch.inference_mode()
-    def __call__(self, states: Sequence[Sequence[int]]) -> list[float]:
+    def _score(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         from oreo_agents.losses.logprobs import token_logps
 
-        seqs = [list(s) for s in states]
-        if not all(seqs):
-            raise ValueError("an empty state: a value needs at least one token")
-        values = [0.0] * len(seqs)
         device = next(self.policy.parameters()).device
-        for chunk, ids, mask in padded_batches(seqs, self.batch_size, self.tokenizer):
-            ids, mask = ids.to(device), mask.to(device)
-            labels, keep = ids[:, 1:], mask[:, 1:].bool()
-            ratio = 0.0
-            for model, sign in ((self.policy, 1.0), (self.reference, -1.0)):
-                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-                ratio = ratio + sign * token_logps(logits, labels)
-            summed = torch.where(keep, ratio, torch.zeros_like(ratio)).sum(dim=1)
-            for row, i in enumerate(chunk):
-                values[i] = self.beta * float(summed[row])
-            self.scored_tokens += int(mask.sum())
+        ids, mask = ids.to(device), mask.to(device)
+        labels, keep = ids[:, 1:], mask[:, 1:].bool()
+        ratio = 0.0
+        for model, sign in ((self.policy, 1.0), (self.reference, -1.0)):
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            ratio = ratio + sign * token_logps(logits, labels)
+        return self.beta * torch.where(keep, ratio, torch.zeros_like(ratio)).sum(dim=1)
+
+    def __call__(self, states: Sequence[Sequence[int]]) -> list[float]:
+        values = _scored(self, states)
         if self.value is not None:
-            values = [v + w for v, w in zip(values, self.value(seqs), strict=True)]
+            values = [v + w for v, w in zip(values, self.value(states), strict=True)]
         return values
 
 
