@@ -1,0 +1,204 @@
+"""Learned ALFWorld agents on a CPU: the OREO paper's Table 2 and Fig. 4 in miniature.
+
+Run by hand (it prints tables and asserts nothing; every step resumes)::
+
+    python benchmarks/alfworld_agents.py --data ../shared/data/alfworld --out runs/alfworld
+    python benchmarks/alfworld_agents.py --fast --out /tmp/alfworld-fast   # bundled games
+
+The recipe (Wang et al. 2024, Sec. 5.2), through the public CLI:
+
+1. expert episodes (`--model expert`, the games' walkthroughs) of ``--train-games`` train games;
+2. a from-scratch Llama with a BPE tokenizer trained on those episodes' text
+   (`oreo_agents.models.tiny.agent_model`), SFT on the expert episodes;
+3. ``--samples`` episodes per train game from the SFT policy at temperature 1;
+4. OREO (beta 0.03, alpha 0.01: the paper's ALFWorld run), rejection sampling and DPO, each from
+   the SFT policy on those samples with the expert episodes (every method then has successes
+   to learn from, also when the SFT policy's samples have none);
+5. greedy evaluation of SFT and each method on valid_seen and valid_unseen, and OREO with
+   value-guided acting (K sampled actions per step, its value model picks one) for each K of
+   ``--ks``: a table per split with 95% intervals, success per task type in each report, and
+   ``summary.json`` / ``summary.png``.
+
+``--fast`` runs the six bundled games as both train and evaluation games with a smaller model
+(a check that the pipeline runs; its numbers mean nothing). Choices of settings belong on train
+games, never on the evaluation splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+OREO = [sys.executable, "-m", "oreo_cli"]
+ENV = "oreo/ALFWorld-v0"
+METHODS = {"oreo": "OREO", "rft": "rejection sampling", "dpo": "DPO"}
+
+
+def sh(args: list[Any]) -> None:
+    print("  $ oreo " + " ".join(map(str, args)), flush=True)
+    subprocess.run([*OREO, *map(str, args)], check=True, stdout=subprocess.DEVNULL)
+
+
+def data_dir(source: Path, out: Path) -> Path:
+    """An ``alfworld-download`` tree with the train games unpacked: ``source`` when it has
+    them, else OUT/data with the train tarball extracted and the eval splits linked."""
+    if (source / "json_2.1.1" / "train").is_dir():
+        return source
+    tree = out / "data" / "json_2.1.1"
+    if not (tree / "train").is_dir():
+        tarball = source / "train_game_files.tar.xz"
+        if not tarball.exists():
+            raise SystemExit(f"{source} has neither json_2.1.1/train nor {tarball.name}")
+        print(f"unpacking {tarball} ...", flush=True)
+        partial = out / "data.partial"  # renamed into place whole: a kill leaves no half tree
+        shutil.rmtree(partial, ignore_errors=True)
+        with tarfile.open(tarball) as tar:
+            tar.extractall(partial, filter="data")
+        tree.mkdir(parents=True, exist_ok=True)
+        (partial / "json_2.1.1" / "train").rename(tree / "train")
+        shutil.rmtree(partial)
+    for split in ("valid_seen", "valid_unseen"):
+        link = tree / split
+        if not link.exists():
+            link.symlink_to((source / "json_2.1.1" / split).resolve())
+    return out / "data"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/alfworld"))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("../shared/data/alfworld"),
+        help="alfworld-download folder (json_2.1.1/, or the train tarball)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-games", type=int, default=600)
+    parser.add_argument("--samples", type=int, default=5, help="SFT samples per train game")
+    parser.add_argument("--eval-games", type=int, default=0, help="per split; 0: all")
+    parser.add_argument("--max-episode-steps", type=int, default=40)
+    parser.add_argument("--ks", type=int, nargs="+", default=[2, 3, 4, 5])
+    parser.add_argument("--fast", action="store_true", help="bundled games, tiny sizes")
+    args = parser.parse_args()  # fmt: skip
+    out, seed, started = args.out, args.seed, time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.fast:
+        train_env, splits = ["-o", "split=bundled"], {"bundled": ["-o", "split=bundled"]}
+        model = {"vocab_size": 600, "hidden_size": 64, "num_layers": 2}
+        sft = ["--max-steps", 4, "--lr", 1e-3]
+        rl = ["--max-steps", 2]
+        steps, train_games, batch = 4, 6, 4
+    else:
+        root = data_dir(args.data, out)
+        where = ["-o", f"data_dir={root}"]
+        train_env = ["-o", "split=train", *where]
+        splits = {s: ["-o", f"split={s}", *where] for s in ("valid_seen", "valid_unseen")}
+        model = {"vocab_size": 1024, "hidden_size": 256, "num_layers": 4}
+        sft = ["--epochs", 3, "--lr", 1e-3]
+        rl = ["--epochs", 3]
+        steps, train_games, batch = args.max_episode_steps, args.train_games, 16
+    limit = ["-o", f"max_episode_steps={steps}"]
+    loop = ["--batch-size", batch, "--micro-batch-size", 2, "--max-length", 2048, "--seed", seed,
+            "--report-to", "none"]  # fmt: skip
+    acting = ["--backend", "hf", "--max-new-tokens", 16, "--seed", seed, "--env-workers", 2]
+
+    print("1. expert episodes", flush=True)
+    expert = out / "expert"
+    sh(["collect", "--env", ENV, *train_env, "--model", "expert", "--tasks", train_games,
+        "--seed", seed, "--out", expert])  # fmt: skip
+    print("2. model and SFT", flush=True)
+    init = out / "init"
+    if not (init / "config.json").exists():
+        from oreo_agents.data.episodes import load_episodes
+        from oreo_agents.models.tiny import agent_model
+        from oreo_agents.rollout.agent_prompt import DEFAULT_INSTRUCTION
+
+        texts = [DEFAULT_INSTRUCTION] + [
+            e.prompt + "".join(s["action"] + s["observation"] for s in e.steps)
+            for e in load_episodes(expert)
+        ]
+        agent_model(init, texts, seed=seed, **model)
+    sh(["train", "--algo", "sft", "--data", expert, "--model", init, "--out", out / "sft",
+        *sft, *loop])  # fmt: skip
+    policies = {"sft": out / "sft" / "policy"}
+    print("3. samples of the SFT policy", flush=True)
+    samples = out / "samples"
+    sh(["collect", "--env", ENV, *train_env, *limit, "--model", policies["sft"], "--tasks",
+        train_games, "--samples", args.samples, "--temperature", 1.0, *acting,
+        "--out", samples])  # fmt: skip
+    print("4. OREO, rejection sampling, DPO", flush=True)
+    settings = {"oreo": ["--set", "beta=0.03", "--set", "alpha=0.01", "--set", "value_lr=1e-4",
+                         "--lr", 1e-4],
+                "rft": ["--lr", 1e-4], "dpo": ["--lr", 1e-5]}  # fmt: skip
+    for method, extra in settings.items():
+        sh(["train", "--algo", method, "--data", f"{samples},{expert}", "--model",
+            policies["sft"], "--out", out / method, *rl, *loop, *extra])  # fmt: skip
+        policies[method] = out / method / "policy"
+
+    print("5. evaluation", flush=True)
+    tasks = ["--tasks", args.eval_games] if args.eval_games else []
+    summary: dict[str, dict[str, Any]] = {}
+    for split, where in splits.items():
+        rows = {}
+        runs = [(name, path, []) for name, path in policies.items()]
+        runs += [(f"oreo+value K={k}", policies["oreo"],
+                  ["--strategy", "best-of-k", "--k", k, "--value", out / "oreo" / "value",
+                   "--temperature", 1.0]) for k in args.ks]  # fmt: skip
+        for name, policy, extra in runs:
+            report = out / "eval" / split / f"{name.replace(' ', '_').replace('=', '')}.json"
+            if not report.exists():
+                sh(["rollout", "--env", ENV, *where, *limit, "--policy", policy, *tasks,
+                    *acting, *extra, "--out", report])  # fmt: skip
+            r = json.loads(report.read_text())
+            rows[name] = {key: r[key] for key in ("success_rate", "ci95", "tasks")}
+            rows[name]["task_type"] = r["subsets"].get("task_type", {})
+        summary[split] = rows
+    summary["wall_s"] = round(time.perf_counter() - started, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for split in splits:
+        print(f"\n{split}: greedy unless noted (95% interval)")
+        for name, row in summary[split].items():
+            lo, hi = row["ci95"]
+            label = METHODS.get(name, "SFT" if name == "sft" else name)
+            print(f"  {label:<28} {row['success_rate']:6.1%}  ({lo:.1%}-{hi:.1%}, "
+                  f"{row['tasks']} games)")  # fmt: skip
+    _plot(summary, splits, args.ks, out / "summary.png")
+    print(f"\n{summary['wall_s']:.0f} s; {out / 'summary.json'}")
+
+
+def _plot(summary: dict[str, Any], splits: dict[str, Any], ks: list[int], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split in splits:
+        rows = summary[split]
+        xs = [1, *ks]
+        ys = [rows["oreo"]["success_rate"]] + [
+            rows[f"oreo+value K={k}"]["success_rate"] for k in ks
+        ]
+        ax.plot(xs, ys, marker="o", label=f"OREO + value, {split} (K=1: greedy)")
+        ax.axhline(rows["sft"]["success_rate"], linestyle="--", linewidth=1, label=f"SFT, {split}")
+    ax.set_xlabel("K candidate actions per step")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
