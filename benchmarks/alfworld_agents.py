@@ -191,6 +191,7 @@ def _plot(summary: dict[str, Any], splits: dict[str, Any], ks: list[int], path: 
         ]
         ax.plot(xs, ys, marker="o", label=f"OREO + value, {split} (K=1: greedy)")
         ax.axhline(rows["sft"]["success_rate"], linestyle="--", linewidth=1, label=f"SFT, {split}")
+    ax.set_xticks([1, *ks])
     ax.set_xlabel("K candidate actions per step")
     ax.set_ylabel("success rate")
     ax.set_ylim(0, 1)
