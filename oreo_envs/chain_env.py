@@ -30,6 +30,7 @@ a hash of its text, so train and test never share a problem, whatever their size
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import string
@@ -149,9 +150,18 @@ def split_of(question: str) -> str:
 def generate_tasks(split: str, size: int, data_seed: int, cfg: dict[str, Any]) -> list[MathTask]:
     """The first ``size`` distinct problems of a split's stream (ids ``"0"``, ``"1"``, ...).
 
+    Generated once per process and set of arguments: a collector or rollout makes one env per
+    parallel episode, and 20,000 problems take seconds to draw.
+
     Raises:
         ValueError: The knobs allow too few distinct problems to fill the split.
     """
+    return list(_generate_tasks(split, size, data_seed, tuple(sorted(cfg.items()))))
+
+
+@functools.lru_cache(maxsize=16)
+def _generate_tasks(split: str, size: int, data_seed: int, knobs: tuple) -> tuple[MathTask, ...]:
+    cfg = dict(knobs)
     rng = random.Random(f"oreo/Chain-v0/{data_seed}/{split}")
     tasks: list[MathTask] = []
     seen: set[str] = set()
@@ -161,7 +171,7 @@ def generate_tasks(split: str, size: int, data_seed: int, cfg: dict[str, Any]) -
             seen.add(question)
             tasks.append(MathTask(str(len(tasks)), question, answer, solution, {}))
             if len(tasks) == size:
-                return tasks
+                return tuple(tasks)  # MathTask is frozen: the cached tuple is shared safely
     raise ValueError(
         f"could not draw {size} {split} problems with {cfg}: the knobs allow too few distinct "
         "problems; raise max_value, max_operand or steps"

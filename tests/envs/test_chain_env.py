@@ -257,3 +257,13 @@ def test_gold_policy_episodes_succeed_and_tokenize_into_steps(tmp_path, granular
         assert tok.unk_token_id not in ep.input_ids
         assert sum(ep.step_starts) == 4  # three lines and the answer; EOS joins the last one
         assert ep.input_ids[-1 if granularity == "response" else -2] == tok.eos_token_id
+
+
+def test_envs_share_one_generation_of_their_tasks():
+    """Every env of a collector draws the same problems once (a cached, immutable tuple), yet
+    each env holds its own list."""
+    first, second = ChainEnv(size=300, steps=2), ChainEnv(size=300, steps=2)
+    assert first.tasks is not second.tasks and first.tasks[7] is second.tasks[7]
+    first.tasks.pop()
+    assert len(ChainEnv(size=300, steps=2).tasks) == 300
+    assert ChainEnv(size=300, steps=3).tasks[7] != first.tasks[7]  # other knobs: other tasks
