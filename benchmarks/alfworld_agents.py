@@ -33,12 +33,19 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 OREO = [sys.executable, "-m", "oreo_cli"]
 ENV = "oreo/ALFWorld-v0"
 METHODS = {"oreo": "OREO", "rft": "rejection sampling", "dpo": "DPO"}
+# oreo train flags per method (OREO: the paper's ALFWorld beta and alpha)
+SETTINGS = {
+    "oreo": ["--set", "beta=0.03", "--set", "alpha=0.01", "--set", "value_lr=1e-4", "--lr", 1e-4],
+    "rft": ["--lr", 1e-4],
+    "dpo": ["--lr", 1e-5],
+}
 
 
 def sh(args: list[Any]) -> None:
@@ -71,6 +78,117 @@ def data_dir(source: Path, out: Path) -> Path:
     return out / "data"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one run does: env options, sizes and the flags shared by its commands."""
+
+    out: Path
+    seed: int
+    train_env: list[Any]  # -o options of the train games
+    splits: dict[str, list[Any]]  # evaluation split -> its -o options
+    model: dict[str, Any]  # agent_model sizes
+    sft: list[Any]  # oreo train flags of SFT
+    rl: list[Any]  # and of the methods trained on samples
+    games: int  # train games
+    samples: int  # SFT samples per train game
+    eval_games: int  # per split; 0: all
+    ks: list[int]
+    limit: list[Any]  # -o max_episode_steps=N
+    loop: list[Any]  # oreo train flags every training shares
+    acting: list[Any]  # oreo collect / rollout flags of model acting
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    if args.fast:
+        bundled = ["-o", "split=bundled"]
+        env, splits, steps, games, batch = bundled, {"bundled": bundled}, 4, 6, 4
+        model = {"vocab_size": 600, "hidden_size": 64, "num_layers": 2}
+        sft, rl = ["--max-steps", 4, "--lr", 1e-3], ["--max-steps", 2]
+    else:
+        where = ["-o", f"data_dir={data_dir(args.data, args.out)}"]
+        env = ["-o", "split=train", *where]
+        splits = {s: ["-o", f"split={s}", *where] for s in ("valid_seen", "valid_unseen")}
+        steps, games, batch = args.max_episode_steps, args.train_games, 16
+        model = {"vocab_size": 1024, "hidden_size": 256, "num_layers": 4}
+        sft, rl = ["--epochs", 3, "--lr", 1e-3], ["--epochs", 3]
+    loop = ["--batch-size", batch, "--micro-batch-size", 2, "--max-length", 2048,
+            "--seed", args.seed, "--report-to", "none"]  # fmt: skip
+    acting = ["--backend", "hf", "--max-new-tokens", 16, "--seed", args.seed, "--env-workers", 2]
+    return Plan(
+        out=args.out, seed=args.seed, train_env=env, splits=splits, model=model, sft=sft, rl=rl,
+        games=games, samples=args.samples, eval_games=args.eval_games, ks=args.ks,
+        limit=["-o", f"max_episode_steps={steps}"], loop=loop, acting=acting,
+    )  # fmt: skip
+
+
+def train_all(p: Plan) -> dict[str, Path]:
+    """Steps 1-4 of the module docstring; the policy folder of each method."""
+    out = p.out
+    print("1. expert episodes", flush=True)
+    expert = out / "expert"
+    sh(["collect", "--env", ENV, *p.train_env, "--model", "expert", "--tasks", p.games,
+        "--seed", p.seed, "--out", expert])  # fmt: skip
+    print("2. model and SFT", flush=True)
+    init = out / "init"
+    if not (init / "config.json").exists():
+        from oreo_agents.data.episodes import load_episodes
+        from oreo_agents.models.tiny import agent_model
+        from oreo_agents.rollout.agent_prompt import DEFAULT_INSTRUCTION
+
+        texts = [DEFAULT_INSTRUCTION] + [
+            e.prompt + "".join(s["action"] + s["observation"] for s in e.steps)
+            for e in load_episodes(expert)
+        ]
+        agent_model(init, texts, seed=p.seed, **p.model)
+    sh(["train", "--algo", "sft", "--data", expert, "--model", init, "--out", out / "sft",
+        *p.sft, *p.loop])  # fmt: skip
+    policies = {"sft": out / "sft" / "policy"}
+    print("3. samples of the SFT policy", flush=True)
+    samples = out / "samples"
+    sh(["collect", "--env", ENV, *p.train_env, *p.limit, "--model", policies["sft"], "--tasks",
+        p.games, "--samples", p.samples, "--temperature", 1.0, *p.acting,
+        "--out", samples])  # fmt: skip
+    print("4. OREO, rejection sampling, DPO", flush=True)
+    for method, extra in SETTINGS.items():
+        sh(["train", "--algo", method, "--data", f"{samples},{expert}", "--model",
+            policies["sft"], "--out", out / method, *p.rl, *p.loop, *extra])  # fmt: skip
+        policies[method] = out / method / "policy"
+    return policies
+
+
+def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Step 5: greedy rollouts of every policy and OREO's value-guided acting per K, on each
+    split (a rollout whose report exists is not run again)."""
+    print("5. evaluation", flush=True)
+    tasks = ["--tasks", p.eval_games] if p.eval_games else []
+    runs = [(name, path, []) for name, path in policies.items()]
+    runs += [(f"oreo+value K={k}", policies["oreo"],
+              ["--strategy", "best-of-k", "--k", k, "--value", p.out / "oreo" / "value",
+               "--temperature", 1.0]) for k in p.ks]  # fmt: skip
+    summary: dict[str, dict[str, Any]] = {}
+    for split, where in p.splits.items():
+        rows = summary.setdefault(split, {})
+        for name, policy, extra in runs:
+            report = p.out / "eval" / split / f"{name.replace(' ', '_').replace('=', '')}.json"
+            if not report.exists():
+                sh(["rollout", "--env", ENV, *where, *p.limit, "--policy", policy, *tasks,
+                    *p.acting, *extra, "--out", report])  # fmt: skip
+            r = json.loads(report.read_text())
+            rows[name] = {key: r[key] for key in ("success_rate", "ci95", "tasks")}
+            rows[name]["task_type"] = r["subsets"].get("task_type", {})
+    return summary
+
+
+def print_summary(summary: dict[str, dict[str, Any]]) -> None:
+    for split, rows in summary.items():
+        print(f"\n{split}: greedy unless noted (95% interval)")
+        for name, row in rows.items():
+            lo, hi = row["ci95"]
+            label = METHODS.get(name, "SFT" if name == "sft" else name)
+            print(f"  {label:<28} {row['success_rate']:6.1%}  ({lo:.1%}-{hi:.1%}, "
+                  f"{row['tasks']} games)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/alfworld"))
@@ -88,93 +206,18 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[2, 3, 4, 5])
     parser.add_argument("--fast", action="store_true", help="bundled games, tiny sizes")
     args = parser.parse_args()  # fmt: skip
-    out, seed, started = args.out, args.seed, time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    if args.fast:
-        train_env, splits = ["-o", "split=bundled"], {"bundled": ["-o", "split=bundled"]}
-        model = {"vocab_size": 600, "hidden_size": 64, "num_layers": 2}
-        sft = ["--max-steps", 4, "--lr", 1e-3]
-        rl = ["--max-steps", 2]
-        steps, train_games, batch = 4, 6, 4
-    else:
-        root = data_dir(args.data, out)
-        where = ["-o", f"data_dir={root}"]
-        train_env = ["-o", "split=train", *where]
-        splits = {s: ["-o", f"split={s}", *where] for s in ("valid_seen", "valid_unseen")}
-        model = {"vocab_size": 1024, "hidden_size": 256, "num_layers": 4}
-        sft = ["--epochs", 3, "--lr", 1e-3]
-        rl = ["--epochs", 3]
-        steps, train_games, batch = args.max_episode_steps, args.train_games, 16
-    limit = ["-o", f"max_episode_steps={steps}"]
-    loop = ["--batch-size", batch, "--micro-batch-size", 2, "--max-length", 2048, "--seed", seed,
-            "--report-to", "none"]  # fmt: skip
-    acting = ["--backend", "hf", "--max-new-tokens", 16, "--seed", seed, "--env-workers", 2]
-
-    print("1. expert episodes", flush=True)
-    expert = out / "expert"
-    sh(["collect", "--env", ENV, *train_env, "--model", "expert", "--tasks", train_games,
-        "--seed", seed, "--out", expert])  # fmt: skip
-    print("2. model and SFT", flush=True)
-    init = out / "init"
-    if not (init / "config.json").exists():
-        from oreo_agents.data.episodes import load_episodes
-        from oreo_agents.models.tiny import agent_model
-        from oreo_agents.rollout.agent_prompt import DEFAULT_INSTRUCTION
-
-        texts = [DEFAULT_INSTRUCTION] + [
-            e.prompt + "".join(s["action"] + s["observation"] for s in e.steps)
-            for e in load_episodes(expert)
-        ]
-        agent_model(init, texts, seed=seed, **model)
-    sh(["train", "--algo", "sft", "--data", expert, "--model", init, "--out", out / "sft",
-        *sft, *loop])  # fmt: skip
-    policies = {"sft": out / "sft" / "policy"}
-    print("3. samples of the SFT policy", flush=True)
-    samples = out / "samples"
-    sh(["collect", "--env", ENV, *train_env, *limit, "--model", policies["sft"], "--tasks",
-        train_games, "--samples", args.samples, "--temperature", 1.0, *acting,
-        "--out", samples])  # fmt: skip
-    print("4. OREO, rejection sampling, DPO", flush=True)
-    settings = {"oreo": ["--set", "beta=0.03", "--set", "alpha=0.01", "--set", "value_lr=1e-4",
-                         "--lr", 1e-4],
-                "rft": ["--lr", 1e-4], "dpo": ["--lr", 1e-5]}  # fmt: skip
-    for method, extra in settings.items():
-        sh(["train", "--algo", method, "--data", f"{samples},{expert}", "--model",
-            policies["sft"], "--out", out / method, *rl, *loop, *extra])  # fmt: skip
-        policies[method] = out / method / "policy"
-
-    print("5. evaluation", flush=True)
-    tasks = ["--tasks", args.eval_games] if args.eval_games else []
-    summary: dict[str, dict[str, Any]] = {}
-    for split, where in splits.items():
-        rows = {}
-        runs = [(name, path, []) for name, path in policies.items()]
-        runs += [(f"oreo+value K={k}", policies["oreo"],
-                  ["--strategy", "best-of-k", "--k", k, "--value", out / "oreo" / "value",
-                   "--temperature", 1.0]) for k in args.ks]  # fmt: skip
-        for name, policy, extra in runs:
-            report = out / "eval" / split / f"{name.replace(' ', '_').replace('=', '')}.json"
-            if not report.exists():
-                sh(["rollout", "--env", ENV, *where, *limit, "--policy", policy, *tasks,
-                    *acting, *extra, "--out", report])  # fmt: skip
-            r = json.loads(report.read_text())
-            rows[name] = {key: r[key] for key in ("success_rate", "ci95", "tasks")}
-            rows[name]["task_type"] = r["subsets"].get("task_type", {})
-        summary[split] = rows
-    summary["wall_s"] = round(time.perf_counter() - started, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for split in splits:
-        print(f"\n{split}: greedy unless noted (95% interval)")
-        for name, row in summary[split].items():
-            lo, hi = row["ci95"]
-            label = METHODS.get(name, "SFT" if name == "sft" else name)
-            print(f"  {label:<28} {row['success_rate']:6.1%}  ({lo:.1%}-{hi:.1%}, "
-                  f"{row['tasks']} games)")  # fmt: skip
-    _plot(summary, splits, args.ks, out / "summary.png")
-    print(f"\n{summary['wall_s']:.0f} s; {out / 'summary.json'}")
+    started = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    p = plan(args)
+    summary = evaluate(p, train_all(p))
+    wall = round(time.perf_counter() - started, 1)
+    (args.out / "summary.json").write_text(json.dumps({**summary, "wall_s": wall}, indent=2))
+    print_summary(summary)
+    _plot(summary, p.ks, args.out / "summary.png")
+    print(f"\n{wall:.0f} s; {args.out / 'summary.json'}")
 
 
-def _plot(summary: dict[str, Any], splits: dict[str, Any], ks: list[int], path: Path) -> None:
+def _plot(summary: dict[str, Any], ks: list[int], path: Path) -> None:
     try:
         import matplotlib
 
@@ -183,8 +226,7 @@ def _plot(summary: dict[str, Any], splits: dict[str, Any], ks: list[int], path: 
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    for split in splits:
-        rows = summary[split]
+    for split, rows in summary.items():
         xs = [1, *ks]
         ys = [rows["oreo"]["success_rate"]] + [
             rows[f"oreo+value K={k}"]["success_rate"] for k in ks

@@ -38,6 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oreo_agents.algorithms.rcrl import RCRLConfig
 from oreo_agents.recipes.demo import ENV_ID, demo_config, run_demo
 
 OREO = [sys.executable, "-m", "oreo_cli"]
@@ -90,7 +91,7 @@ def run_seed(root: Path, seed: int, k: int, rounds: int, fast: bool) -> dict[str
         "ppo": ("PPO sparse", d / "ppo" / "policy", ppo_drawn, []),
         "ppo-dense": ("PPO dense", ppo_dense, ppo_drawn, []),
         "ppo-orm": ("PPO ORM", ppo_orm, ppo_drawn, []),
-        "rcrl": ("RCRL", d / "rcrl-r0" / "policy", drawn, ["--control", "<good>"]),
+        "rcrl": ("RCRL", d / "rcrl-r0" / "policy", drawn, ["--control", RCRLConfig().good]),
         "oreo": ("OREO", d / "oreo-r0" / "policy", drawn, ["--value", d / "oreo-r0" / "value"]),
     }  # fmt: skip
     if rounds > 1:

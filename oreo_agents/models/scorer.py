@@ -160,7 +160,7 @@ class ImplicitScorer:
         Raises:
             ValueError: No run beside the policy folder and no ``reference`` / ``beta`` given.
         """
-        from oreo_agents.generation.hf import load_tokenizer
+        from oreo_agents.generation.hf import load_causal_lm, load_tokenizer
 
         run = _run_config(Path(policy))
         reference = reference or run.get("model")
@@ -170,10 +170,8 @@ class ImplicitScorer:
                 f"{policy} is not the policy of an OREO run (no checkpoint/progress.json with "
                 "model and beta beside it): pass --reference DIR and --beta B"
             )
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
         tokenizer = tokenizer or load_tokenizer(str(policy))
-        models = [_load_lm(path, dtype).to(device) for path in (policy, reference)]
+        models = [load_causal_lm(str(path), device=device) for path in (policy, reference)]
         scorer = None
         if value is not None:
             scorer = ValueScorer.from_pretrained(
@@ -209,12 +207,3 @@ def _run_config(policy: Path) -> dict[str, Any]:
         if progress.exists():
             return json.loads(progress.read_text()).get("config", {})
     return {}
-
-
-def _load_lm(path: str | Path, dtype: Any) -> Any:
-    from transformers import AutoModelForCausalLM
-
-    try:
-        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-    except OSError as e:
-        raise ValueError(f"cannot load a causal LM from {path}: {e}") from None

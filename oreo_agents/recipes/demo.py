@@ -25,8 +25,6 @@ METHODS = ("oreo", "rft", "dpo", "kto", "rcrl")
 # The methods of later rounds, and whether a round trains afresh from the SFT policy on every
 # round's samples (expert iteration) or on from the method's newest policy (iterative OREO).
 AFRESH = {"oreo": False, "rft": True}
-# The control text each return-conditioned method is evaluated with (RCRLConfig's default).
-CONTROLS = {"rcrl": "<good>"}
 LABELS = {
     "sft": "SFT",
     "oreo": "OREO",
@@ -209,9 +207,12 @@ def _later_rounds(cfg, out, policies, samples, train_opts, timed, train) -> None
 def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options, timed):
     """Greedy rollouts of every policy (RCRL told its good control text), the last OREO policy
     with value-guided beam, and the ORM's pick among K samples of the SFT policy."""
+    from oreo_agents.algorithms.rcrl import RCRLConfig
+
+    controls = {"rcrl": RCRLConfig().good}  # return-conditioned: told to act as the good did
     evaluations = {}
     for key, path in policies.items():
-        control = CONTROLS.get(key.partition("-r")[0], "")
+        control = controls.get(key.partition("-r")[0], "")
         evaluations[key] = timed(
             f"eval {key}", _rollout, cfg, path, None, options, "greedy", control
         )
