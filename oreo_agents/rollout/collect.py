@@ -28,7 +28,7 @@ import numpy as np
 import oreo_envs
 from oreo_agents.data.episodes import Episode, EpisodeWriter, load_episodes
 from oreo_agents.data.inputs import encode_prompt, encode_text, split_generation, tokenizer_id
-from oreo_agents.distributed import rank_world
+from oreo_agents.distributed import rank_world, wait_for_everyone
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.generation.base import derive_seed
 from oreo_agents.rollout.agent_prompt import THINK_REPLY, AgentPrompt, is_think
@@ -160,6 +160,9 @@ def run_collect(
                     on_episode(episode, stats)
         finally:
             close_envs()
+        # Rank 0 counts every rank's shards into the manifest when its writer closes: only
+        # once all have written (a rank that finished first counted 6 of 10 episodes).
+        wait_for_everyone()
     return stats
 
 
