@@ -170,11 +170,15 @@ class TextWorldEnv(TextEnv):
         return self._state.feedback.strip(), float(won), ended, info
 
     def _command(self, action: str) -> str:
-        """One line; for Z-machine / Glulx games ASCII and at most `MAX_COMMAND_CHARS` (the
-        interpreter's input buffer, which fails on longer or non-ASCII input)."""
+        """One line; for Z-machine / Glulx games ASCII without backslashes and at most
+        `MAX_COMMAND_CHARS` (the interpreter's input buffer, which fails on longer or non-ASCII
+        input). A backslash hangs or crashes Jericho's interpreter: ``\\S`` never returns and
+        ``a\\S`` sent twice kills the process with a segmentation fault (jericho 3.3.1, textworld
+        1.7; every other ASCII punctuation mark is safe), so it becomes a space."""
         command = " ".join(action.split())
         if self.games[self.task_id].suffix != ".tw-pddl":
-            command = command.encode("ascii", "replace").decode()[:MAX_COMMAND_CHARS]
+            command = command.encode("ascii", "replace").decode().replace("\\", " ")
+            command = " ".join(command.split())[:MAX_COMMAND_CHARS]
         return command
 
     def _info(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 
 import gymnasium
@@ -67,3 +68,23 @@ def test_bad_input():
         gymnasium.make("oreo/TextWorld-v0", path="/nonexistent/game.z8")
     with pytest.raises(ValueError, match="unknown TextWorld challenge"):
         gymnasium.make("oreo/TextWorld-v0", generate="tw-chess")
+
+
+def test_backslash_neither_hangs_nor_crashes_the_interpreter(games):
+    """Jericho never returns from ``\\S`` and segfaults on ``a\\S`` sent twice; run in a child
+    process so that a hang or a crash fails this test instead of killing the suite."""
+    _, cache = games
+    script = (
+        "import sys, gymnasium, oreo_envs\n"
+        "env = gymnasium.make('oreo/TextWorld-v0', generate='coin_collector', num_games=2,"
+        " cache_dir=sys.argv[1])\n"
+        "env.reset(seed=0)\n"
+        "for action in ['a\\\\S', 'a\\\\S', '\\\\S', '?\\\\S \\\\x', 'look']:\n"
+        "    obs, reward, terminated, truncated, info = env.step(action)\n"
+        "print(obs)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(cache)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "coin" in done.stdout.lower() or "=-" in done.stdout  # the room described by "look"
