@@ -127,7 +127,7 @@ def train_all(p: Plan) -> dict[str, Path]:
     print("1. expert episodes", flush=True)
     expert = out / "expert"
     sh(["collect", "--env", ENV, *p.train_env, "--model", "expert", "--tasks", p.games,
-        "--seed", p.seed, "--out", expert])  # fmt: skip
+        "--seed", p.seed, "--env-workers", 2, "--out", expert])  # fmt: skip
     print("2. model and SFT", flush=True)
     init = out / "init"
     if not (init / "config.json").exists():
