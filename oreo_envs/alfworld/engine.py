@@ -9,8 +9,10 @@ with a PEG parser and deep-copies its context at each symbol.
 `AlfredEngine` drives the same pieces (TextWorld's grammar model and logic state, fast-downward's
 translator and library, ALFWorld's name demangler) with three changes that leave every text
 identical: a game's translation, entity names and initial facts are computed once and cached
-(`load_game`), grammar strings and fact queries are parsed once per process, and derivations treat
-the parsed symbols as immutable and pass contexts along instead of copying them.
+(`load_game`; the translation also on disk, `translate`, since every `oreo rollout` is a new
+process and the translation is most of a load), grammar strings and fact queries are parsed once
+per process, and derivations treat the parsed symbols as immutable and pass contexts along
+instead of copying them.
 
 The heavy imports (textworld, fast_downward, alfworld) happen on first use, inside
 `engine_imports`, which also undoes their side effects on the caller's process.
@@ -20,11 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
+import pickle
 import re
 import sys
 import tempfile
+import zlib
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +40,8 @@ INSTALL_HINT = "pip install 'oreo[alfworld]'"
 _BANNER = re.compile(r"^\s*-= .* =-\s*\n+")
 # Games kept in memory per process: a translated ALFWorld problem holds a few MB.
 GAME_CACHE_SIZE = 8
+# Bump when what `translate` stores changes; the key also holds fast-downward's version.
+_SAS_CACHE_VERSION = 1
 
 
 class GameFileError(ValueError):
@@ -268,6 +275,49 @@ def _initial_facts(lib, logic, task, sas: str, mods: dict) -> tuple[dict, list]:
 _GAMES: OrderedDict[tuple, AlfredGame] = OrderedDict()
 
 
+def sas_cache_dir() -> Path:
+    """Where `translate` keeps translations: ``$XDG_CACHE_HOME/oreo/alfworld/sas`` (default
+    ``~/.cache/oreo/alfworld/sas``), about 70 kB per game."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    return base / "oreo" / "alfworld" / "sas"
+
+
+def translate(domain: str, problem: str) -> tuple[Any, str]:
+    """fast-downward's ``pddl2sas(domain, problem)``: ``(task, sas)``, kept on disk.
+
+    The translation is about 1 s of a game's 1.5-2 s load, and a benchmark resets the same games
+    in many processes (one per rollout), so it is stored compressed under `sas_cache_dir`,
+    keyed by a hash of the domain, the problem and fast-downward's version. A missing, stale or
+    damaged entry is translated again; a cache that cannot be written (read-only home) only
+    costs the translation next time. Call inside `_contained_side_effects`.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        fd_version = version("fast_downward_textworld")
+    except PackageNotFoundError:
+        fd_version = "unknown"
+    key = hashlib.sha256(
+        "\0".join([str(_SAS_CACHE_VERSION), fd_version, domain, problem]).encode()
+    ).hexdigest()
+    path = sas_cache_dir() / key[:2] / f"{key}.pkl.z"
+    try:
+        task, sas = pickle.loads(zlib.decompress(path.read_bytes()))
+        if isinstance(sas, str):
+            return task, sas
+    except Exception:  # none yet, or a damaged one (unpickling can raise almost anything)
+        pass
+    task, sas = engine_imports()["fast_downward"].pddl2sas(domain, problem)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(zlib.compress(pickle.dumps((task, sas), pickle.HIGHEST_PROTOCOL), 1))
+        tmp.replace(path)  # whole or absent: a kill mid-write leaves no half entry
+    except OSError:
+        pass
+    return task, sas
+
+
 def load_game(path: str | os.PathLike, lib) -> AlfredGame:
     """Load (or fetch from the per-process cache) a game, translated once.
 
@@ -287,7 +337,7 @@ def load_game(path: str | os.PathLike, lib) -> AlfredGame:
     try:
         with _contained_side_effects():
             logic = _game_logic(data["pddl_domain"], data["grammar"])
-            task, sas = mods["fast_downward"].pddl2sas(data["pddl_domain"], data["pddl_problem"])
+            task, sas = translate(data["pddl_domain"], data["pddl_problem"])
             name2type, facts = _initial_facts(lib, logic, task, sas, mods)
     except (Exception, SystemExit) as e:  # the translator exits on bad PDDL
         raise GameFileError(f"cannot load ALFWorld game {path}: {type(e).__name__}: {e}") from None

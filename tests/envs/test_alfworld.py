@@ -214,3 +214,31 @@ def test_repeated_reset_replays_identically(bundled):
     bundled.reset(options={"task_id": task_id})
     bundled.step("go to desk 1")
     assert play(bundled, WalkthroughExpert(), task_id)[3] == first
+
+
+def test_translation_is_kept_on_disk_and_replays_identically(tmp_path, monkeypatch):
+    """A second process (here: an emptied in-memory cache) reads the translation from disk
+    instead of running fast-downward, and plays the game exactly as a fresh translation does; a
+    damaged entry is translated again."""
+    from oreo_envs.alfworld import engine
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(engine, "_GAMES", engine.OrderedDict())
+    env = make(split="bundled")
+    task_id = _task(env, "pick_clean_then_place_in_recep")
+    fresh = play(env, WalkthroughExpert(), task_id)
+    (entry,) = engine.sas_cache_dir().rglob("*.pkl.z")
+
+    engine._GAMES.clear()
+    fd = engine.engine_imports()["fast_downward"]
+    calls = []
+    original = fd.pddl2sas
+    monkeypatch.setattr(fd, "pddl2sas", lambda *a, **k: calls.append(1) or original(*a, **k))
+    cached = play(make(split="bundled"), WalkthroughExpert(), task_id)
+    assert calls == [] and cached[:2] == fresh[:2] == (1.0, True) and cached[3] == fresh[3]
+
+    engine._GAMES.clear()
+    entry.write_bytes(b"damaged")
+    again = play(make(split="bundled"), WalkthroughExpert(), task_id)
+    assert calls == [1] and again[3] == fresh[3]
+    assert entry.read_bytes() != b"damaged"  # rewritten whole
