@@ -277,7 +277,7 @@ _GAMES: OrderedDict[tuple, AlfredGame] = OrderedDict()
 
 def sas_cache_dir() -> Path:
     """Where `translate` keeps translations: ``$XDG_CACHE_HOME/oreo/alfworld/sas`` (default
-    ``~/.cache/oreo/alfworld/sas``), about 70 kB per game."""
+    ``~/.cache/oreo/alfworld/sas``), about 80 kB per game."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
     return base / "oreo" / "alfworld" / "sas"
 
@@ -285,9 +285,9 @@ def sas_cache_dir() -> Path:
 def translate(domain: str, problem: str) -> tuple[Any, str]:
     """fast-downward's ``pddl2sas(domain, problem)``: ``(task, sas)``, kept on disk.
 
-    The translation is about 1 s of a game's 1.5-2 s load, and a benchmark resets the same games
-    in many processes (one per rollout), so it is stored compressed under `sas_cache_dir`,
-    keyed by a hash of the domain, the problem and fast-downward's version. A missing, stale or
+    The translation is most of a game's first load (cold resets went from 0.84/s to 3.08/s with
+    it cached: README), and a benchmark resets the same games in many processes (one per
+    rollout), so it is stored compressed under `sas_cache_dir`, keyed by a hash of the domain, the problem and fast-downward's version. A missing, stale or
     damaged entry is translated again; a cache that cannot be written (read-only home) only
     costs the translation next time. Call inside `_contained_side_effects`.
     """
