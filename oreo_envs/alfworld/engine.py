@@ -287,9 +287,10 @@ def translate(domain: str, problem: str) -> tuple[Any, str]:
 
     The translation is most of a game's first load (cold resets went from 0.84/s to 3.08/s with
     it cached: README), and a benchmark resets the same games in many processes (one per
-    rollout), so it is stored compressed under `sas_cache_dir`, keyed by a hash of the domain, the problem and fast-downward's version. A missing, stale or
-    damaged entry is translated again; a cache that cannot be written (read-only home) only
-    costs the translation next time. Call inside `_contained_side_effects`.
+    rollout), so it is stored compressed under `sas_cache_dir`, keyed by a hash of the domain,
+    the problem and fast-downward's version. A missing, stale or damaged entry is translated
+    again; a cache that cannot be written (read-only home) only costs the translation next time.
+    Call inside `_contained_side_effects`.
     """
     from importlib.metadata import PackageNotFoundError, version
 
