@@ -11,8 +11,10 @@ give no feedback between steps (step-level math) return ``""`` as the observatio
 
 from __future__ import annotations
 
+import os
 import string
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -268,3 +270,21 @@ class TextEnv(gym.Env[str, str]):
 
     def _act(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         raise NotImplementedError
+
+
+def cache_dir() -> Path:
+    """oreo's cache folder: ``$XDG_CACHE_HOME/oreo`` (default ``~/.cache/oreo``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "oreo"
+
+
+def write_cache_file(path: Path, data: bytes) -> None:
+    """Write a cache entry whole or not at all (temp file, then rename: a kill mid-write leaves
+    no half entry); a cache that cannot be written (read-only home) is skipped silently, since
+    it only costs recomputing the entry next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass

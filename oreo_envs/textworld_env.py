@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from oreo_envs.core import TextEnv
+from oreo_envs.core import cache_dir as oreo_cache_dir
 
 GAME_EXTENSIONS = (".z8", ".ulx", ".tw-pddl")
 INSTALL_HINT = "pip install 'oreo[alfworld]'"
@@ -83,7 +84,7 @@ def generate_games(
     if name not in tw.challenges.CHALLENGES:
         known = sorted(tw.challenges.CHALLENGES)
         raise ValueError(f"unknown TextWorld challenge {challenge!r}; use one of {known}")
-    base = Path(cache_dir or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "oreo")
+    base = Path(cache_dir or oreo_cache_dir())
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     folder = base.expanduser() / "textworld" / f"{name}-{key}"
     _, make, _ = tw.challenges.CHALLENGES[name]
@@ -175,11 +176,10 @@ class TextWorldEnv(TextEnv):
         input). A backslash hangs or crashes Jericho's interpreter: ``\\S`` never returns and
         ``a\\S`` sent twice kills the process with a segmentation fault (jericho 3.3.1, textworld
         1.7; every other ASCII punctuation mark is safe), so it becomes a space."""
-        command = " ".join(action.split())
-        if self.games[self.task_id].suffix != ".tw-pddl":
-            command = command.encode("ascii", "replace").decode().replace("\\", " ")
-            command = " ".join(command.split())[:MAX_COMMAND_CHARS]
-        return command
+        if self.games[self.task_id].suffix == ".tw-pddl":
+            return " ".join(action.split())
+        command = " ".join(action.replace("\\", " ").split())
+        return command.encode("ascii", "replace").decode()[:MAX_COMMAND_CHARS]
 
     def _info(self) -> dict[str, Any]:
         s = self._state

@@ -19,6 +19,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from oreo_envs.core import cache_dir, write_cache_file
+
 TASK_TYPES = (
     "pick_and_place_simple",
     "look_at_obj_in_light",
@@ -135,9 +137,8 @@ def _fingerprint(folder: Path) -> list:
 
 
 def _cache_file(folder: Path) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
     digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
-    return base / "oreo" / "alfworld" / f"index-{digest}.json"
+    return cache_dir() / "alfworld" / f"index-{digest}.json"
 
 
 def index_split(folder: Path) -> list[GameEntry]:
@@ -163,13 +164,7 @@ def index_split(folder: Path) -> list[GameEntry]:
         entries = _scan(folder)
         payload = {"version": _INDEX_VERSION, "fingerprint": fingerprint}
         payload["games"] = [asdict(e) for e in entries]
-        try:  # a read-only home only costs a rescan next time
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(payload))
-            tmp.replace(cache)
-        except OSError:
-            pass
+        write_cache_file(cache, json.dumps(payload).encode())  # read-only home: rescan next time
     _memory[key] = entries
     return entries
 

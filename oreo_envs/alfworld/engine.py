@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oreo_envs.core import cache_dir, write_cache_file
+
 INSTALL_HINT = "pip install 'oreo[alfworld]'"
 # The engine's intro starts with this banner line; the env shows the room and task only.
 _BANNER = re.compile(r"^\s*-= .* =-\s*\n+")
@@ -278,8 +280,17 @@ _GAMES: OrderedDict[tuple, AlfredGame] = OrderedDict()
 def sas_cache_dir() -> Path:
     """Where `translate` keeps translations: ``$XDG_CACHE_HOME/oreo/alfworld/sas`` (default
     ``~/.cache/oreo/alfworld/sas``), about 80 kB per game."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
-    return base / "oreo" / "alfworld" / "sas"
+    return cache_dir() / "alfworld" / "sas"
+
+
+@functools.cache
+def _fast_downward_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fast_downward_textworld")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def translate(domain: str, problem: str) -> tuple[Any, str]:
@@ -292,15 +303,8 @@ def translate(domain: str, problem: str) -> tuple[Any, str]:
     again; a cache that cannot be written (read-only home) only costs the translation next time.
     Call inside `_contained_side_effects`.
     """
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        fd_version = version("fast_downward_textworld")
-    except PackageNotFoundError:
-        fd_version = "unknown"
-    key = hashlib.sha256(
-        "\0".join([str(_SAS_CACHE_VERSION), fd_version, domain, problem]).encode()
-    ).hexdigest()
+    parts = [str(_SAS_CACHE_VERSION), _fast_downward_version(), domain, problem]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()
     path = sas_cache_dir() / key[:2] / f"{key}.pkl.z"
     try:
         task, sas = pickle.loads(zlib.decompress(path.read_bytes()))
@@ -309,13 +313,7 @@ def translate(domain: str, problem: str) -> tuple[Any, str]:
     except Exception:  # none yet, or a damaged one (unpickling can raise almost anything)
         pass
     task, sas = engine_imports()["fast_downward"].pddl2sas(domain, problem)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(zlib.compress(pickle.dumps((task, sas), pickle.HIGHEST_PROTOCOL), 1))
-        tmp.replace(path)  # whole or absent: a kill mid-write leaves no half entry
-    except OSError:
-        pass
+    write_cache_file(path, zlib.compress(pickle.dumps((task, sas), pickle.HIGHEST_PROTOCOL), 1))
     return task, sas
 
 
