@@ -108,15 +108,11 @@ class Sample:
 def load_samples(demo: Path) -> list[Sample]:
     """The demo's SFT samples on train tasks, labelled per line with the gold solutions."""
     from oreo_agents.data.episodes import load_episodes
-    from oreo_envs.chain_env import generate_tasks, line_labels
+    from oreo_envs.chain_env import ChainEnv, line_labels
 
-    report = json.loads((demo / "report.json").read_text())
-    config = report["config"]
-    options = {**_defaults(), "data_seed": 0, **config["env_options"]}  # as the demo's train env
-    knobs = {k: options[k] for k in _defaults()}
+    config = json.loads((demo / "report.json").read_text())["config"]
     size = max(config["train_tasks"], config["rl_tasks"])
-    tasks = generate_tasks("train", size, options["data_seed"], knobs)
-    gold = {t.question: t.solution for t in tasks}
+    env = ChainEnv(**{"size": size, **config["env_options"], "split": "train"})  # the demo's
     samples, skipped = [], 0
     for e in load_episodes(demo / "samples-r0"):
         (step,) = e.steps
@@ -124,7 +120,7 @@ def load_samples(demo: Path) -> list[Sample]:
         if len(text) != len(ids):  # one id per character: the demo's tokenizer
             skipped += 1  # (a response cut inside a character, or not that tokenizer)
             continue
-        labels = line_labels(text, gold[e.prompt])
+        labels = line_labels(text, env.task(e.task_id).solution)
         dense, ok, line, current = [], 1.0, 0, ""
         for ch in text:  # a line's label applies from its newline on
             if ch == "\n":
@@ -143,29 +139,23 @@ def load_samples(demo: Path) -> list[Sample]:
     return samples
 
 
-def _defaults() -> dict[str, Any]:
-    import inspect
-
-    from oreo_envs.chain_env import ChainEnv
-
-    names = ("steps", "max_value", "max_operand", "ops", "distractors", "shuffle_names")
-    params = inspect.signature(ChainEnv).parameters
-    return {n: params[n].default for n in names}
-
-
 def batches(samples: list[Sample], size: int, rng: random.Random | None = None):
+    """``(indices, ids, mask)``: right-padded batches as the scorers make them, in a shuffled
+    order when ``rng`` is given (training), else sorted by length (scoring)."""
+    from types import SimpleNamespace
+
+    from oreo_agents.models.scorer import padded_batches
+
     order = list(range(len(samples)))
-    if rng is not None:
+    if rng is None:
+        groups = [order]
+    else:
         rng.shuffle(order)
-    for i in range(0, len(order), size):
-        chunk = [samples[j] for j in order[i : i + size]]
-        length = max(len(s.ids) for s in chunk)
-        ids = torch.zeros(len(chunk), length, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, s in enumerate(chunk):
-            ids[row, : len(s.ids)] = torch.tensor(s.ids)
-            mask[row, : len(s.ids)] = 1
-        yield chunk, ids, mask
+        groups = [order[i : i + size] for i in range(0, len(order), size)]
+    pad = SimpleNamespace(pad_token_id=0)  # the mask hides padding; any id will do
+    for group in groups:
+        for rows, ids, mask in padded_batches([samples[i].ids for i in group], size, pad):
+            yield [group[r] for r in rows], ids, mask
 
 
 def auroc(samples: list[Sample], scores: list[float], key: str) -> float | None:
@@ -179,23 +169,27 @@ def auroc(samples: list[Sample], scores: list[float], key: str) -> float | None:
 
 @torch.no_grad()
 def loglik_scores(policy, samples: list[Sample]) -> list[float]:
-    out = []
-    for chunk, ids, mask in batches(samples, 64):
-        logps = torch.log_softmax(policy(input_ids=ids, attention_mask=mask).logits[:, :-1], -1)
-        logps = logps.gather(-1, ids[:, 1:, None])[..., 0]
-        for row, s in enumerate(chunk):
-            out.append(logps[row, s.prompt_len - 1 : len(s.ids) - 1].sum().item())
+    from oreo_agents.losses import token_logps
+
+    out = [0.0] * len(samples)
+    for indices, ids, mask in batches(samples, 64):
+        logits = policy(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        logps = token_logps(logits, ids[:, 1:])
+        for row, i in enumerate(indices):
+            s = samples[i]
+            out[i] = logps[row, s.prompt_len - 1 : len(s.ids) - 1].sum().item()
     return out
 
 
 @torch.no_grad()
 def last_hidden(policy, samples: list[Sample]) -> torch.Tensor:
     """[N, layers + 1, H]: every layer's hidden state at each sample's last token."""
-    rows = []
-    for chunk, ids, mask in batches(samples, 64):
+    rows: list[torch.Tensor] = [torch.empty(0)] * len(samples)
+    for indices, ids, mask in batches(samples, 64):
         hidden = policy(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        for row, s in enumerate(chunk):
-            rows.append(torch.stack([h[row, len(s.ids) - 1] for h in hidden.hidden_states]))
+        for row, i in enumerate(indices):
+            last = len(samples[i].ids) - 1
+            rows[i] = torch.stack([h[row, last] for h in hidden.hidden_states])
     return torch.stack(rows)
 
 
@@ -240,11 +234,11 @@ def fit_value(policy_dir: Path, train: list[Sample], v: Variant, seed: int, batc
     rng = random.Random(seed)
     model.train()
     for _ in range(v.epochs):
-        for chunk, ids, mask in batches(train, batch, rng):
+        for indices, ids, mask in batches(train, batch, rng):
             values = model(ids, mask)
             target = torch.zeros_like(values)
             weight = torch.zeros_like(values)
-            for row, s in enumerate(chunk):
+            for row, s in enumerate(train[i] for i in indices):
                 start, end = s.prompt_len - 1, len(s.ids)  # states before each token, and the end
                 if v.targets == "dense":
                     labels = [1.0, *s.dense]  # before the first response token nothing is wrong
@@ -265,10 +259,11 @@ def fit_value(policy_dir: Path, train: list[Sample], v: Variant, seed: int, batc
 
 @torch.no_grad()
 def value_scores(model, samples: list[Sample]) -> list[float]:
-    out = []
-    for chunk, ids, mask in batches(samples, 64):
+    out = [0.0] * len(samples)
+    for indices, ids, mask in batches(samples, 64):
         values = model(ids, mask)
-        out += [values[row, len(s.ids) - 1].item() for row, s in enumerate(chunk)]
+        for row, i in enumerate(indices):
+            out[i] = values[row, len(samples[i].ids) - 1].item()
     return out
 
 
