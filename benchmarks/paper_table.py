@@ -1,13 +1,14 @@
 """The OREO paper's comparison on ``oreo/Chain-v0`` over several seeds: mean and spread per method.
 
-Run by hand (CPU, 4-5 minutes per seed on 2 free cores; it prints a table and asserts
+Run by hand (CPU, about 9 minutes per seed on 2 free cores; it prints a table and asserts
 nothing)::
 
     python benchmarks/paper_table.py --out runs/paper --seeds 0 1 2 --write docs/results.md
 
 Each seed is one full ``oreo demo`` run (its own folder under ``--out``, resumable). The table
-gives, per method, the mean greedy test success over seeds, the sample standard deviation and the
-per-seed values; ``--write`` also writes it as Markdown with the exact command.
+gives, per method, the mean test success over seeds (greedy unless the row names a search), the
+sample standard deviation, the per-seed values, the chains' line accuracy and the value model's
+within-task AUROC; ``--write`` also writes it as Markdown with the exact command.
 """
 
 from __future__ import annotations
@@ -23,14 +24,20 @@ from rich.table import Table
 from oreo_agents.recipes.demo import LABELS, demo_config, run_demo
 
 
-def collect(out: Path, seeds: list[int], rounds: int, oreo_algo: str) -> dict[str, list[float]]:
-    per_method: dict[str, list[float]] = {}
+def collect(out: Path, seeds: list[int], rounds: int, oreo_algo: str) -> dict[str, dict]:
+    """Per method: the success, greedy line accuracy and within-task AUROC of every seed."""
+    per_method: dict[str, dict[str, list]] = {}
     for seed in seeds:
         cfg = demo_config(out=str(out / f"seed{seed}"), seed=seed, rounds=rounds,
                           oreo_algo=oreo_algo)  # fmt: skip
         report = run_demo(cfg, stage=lambda name, s=seed: print(f"[seed {s}] {name}", flush=True))
         for key, result in report["results"].items():
-            per_method.setdefault(key, []).append(result["success_rate"])
+            row = per_method.setdefault(key, {"success": [], "lines": [], "auroc": []})
+            row["success"].append(result["success_rate"])
+            if "line_accuracy" in result.get("lines", {}):
+                row["lines"].append(result["lines"]["line_accuracy"])
+            if "within_task" in result.get("value_auroc", {}):
+                row["auroc"].append(result["value_auroc"]["within_task"])
     return per_method
 
 
@@ -40,25 +47,33 @@ def label(key: str) -> str:
     return f"{name} (round {int(rnd) + 1})" if rnd and int(rnd) > 0 else name
 
 
-def rows(per_method: dict[str, list[float]]) -> list[tuple[str, str, str, str]]:
+def _mean(xs: list[float], fmt: str) -> str:
+    return format(statistics.mean(xs), fmt) if xs else ""
+
+
+def rows(per_method: dict[str, dict]) -> list[tuple[str, ...]]:
     out = []
-    for key, rates in per_method.items():
-        mean = statistics.mean(rates)
+    for key, row in per_method.items():
+        rates = row["success"]
         spread = statistics.stdev(rates) if len(rates) > 1 else 0.0
         values = ", ".join(f"{r:.1%}" for r in rates)
-        out.append((label(key), f"{mean:.1%}", f"{spread:.1%}", values))
+        out.append((label(key), _mean(rates, ".1%"), f"{spread:.1%}", values,
+                    _mean(row["lines"], ".1%"), _mean(row["auroc"], ".2f")))  # fmt: skip
     return out
 
 
-def markdown(table_rows: list[tuple[str, str, str, str]], command: str, seeds: list[int]) -> str:
-    lines = [
-        "| method | mean success | std over seeds | per seed ("
-        + ", ".join(map(str, seeds))
-        + ") |",
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in table_rows]
-    return f"Command: `{command}`\n\n" + "\n".join(lines) + "\n"
+HEADER = ("method", "mean success", "std over seeds", "per seed", "line acc", "AUROC")
+
+
+def markdown(table_rows: list[tuple[str, ...]], command: str, seeds: list[int]) -> str:
+    head = [*HEADER[:3], f"per seed ({', '.join(map(str, seeds))})", *HEADER[4:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows]
+    note = (
+        "line acc: right lines / lines of the greedy chains (mean over seeds); AUROC: within a "
+        "test task, the value model's (ORM's) ranking of right over wrong samples (mean)."
+    )
+    return f"Command: `{command}`\n\n" + "\n".join(lines) + f"\n\n{note}\n"
 
 
 def main() -> None:
@@ -71,8 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     per_method = collect(Path(args.out), args.seeds, args.rounds, args.oreo_algo)
     table_rows = rows(per_method)
-    table = Table(title=f"oreo/Chain-v0, greedy test success over seeds {args.seeds}")
-    for col in ("method", "mean", "std", "per seed"):
+    table = Table(title=f"oreo/Chain-v0, test success over seeds {args.seeds}")
+    for col in HEADER:
         table.add_column(col, justify="left" if col in ("method", "per seed") else "right")
     for row in table_rows:
         table.add_row(*row)

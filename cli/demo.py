@@ -13,6 +13,9 @@ def demo(
     out: Annotated[str, typer.Option(help="Output folder (re-run to resume).")] = "runs/demo",
     seed: Annotated[int, typer.Option(help="Seeds data, models and sampling.")] = 0,
     fast: Annotated[bool, typer.Option(help="A ~1 minute version (checks the pipeline).")] = False,
+    full: Annotated[
+        bool, typer.Option(help="The results page's setting: more test tasks (about 15 minutes).")
+    ] = False,
     rounds: Annotated[
         int, typer.Option(help="Collect+train rounds for OREO and rejection sampling.")
     ] = 1,
@@ -27,7 +30,7 @@ def demo(
     console = Console()
     try:
         cfg = demo_config(
-            out=out, seed=seed, fast=fast, rounds=rounds, oreo_algo=oreo_algo, ppo=ppo
+            out=out, seed=seed, fast=fast, full=full, rounds=rounds, oreo_algo=oreo_algo, ppo=ppo
         )
         with console.status("starting") as status:
 
@@ -43,14 +46,28 @@ def demo(
         console.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2) from None
     table = Table(title=f"{report['env']}: test success (greedy unless noted), seed {seed}")
-    for col in ("method", "round", "success", "95% CI", "tasks"):
+    for col in ("method", "round", "success", "95% CI", "tasks", "line acc", "AUROC"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for key, r in report["results"].items():
         method, _, rnd = key.partition("-r")
         low, high = r["ci95"]
+        lines = r.get("lines", {}).get("line_accuracy")
+        auroc = r.get("value_auroc", {}).get("within_task")
         table.add_row(
-            LABELS.get(method, method), str(int(rnd) + 1) if rnd else "",
-            f"{r['success_rate']:.1%}", f"{low:.1%}-{high:.1%}", str(r["tasks"]),
+            LABELS.get(method, method).replace("@K", f"@{_k(report, method)}"),
+            str(int(rnd) + 1) if rnd else "", f"{r['success_rate']:.1%}",
+            f"{low:.1%}-{high:.1%}", str(r["tasks"]), "" if lines is None else f"{lines:.1%}",
+            "" if auroc is None else f"{auroc:.2f}",
         )  # fmt: skip
     console.print(table)
+    console.print(
+        "line acc: right lines of the chains / lines; AUROC: within a test task, how often the "
+        "value model (or the ORM) scores a right sample above a wrong one (0.5: chance)"
+    )
     console.print(f"{report['total_s']:.0f} s; report {out}/report.json, plot {out}/demo.png")
+
+
+def _k(report: dict, method: str) -> int:
+    """The K of a method's label: OREO's reranked samples, or the ORM's."""
+    config = report["config"]
+    return config["search_k"] if method.startswith("oreo+") else config["samples"]

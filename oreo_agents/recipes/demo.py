@@ -32,6 +32,9 @@ LABELS = {
     "dpo": "DPO",
     "kto": "KTO",
     "oreo+beam": "OREO + value-guided beam",
+    "oreo+value@k": "OREO + value@K",
+    "oreo+maj@k": "OREO maj@K",
+    "oreo+pass@k": "OREO pass@K",
     "ppo": "PPO",
     "rcrl": "RCRL",
     "sft+orm": "SFT + ORM rerank@K",
@@ -55,6 +58,9 @@ class DemoConfig:
         method_overrides: Extra overrides per method (e.g. DPO's smaller lr).
         oreo_algo: Which OREO level to train ("oreo", "oreo-step", "oreo-response").
         beam_width: Beam width of value-guided search.
+        search_k: Samples per test task that OREO's value model reranks (value@K), beside
+            maj@K and pass@K of the same samples; ``beam_width ** 2`` spends about the lines
+            of a beam search (B beams x B candidates a step).
         rounds: Collect + train rounds for OREO and rejection sampling (iterative training).
         max_new_tokens: Generation budget per response.
         model: Size of the tiny model (`oreo_agents.models.tiny.chain_model` arguments).
@@ -74,13 +80,15 @@ class DemoConfig:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     oreo_algo: str = "oreo-step"
     beam_width: int = 4
+    search_k: int = 16
     rounds: int = 1
     max_new_tokens: int = 96
     model: dict[str, Any] = field(default_factory=dict)
     ppo: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ("train_tasks", "rl_tasks", "samples", "test_tasks", "beam_width", "rounds"):
+        counts = ("train_tasks", "rl_tasks", "samples", "test_tasks", "beam_width", "search_k")
+        for name in (*counts, "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         from oreo_agents.algorithms import OREO, get_algorithm
@@ -143,16 +151,35 @@ def run_demo(
     report = {
         "env": ENV_ID,
         "config": asdict(cfg),
-        "results": {
-            k: {"success_rate": r["success_rate"], "ci95": r["ci95"], "tasks": len(r["records"])}
-            for k, r in evaluations.items()
-        },
+        "results": _results(evaluations, cfg.search_k),
         "timings_s": timings,
         "total_s": round(time.perf_counter() - started, 1),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot(report, out / "demo.png")
     return report
+
+
+def _results(evaluations: dict[str, Any], k: int) -> dict[str, dict[str, Any]]:
+    """One row per evaluation (success, CI, the chains' line metrics, the value model's AUROC
+    where it ranked samples), with maj@K and pass@K of OREO's K reranked samples as rows of
+    their own after value@K (both a whole number of tasks: one vote, or whether any of the K
+    is right)."""
+    from oreo_agents.evaluation.metrics import wilson_interval
+
+    results = {}
+    for key, r in evaluations.items():
+        n = len(r["records"])
+        results[key] = {"success_rate": r["success_rate"], "ci95": r["ci95"], "tasks": n}
+        for extra in ("lines", "value_auroc"):
+            if extra in r:
+                results[key][extra] = r[extra]
+        if key == "oreo+value@k":
+            for name, curve in (("maj", "maj_at_k"), ("pass", "pass_at_k")):
+                rate = r[curve][str(k)]
+                ci = list(wilson_interval(round(rate * n), n))
+                results[f"oreo+{name}@k"] = {"success_rate": rate, "ci95": ci, "tasks": n}
+    return results
 
 
 def _algo_of(cfg: DemoConfig, method: str) -> str:
@@ -206,7 +233,8 @@ def _later_rounds(cfg, out, policies, samples, train_opts, timed, train) -> None
 
 def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options, timed):
     """Greedy rollouts of every policy (RCRL told its good control text), the last OREO policy
-    with value-guided beam, and the ORM's pick among K samples of the SFT policy."""
+    with value-guided beam and reranking ``search_k`` of its samples, and the ORM's pick among
+    K samples of the SFT policy."""
     from oreo_agents.algorithms.rcrl import RCRLConfig
 
     controls = {"rcrl": RCRLConfig().good}  # return-conditioned: told to act as the good did
@@ -220,9 +248,14 @@ def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options
         "eval OREO + beam", _rollout, cfg, str(last_oreo / "policy"), str(last_oreo / "value"),
         options, "beam",
     )  # fmt: skip
+    evaluations["oreo+value@k"] = timed(
+        "eval OREO + value@K", _rollout, cfg, str(last_oreo / "policy"),
+        str(last_oreo / "value"), options, "best-of-k", "", cfg.search_k,
+    )  # fmt: skip
     evaluations["sft+orm"] = timed(
-        "eval SFT + ORM rerank", _rollout, cfg, policies["sft"], str(orm), options, "best-of-k"
-    )
+        "eval SFT + ORM rerank", _rollout, cfg, policies["sft"], str(orm), options, "best-of-k",
+        "", cfg.samples,
+    )  # fmt: skip
     return evaluations
 
 
@@ -255,7 +288,9 @@ def _collect(cfg, policy, dest, options, tasks, samples=1, round_=0) -> None:
     run_collect(cc, lambda: gymnasium.make(ENV_ID, **options), **kwargs)
 
 
-def _rollout(cfg, policy: str, value: str | None, options, strategy: str, control: str = ""):
+def _rollout(
+    cfg, policy: str, value: str | None, options, strategy: str, control: str = "", k: int = 1
+):
     import gymnasium
 
     import oreo_envs  # noqa: F401
@@ -272,7 +307,7 @@ def _rollout(cfg, policy: str, value: str | None, options, strategy: str, contro
         env_options=options, tasks=cfg.test_tasks, strategy=strategy, value=value,
         beam_width=cfg.beam_width, max_new_tokens=cfg.max_new_tokens, backend="hf",
         batch_size=64, seed=cfg.seed, temperature=1.0, control=control,
-        k=cfg.samples if strategy == "best-of-k" else 1,
+        k=k,
     )  # fmt: skip
     gran = {"granularity": "step"} if strategy == "beam" else {}
     rc = replace(rc, env_options={**options, **gran})
@@ -325,10 +360,14 @@ def _label(key: str) -> str:
 
 def demo_config(
     out: str, seed: int = 0, fast: bool = False, rounds: int = 1, oreo_algo: str = "oreo",
-    ppo: bool = False,
+    ppo: bool = False, full: bool = False,
 ) -> DemoConfig:  # fmt: skip
-    """The demo's settings: the calibrated default (4-5 minutes on 2 free cores; ``ppo`` adds
-    online PPO, about 5 more) or ``fast`` (always with a short PPO run)."""
+    """The demo's settings: the calibrated default (``CHAIN``, `benchmarks/calibrate_chain.py`;
+    about 8 minutes on 2 free cores; ``ppo`` adds online PPO, about 5 more), ``full`` (the
+    results page: the same training on 500 test tasks) or ``fast`` (a pipeline check of about
+    a minute, always with a short PPO run)."""
+    if fast and full:
+        raise ValueError("fast and full exclude each other")
     common = {"micro_batch_size": 16, "max_length": 256, "warmup_ratio": 0.03}
     if fast:
         return DemoConfig(
@@ -337,22 +376,30 @@ def demo_config(
                  "iterations": 2, "tasks": 8, "samples": 4, "ppo_epochs": 2,
                  "critic_lr": 1e-4},  # fmt: skip
             env_options={"steps": 2, "max_value": 15}, model={"hidden_size": 64, "num_layers": 2},
-            train_tasks=800, rl_tasks=32, samples=8, test_tasks=32, beam_width=2,
+            train_tasks=800, rl_tasks=32, samples=8, test_tasks=32, beam_width=2, search_k=4,
             sft={**common, "epochs": 3, "lr": 3e-3, "batch_size": 32},
             rl={**common, "micro_batch_size": 8, "lr": 1e-4, "batch_size": 8},
             method_overrides={"oreo": {"value_lr": 1e-4}, "orm": {"value_lr": 1e-4},
                               "dpo": {"lr": 1e-5}},
         )  # fmt: skip
     return DemoConfig(
-        out=out, seed=seed, rounds=rounds, oreo_algo=oreo_algo,
-        train_tasks=8000, rl_tasks=1000, samples=4, test_tasks=200, beam_width=4,
-        sft={**common, "epochs": 4, "lr": 3e-3, "batch_size": 64},
+        out=out, seed=seed, rounds=rounds, oreo_algo=oreo_algo, env_options=dict(CHAIN),
+        model=dict(CHAIN_MODEL), train_tasks=CHAIN_SFT["train_tasks"], rl_tasks=1000, samples=4,
+        test_tasks=500 if full else 200, beam_width=4, search_k=16,
+        sft={**common, "micro_batch_size": 64, "lr": 3e-3, "batch_size": 64,
+             "epochs": CHAIN_SFT["epochs"]},
         rl={**common, "lr": 1e-4, "batch_size": 32, "epochs": 1},
         method_overrides={"oreo": {"value_lr": 3e-4}, "orm": {"value_lr": 3e-4},
                           "dpo": {"lr": 1e-5}, "kto": {"lr": 1e-5}},
         ppo=PPO_SETTINGS if ppo else {},
     )  # fmt: skip
 
+
+# The demo's task, model and SFT budget, chosen on validation tasks (the train split's stream of
+# data_seed 1, never the test split) by `benchmarks/calibrate_chain.py --preset demo`.
+CHAIN = {"steps": 4, "max_value": 150, "ops": "+-*"}
+CHAIN_MODEL = {"hidden_size": 64, "num_layers": 2}
+CHAIN_SFT = {"train_tasks": 8000, "epochs": 12}
 
 # The PPO of `oreo demo --ppo` and of docs/results.md: 10 iterations of 64 train tasks x 4 samples
 # (2,560 samples, against the 4,000 the offline methods learn from).

@@ -14,7 +14,7 @@ from oreo_agents.evaluation.metrics import wilson_interval
 
 EXPECTED = {
     "sft", "oreo-r0", "rft-r0", "dpo-r0", "kto-r0", "rcrl-r0", "oreo+beam", "sft+orm", "ppo",
-    "oreo-r1", "rft-r1",
+    "oreo-r1", "rft-r1", "oreo+value@k", "oreo+maj@k", "oreo+pass@k",
 }  # fmt: skip
 
 
@@ -45,6 +45,23 @@ def test_demo_fast_reports_every_method(tmp_path):
     orm = json.loads((out / "sft" / "eval-best-of-k.json").read_text())
     assert orm["value"] == str(out / "orm" / "value") and orm["k"] == report["config"]["samples"]
     assert all(r["chosen"] is not None for r in orm["records"])
+    # search rows: OREO's value model reranks search_k samples of its policy, beside maj@K and
+    # pass@K of the same samples; the table shows each chain's line accuracy and the AUROC
+    ranked = json.loads((out / "oreo-r1" / "eval-best-of-k.json").read_text())
+    k = report["config"]["search_k"]
+    assert ranked["k"] == k and ranked["value"] == str(out / "oreo-r1" / "value")
+    results = report["results"]
+    assert results["oreo+value@k"]["success_rate"] == ranked["value_at_k"][str(k)]
+    assert results["oreo+pass@k"]["success_rate"] == ranked["pass_at_k"][str(k)]
+    assert results["oreo+maj@k"]["success_rate"] == ranked["maj_at_k"][str(k)]
+    assert results["oreo+pass@k"]["success_rate"] >= results["oreo+value@k"]["success_rate"]
+    assert (
+        results["sft"]["lines"]
+        == json.loads((out / "sft" / "eval-greedy.json").read_text())["lines"]
+    )
+    assert f"OREO + value@{k}" in run.stdout and "line acc" in run.stdout
+    if "within_task" in ranked.get("value_auroc", {}):
+        assert results["oreo+value@k"]["value_auroc"] == ranked["value_auroc"]
 
     # round 2: iterative OREO trains on from its round-1 policy; expert iteration starts again
     # from the SFT policy on the de-duplicated successes of both rounds' samples
@@ -56,3 +73,14 @@ def test_demo_fast_reports_every_method(tmp_path):
     assert oreo["data"] == str(out / "samples-r1-oreo")
     assert ei["model"] == str(out / "sft" / "policy") and ei["deduplicate"] is True
     assert ei["data"] == f"{out / 'samples-r0'},{out / 'samples-r1-rft'}"
+
+
+def test_demo_settings_full_and_fast():
+    from oreo_agents.recipes.demo import CHAIN, demo_config
+
+    default, full = demo_config("d"), demo_config("d", full=True)
+    assert default.env_options == full.env_options == CHAIN  # the calibrated task, both
+    assert full.test_tasks > default.test_tasks and full.sft == default.sft
+    assert default.search_k == default.beam_width**2  # value@K spends a beam's lines
+    with pytest.raises(ValueError, match="exclude"):
+        demo_config("d", fast=True, full=True)
