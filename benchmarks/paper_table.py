@@ -32,7 +32,8 @@ def collect(out: Path, seeds: list[int], rounds: int, oreo_algo: str) -> dict[st
                           oreo_algo=oreo_algo)  # fmt: skip
         report = run_demo(cfg, stage=lambda name, s=seed: print(f"[seed {s}] {name}", flush=True))
         for key, result in report["results"].items():
-            row = per_method.setdefault(key, {"success": [], "lines": [], "auroc": []})
+            k = cfg.search_k if key.startswith("oreo+") else cfg.samples  # a label's K
+            row = per_method.setdefault(key, {"success": [], "lines": [], "auroc": [], "k": k})
             row["success"].append(result["success_rate"])
             if "line_accuracy" in result.get("lines", {}):
                 row["lines"].append(result["lines"]["line_accuracy"])
@@ -57,7 +58,8 @@ def rows(per_method: dict[str, dict]) -> list[tuple[str, ...]]:
         rates = row["success"]
         spread = statistics.stdev(rates) if len(rates) > 1 else 0.0
         values = ", ".join(f"{r:.1%}" for r in rates)
-        out.append((label(key), _mean(rates, ".1%"), f"{spread:.1%}", values,
+        name = label(key).replace("@K", f"@{row['k']}")
+        out.append((name, _mean(rates, ".1%"), f"{spread:.1%}", values,
                     _mean(row["lines"], ".1%"), _mean(row["auroc"], ".2f")))  # fmt: skip
     return out
 
@@ -70,8 +72,9 @@ def markdown(table_rows: list[tuple[str, ...]], command: str, seeds: list[int]) 
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows]
     note = (
-        "line acc: right lines / lines of the greedy chains (mean over seeds); AUROC: within a "
-        "test task, the value model's (ORM's) ranking of right over wrong samples (mean)."
+        "line acc: right lines / lines of the row's chains (greedy; all K samples for the "
+        "reranking rows), mean over seeds; AUROC: within a test task, the value model's (ORM's) "
+        "ranking of right over wrong samples (mean)."
     )
     return f"Command: `{command}`\n\n" + "\n".join(lines) + f"\n\n{note}\n"
 

@@ -76,6 +76,7 @@ VARIANTS = [
     Variant("value outcome, cumulative head", head_lr=1e-2, cumulative=True),
     Variant("value dense, 12 epochs, lr 1e-3", targets="dense", lr=1e-3, head_lr=1e-2, epochs=12),
     Variant("control: even last token id", targets="control", head_lr=1e-2, epochs=1),
+    Variant("control, 4 epochs", targets="control", head_lr=1e-2, epochs=4),
 ]
 
 
