@@ -58,22 +58,8 @@ class Setting:
     val_tasks: int = 200
 
 
-# Measured on 200 validation tasks (2 free cores): greedy / pass@4 of 4 samples / greedy line
-# accuracy / share of greedy successes with a wrong line / final SFT loss.
-#   1m-values-50 (1,250 steps)   97.0% / 93.0% / 98.4% /  0% / saturated
-#   small-values-50 (1,000)      23.0% / 38.0% / 16.6% / 96% / not converged
-#   small-values-50-long (3,000)  100% /  100% /  100% /  0% / 0.0000
-#   small-values-50-1k (1,500)   29.0% / 54.0% / 33.4% / 55% / memorised 1,000 tasks
-#   small-values-999 (1,500)      0.5% /  2.0% /    0% /  - / 0.595 (cannot compute)
-#   small-mul-50 (1,500)         94.5% / 98.0% / 96.1% /  0% / 0.002
-#   small-mul-100 (1,500)        79.5% / 81.5% / 84.6% /  4% / 0.008
-#   small-mul-100-steps-6        87.0% / 89.0% / 90.3% /  1% / 0.005
-#   demo = small-mul-150 (1,500) 60.0% / 58.5% / 70.0% /  4% / 0.01-0.06
-#   small-mul-200 (1,500)         6.0% / 17.0% /  4.6% / 100% / 0.15 (plateau)
-# The arithmetic is learnt late and abruptly: a setting is either unfaithful (the answer guessed
-# beside wrong lines) or, once it has converged, faithful, and then the value range sets how
-# often a line is wrong. Converged errors are systematic: at temperature 1 a sample is much
-# worse than greedy (demo: 29% pass@1), so pass@4 stays at greedy (66% at temperature 0.5).
+# Measured (greedy, pass@4, line accuracy, final loss of every preset): docs/results.md, "Choosing
+# it on validation tasks".
 PRESETS = {
     # the env's defaults: 42.0% greedy on 500 test tasks (measured before this script used
     # validation tasks; the old demo's setting)

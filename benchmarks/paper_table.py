@@ -1,6 +1,6 @@
 """The OREO paper's comparison on ``oreo/Chain-v0`` over several seeds: mean and spread per method.
 
-Run by hand (CPU, about 9 minutes per seed on 2 free cores; it prints a table and asserts
+Run by hand (CPU, about 7 minutes per seed on 2 free cores; it prints a table and asserts
 nothing)::
 
     python benchmarks/paper_table.py --out runs/paper --seeds 0 1 2 --write docs/results.md
@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from oreo_agents.recipes.demo import LABELS, demo_config, run_demo
+from oreo_agents.recipes.demo import demo_config, method_label, run_demo
 
 
 def collect(out: Path, seeds: list[int], rounds: int, oreo_algo: str) -> dict[str, dict]:
@@ -32,8 +32,8 @@ def collect(out: Path, seeds: list[int], rounds: int, oreo_algo: str) -> dict[st
                           oreo_algo=oreo_algo)  # fmt: skip
         report = run_demo(cfg, stage=lambda name, s=seed: print(f"[seed {s}] {name}", flush=True))
         for key, result in report["results"].items():
-            k = cfg.search_k if key.startswith("oreo+") else cfg.samples  # a label's K
-            row = per_method.setdefault(key, {"success": [], "lines": [], "auroc": [], "k": k})
+            new = {"label": label(key, report["config"]), "success": [], "lines": [], "auroc": []}
+            row = per_method.setdefault(key, new)
             row["success"].append(result["success_rate"])
             if "line_accuracy" in result.get("lines", {}):
                 row["lines"].append(result["lines"]["line_accuracy"])
@@ -42,9 +42,10 @@ def collect(out: Path, seeds: list[int], rounds: int, oreo_algo: str) -> dict[st
     return per_method
 
 
-def label(key: str) -> str:
-    method, _, rnd = key.partition("-r")
-    name = LABELS.get(method, method)
+def label(key: str, config: dict) -> str:
+    """The demo's name of a result, with its round from the second on."""
+    rnd = key.partition("-r")[2]
+    name = method_label(key, config)
     return f"{name} (round {int(rnd) + 1})" if rnd and int(rnd) > 0 else name
 
 
@@ -54,12 +55,11 @@ def _mean(xs: list[float], fmt: str) -> str:
 
 def rows(per_method: dict[str, dict]) -> list[tuple[str, ...]]:
     out = []
-    for key, row in per_method.items():
+    for row in per_method.values():
         rates = row["success"]
         spread = statistics.stdev(rates) if len(rates) > 1 else 0.0
         values = ", ".join(f"{r:.1%}" for r in rates)
-        name = label(key).replace("@K", f"@{row['k']}")
-        out.append((name, _mean(rates, ".1%"), f"{spread:.1%}", values,
+        out.append((row["label"], _mean(rates, ".1%"), f"{spread:.1%}", values,
                     _mean(row["lines"], ".1%"), _mean(row["auroc"], ".2f")))  # fmt: skip
     return out
 

@@ -13,9 +13,7 @@ def demo(
     out: Annotated[str, typer.Option(help="Output folder (re-run to resume).")] = "runs/demo",
     seed: Annotated[int, typer.Option(help="Seeds data, models and sampling.")] = 0,
     fast: Annotated[bool, typer.Option(help="A ~1 minute version (checks the pipeline).")] = False,
-    full: Annotated[
-        bool, typer.Option(help="The results page's setting: more test tasks (about 15 minutes).")
-    ] = False,
+    full: Annotated[bool, typer.Option(help="Evaluate on 500 test tasks instead of 200.")] = False,
     rounds: Annotated[
         int, typer.Option(help="Collect+train rounds for OREO and rejection sampling.")
     ] = 1,
@@ -25,7 +23,7 @@ def demo(
     ] = False,
 ) -> None:
     """SFT -> sample -> train OREO and the baselines from the same episodes -> evaluate."""
-    from oreo_agents.recipes.demo import LABELS, demo_config, run_demo
+    from oreo_agents.recipes.demo import demo_config, method_label, run_demo
 
     console = Console()
     try:
@@ -49,12 +47,12 @@ def demo(
     for col in ("method", "round", "success", "95% CI", "tasks", "line acc", "AUROC"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for key, r in report["results"].items():
-        method, _, rnd = key.partition("-r")
+        rnd = key.partition("-r")[2]
         low, high = r["ci95"]
         lines = r.get("lines", {}).get("line_accuracy")
         auroc = r.get("value_auroc", {}).get("within_task")
         table.add_row(
-            LABELS.get(method, method).replace("@K", f"@{_k(report, method)}"),
+            method_label(key, report["config"]),
             str(int(rnd) + 1) if rnd else "", f"{r['success_rate']:.1%}",
             f"{low:.1%}-{high:.1%}", str(r["tasks"]), "" if lines is None else f"{lines:.1%}",
             "" if auroc is None else f"{auroc:.2f}",
@@ -65,9 +63,3 @@ def demo(
         "value model (or the ORM) scores a right sample above a wrong one (0.5: chance)"
     )
     console.print(f"{report['total_s']:.0f} s; report {out}/report.json, plot {out}/demo.png")
-
-
-def _k(report: dict, method: str) -> int:
-    """The K of a method's label: OREO's reranked samples, or the ORM's."""
-    config = report["config"]
-    return config["search_k"] if method.startswith("oreo+") else config["samples"]

@@ -248,14 +248,15 @@ def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options
         "eval OREO + beam", _rollout, cfg, str(last_oreo / "policy"), str(last_oreo / "value"),
         options, "beam",
     )  # fmt: skip
+    oreo_policy, oreo_value = str(last_oreo / "policy"), str(last_oreo / "value")
     evaluations["oreo+value@k"] = timed(
-        "eval OREO + value@K", _rollout, cfg, str(last_oreo / "policy"),
-        str(last_oreo / "value"), options, "best-of-k", "", cfg.search_k,
-    )  # fmt: skip
+        "eval OREO + value@K",
+        lambda: _rollout(cfg, oreo_policy, oreo_value, options, "best-of-k", k=cfg.search_k),
+    )
     evaluations["sft+orm"] = timed(
-        "eval SFT + ORM rerank", _rollout, cfg, policies["sft"], str(orm), options, "best-of-k",
-        "", cfg.samples,
-    )  # fmt: skip
+        "eval SFT + ORM rerank",
+        lambda: _rollout(cfg, policies["sft"], str(orm), options, "best-of-k", k=cfg.samples),
+    )
     return evaluations
 
 
@@ -343,8 +344,9 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     highs = [report["results"][n]["ci95"][1] - r for n, r in zip(names, rates, strict=True)]
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
     ax.bar(range(len(names)), rates, yerr=[lows, highs], capsize=4, color="#4c72b0")
-    ax.set_xticks(range(len(names)), [_label(n) for n in names], rotation=30, ha="right")
-    ax.set_ylabel("test success rate (greedy)")
+    labels = [_label(n, report["config"]) for n in names]
+    ax.set_xticks(range(len(names)), labels, rotation=30, ha="right")
+    ax.set_ylabel("test success rate (greedy unless named)")
     ax.set_ylim(0, 1)
     ax.set_title(f"{report['env']}: OREO vs baselines (95% CI)")
     fig.tight_layout()
@@ -352,9 +354,18 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _label(key: str) -> str:
-    method, _, rnd = key.partition("-r")
-    name = LABELS.get(method, method)
+def method_label(key: str, config: dict[str, Any]) -> str:
+    """A result's display name without its round (``key`` is ``method`` or ``method-rN``), with
+    the K of the reranking rows filled in from the report's ``config``: ``search_k`` for OREO's
+    samples, ``samples`` for the ORM's."""
+    method = key.partition("-r")[0]
+    k = config["search_k"] if method.startswith("oreo+") else config["samples"]
+    return LABELS.get(method, method).replace("@K", f"@{k}")
+
+
+def _label(key: str, config: dict[str, Any]) -> str:
+    rnd = key.partition("-r")[2]
+    name = method_label(key, config)
     return f"{name} (round {int(rnd) + 1})" if rnd else name
 
 
@@ -363,7 +374,7 @@ def demo_config(
     ppo: bool = False, full: bool = False,
 ) -> DemoConfig:  # fmt: skip
     """The demo's settings: the calibrated default (``CHAIN``, `benchmarks/calibrate_chain.py`;
-    about 8 minutes on 2 free cores; ``ppo`` adds online PPO, about 5 more), ``full`` (the
+    about 7 minutes on 2 free cores; ``ppo`` adds online PPO, about 5 more), ``full`` (the
     results page: the same training on 500 test tasks) or ``fast`` (a pipeline check of about
     a minute, always with a short PPO run)."""
     if fast and full:
