@@ -64,9 +64,19 @@ def kill_cmd(model: Path, out: Path, *extra: str) -> list[str]:
     )  # fmt: skip
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """A shell starts background jobs (``bash .ci/run &``, nohup) with SIGINT ignored, which a
+    child inherits and Python then keeps: the collect would never see the test's Ctrl-C. Give it
+    the default disposition a foreground command has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_until(cmd: list[str], out: Path, episodes: int) -> subprocess.Popen:
     """Start a collect and return once its store holds ``episodes`` lines (or after 120 s)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
+        preexec_fn=_sigint_as_in_a_terminal,
+    )  # fmt: skip
     shard = out / "episodes-00000.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (
