@@ -81,6 +81,9 @@ PRESETS = {
                                      hidden=64, layers=2, epochs=12),
     "demo": Setting(knobs=CHAIN, hidden=CHAIN_MODEL["hidden_size"],
                     layers=CHAIN_MODEL["num_layers"], **CHAIN_SFT),
+    # the demo's task on a model 8x the demo policy's: a candidate value backbone that knows
+    # more arithmetic than the policy (value_probe.py --backbone)
+    "value-1m": Setting(knobs=CHAIN, **CHAIN_SFT),
     "small-mul-200": Setting(knobs={"steps": 4, "max_value": 200, "ops": "+-*"}, hidden=64,
                              layers=2, epochs=12),
 }  # fmt: skip

@@ -19,6 +19,12 @@ tasks), and scores each finished sample with:
   perfect step checker gives), from the SFT backbone or a fresh one, with the head's learning
   rate equal to the backbone's (OREO's setting today) or higher.
 
+``--backbone DIR`` starts the value variants (and adds a log-likelihood row) from another LM on
+the same tokenizer, e.g. a wider one fine-tuned on the same gold solutions
+(``calibrate_chain.py --preset value-1m``): can a verifier that knows more arithmetic than the
+policy rank the policy's samples? ``--samples DIR`` reads another store of the SFT policy's samples
+on train tasks (e.g. 16 per task from ``oreo collect``) instead of the demo's ``samples-r0``.
+
 For each it reports within-task AUROC (`oreo_agents.evaluation.metrics.value_auroc`) on the
 training tasks and on the held-out tasks, against success and against "the chain is right"
 (success with every line right), and the share of successes that hold a wrong line: when most
@@ -106,8 +112,9 @@ class Sample:
         return self.ids[-1] % 2 == 0
 
 
-def load_samples(demo: Path) -> list[Sample]:
-    """The demo's SFT samples on train tasks, labelled per line with the gold solutions."""
+def load_samples(demo: Path, store: Path | None = None) -> list[Sample]:
+    """The demo's SFT samples on train tasks (or those of ``store``), labelled per line with the
+    gold solutions."""
     from oreo_agents.data.episodes import load_episodes
     from oreo_envs.chain_env import ChainEnv, line_labels
 
@@ -115,7 +122,7 @@ def load_samples(demo: Path) -> list[Sample]:
     size = max(config["train_tasks"], config["rl_tasks"])
     env = ChainEnv(**{"size": size, **config["env_options"], "split": "train"})  # the demo's
     samples, skipped = [], 0
-    for e in load_episodes(demo / "samples-r0"):
+    for e in load_episodes(store or demo / "samples-r0"):
         (step,) = e.steps
         text, ids = step["action"], list(step["action_ids"])
         if len(text) != len(ids):  # one id per character: the demo's tokenizer
@@ -210,7 +217,7 @@ def probe_scores(features: torch.Tensor, train: list[int], labels: torch.Tensor)
     return (x @ w + b).detach().tolist()
 
 
-def fit_value(policy_dir: Path, train: list[Sample], v: Variant, seed: int, batch: int = 32):
+def fit_value(backbone_dir: Path, train: list[Sample], v: Variant, seed: int, batch: int = 32):
     """A `ValueModel` fitted by BCE at the states before every response token and at the end."""
     from transformers import AutoConfig, AutoModel
 
@@ -218,10 +225,10 @@ def fit_value(policy_dir: Path, train: list[Sample], v: Variant, seed: int, batc
 
     torch.manual_seed(seed)
     if v.fresh:
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(policy_dir))
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(backbone_dir))
         model = ValueModel(backbone)
     else:
-        model = ValueModel.from_pretrained(policy_dir)
+        model = ValueModel.from_pretrained(backbone_dir)
     head = model.head
     if v.cumulative:
         model = CumulativeValue(model)
@@ -275,11 +282,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--held-out", type=float, default=0.2, help="share of tasks held out")
     parser.add_argument("--only", nargs="*", help="run only the value variants with these names")
+    parser.add_argument("--backbone", type=Path,
+                        help="start the value variants from this LM (default: the demo's SFT)")
+    parser.add_argument("--samples", type=Path,
+                        help="the SFT policy's samples on train tasks (default: DEMO/samples-r0)")
+    parser.add_argument("--no-probes", action="store_true",
+                        help="skip the frozen-layer logistic probes")  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     from transformers import AutoModelForCausalLM
 
-    samples = load_samples(args.demo)
+    samples = load_samples(args.demo, args.samples)
     tasks = sorted({s.task_id for s in samples})
     random.Random(args.seed).shuffle(tasks)
     held = set(tasks[: int(len(tasks) * args.held_out)])
@@ -309,21 +322,29 @@ def main() -> None:
     policy = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32).eval()
     start = time.time()
     row("loglik (SFT policy)", loglik_scores(policy, samples), time.time() - start)
-    start = time.time()
-    features = last_hidden(policy, samples)
-    labels = torch.tensor([float(s.success) for s in samples])
-    for layer in range(features.shape[1]):
-        scores = probe_scores(features[:, layer], train_idx, labels)
-        row(f"probe layer {layer} (frozen SFT)", scores, time.time() - start)
+    backbone_dir, suffix = policy_dir, ""
+    if args.backbone:
+        backbone_dir, suffix = args.backbone, f" [{args.backbone.name}]"
+        lm = AutoModelForCausalLM.from_pretrained(backbone_dir, dtype=torch.float32).eval()
+        start = time.time()
+        row(f"loglik{suffix}", loglik_scores(lm, samples), time.time() - start)
+    if not args.no_probes:
+        start = time.time()
+        features = last_hidden(policy, samples)
+        labels = torch.tensor([float(s.success) for s in samples])
+        for layer in range(features.shape[1]):
+            scores = probe_scores(features[:, layer], train_idx, labels)
+            row(f"probe layer {layer} (frozen SFT)", scores, time.time() - start)
     for v in VARIANTS:
         if args.only and v.name not in args.only:
             continue
         start = time.time()
-        model = fit_value(policy_dir, train, v, args.seed)
+        model = fit_value(backbone_dir, train, v, args.seed)
         keys = ("control",) if v.targets == "control" else ("success", "chain_right")
-        row(v.name, value_scores(model, samples), time.time() - start, keys)
+        row(v.name + suffix, value_scores(model, samples), time.time() - start, keys)
     if args.out:
-        args.out.write_text(json.dumps({"demo": str(args.demo), "rows": rows}, indent=2) + "\n")
+        record = {"demo": str(args.demo), "backbone": str(backbone_dir), "rows": rows}
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
         _atomic(out / CONFIG, lambda tmp: tmp.write_text(json.dumps(settings_record, indent=2)))
     wait_for_everyone()
     records = _records(out)
-    policy, critic = cfg.model, settings.critic or cfg.model
+    policy, critic = cfg.model, settings.critic or cfg.value or cfg.model
     if records:
         last = out / _folder(len(records) - 1) / "train"
         policy, critic = str(last / "policy"), str(last / "value")
@@ -227,6 +227,7 @@ def _update_config(cfg: Any, policy: str, critic: str, folder: Path, it: int, st
         env=None,
         env_options={},
         model=policy,
+        value=None,  # the critic to start from is in the settings
         out=str(folder / "train"),
         epochs=cfg.settings.ppo_epochs,
         warmup_ratio=0.0,

@@ -37,6 +37,9 @@ class TrainConfig:
         data: An episode store folder or file, or a published OREO JSON(L) file; several
             separated by commas (None for an online algorithm).
         model: The starting checkpoint (hub id or folder): policy, reference and value init.
+        value: Start the value model (OREO's value, PPO's critic, the ORM) from this causal-LM
+            or value folder instead of ``model``: a separate, e.g. larger, backbone. It must
+            use the policy's tokenizer, since it reads the policy's token ids (None: ``model``).
         out: Output folder; an existing run there with the same settings is resumed.
         epochs: Passes over the data (paper: 1).
         lr: Policy learning rate (None: the algorithm's default; paper: 5e-6, DPO 5e-7).
@@ -68,6 +71,7 @@ class TrainConfig:
     data: str | None
     model: str
     out: str
+    value: str | None = None
     epochs: int = 1
     lr: float | None = None
     batch_size: int = 128
@@ -110,6 +114,8 @@ class TrainConfig:
             raise ValueError("env options (-o, --split) need an --env")
         if self.env is not None and not spec.online:
             raise ValueError(f"{self.algo} trains on logged episodes: give --data, not --env")
+        if self.value is not None and not spec.value:
+            raise ValueError(f"--value: {self.algo} trains no value model")
         if self.env is not None and self.epochs != 1:
             raise ValueError(f"{self.algo}: passes over each iteration's episodes are "
                              "--set ppo_epochs=N; leave --epochs at 1")  # fmt: skip
@@ -390,7 +396,9 @@ def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
     if spec.reference:
         models["reference"] = load_policy(cfg.model, trainable=False)
     if spec.value:
-        models["value"], value_lr = spec.value_model(cfg.model, cfg.settings)
+        models["value"], value_lr = spec.value_model(cfg.value or cfg.model, cfg.settings)
+        if cfg.value is not None:
+            _check_value_vocabulary(cfg, models["policy"], models["value"])
         groups.append(("value", value_lr))
     if cfg.gradient_checkpointing:
         for name, _ in groups:
@@ -414,6 +422,29 @@ def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
             schedule = get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
         schedulers.append(accelerator.prepare_scheduler(schedule))
     return models, optimizers, schedulers
+
+
+def _check_value_vocabulary(cfg: TrainConfig, policy: Any, value: Any) -> None:
+    """A value model started from another folder reads the policy's token ids: refuse one
+    whose tokenizer (or, without a tokenizer file, vocabulary size) differs."""
+    from oreo_agents.generation.hf import load_tokenizer
+
+    ours = policy.config.vocab_size
+    theirs = value.config.vocab_size
+    if ours != theirs:
+        raise ValueError(
+            f"--value {cfg.value}: vocabulary of {theirs} tokens, the policy's has {ours}; the "
+            "value model must use the policy's tokenizer"
+        )
+    try:
+        other = load_tokenizer(cfg.value)
+    except (OSError, ValueError):
+        return  # a backbone saved without a tokenizer: the sizes agree, nothing more to check
+    if other.get_vocab() != load_tokenizer(cfg.model).get_vocab():
+        raise ValueError(
+            f"--value {cfg.value}: its tokenizer differs from the policy's ({cfg.model}); the "
+            "value model must use the policy's tokenizer"
+        )
 
 
 def _save(run: _Run, step: int, micro_batches: int) -> None:

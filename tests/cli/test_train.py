@@ -189,6 +189,50 @@ def test_a_value_folder_is_not_a_policy(tiny_model_dir, mixed_data, tmp_path):
                               batch_size=4, micro_batch_size=2))  # fmt: skip
 
 
+def test_a_separate_wider_value_backbone_trains_beside_the_policy(
+    tiny_model_dir, mixed_data, tmp_path
+):
+    """--value starts OREO's value model from another folder (here twice as wide, same
+    tokenizer): OUT/value has that folder's shape and a trained head, OUT/policy the policy's."""
+    import shutil
+
+    from transformers import AutoConfig
+
+    from oreo_agents.models.tiny import byte_tokenizer, tiny_model
+
+    wide = tmp_path / "wide"
+    tiny_model(wide, hidden_size=128, seed=1)
+    out = tmp_path / "sep"
+    # Three steps: step 1 is warm-up (lr 0) and step 2 moves the head from zero, so the
+    # backbone's first gradient comes with step 3.
+    run = subprocess.run(
+        train_cmd(tiny_model_dir, mixed_data, out, "oreo", "--value", str(wide),
+                  "--max-steps", "3"),
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert AutoConfig.from_pretrained(out / "value").hidden_size == 128
+    assert AutoConfig.from_pretrained(out / "policy").hidden_size == 64
+    value = ValueModel.from_pretrained(out / "value", require_head=True)
+    assert value.head.weight.abs().sum() > 0  # trained from its zero start
+    start = ValueModel.from_pretrained(wide)
+    assert any(
+        not torch.equal(p, q)
+        for p, q in zip(value.backbone.parameters(), start.backbone.parameters(), strict=True)
+    )
+
+    odd = tmp_path / "odd_value"
+    shutil.copytree(wide, odd)
+    tok = byte_tokenizer()
+    tok.add_tokens(["<extra>"])
+    tok.save_pretrained(odd)  # a tokenizer of another vocabulary beside the same weights
+    with pytest.raises(ValueError, match="must use the policy's tokenizer"):
+        run_train(TrainConfig("oreo", str(mixed_data), str(tiny_model_dir), str(tmp_path / "o"),
+                              value=str(odd), batch_size=4, micro_batch_size=2, max_steps=1))  # fmt: skip
+    with pytest.raises(ValueError, match="--value: sft trains no value model"):
+        TrainConfig("sft", str(mixed_data), str(tiny_model_dir), "o", value=str(wide))
+
+
 @pytest.mark.parametrize("algo", ["dpo", "kto"])
 def test_precomputed_reference_equals_online_reference(tiny_model_dir, mixed_data, tmp_path, algo):
     curves = []
