@@ -61,6 +61,9 @@ class Variant:
         cumulative: V(s_t) = sum over i <= t of head(h_i) (a sum of per-token terms, the shape
             of OREO's implicit value: V(s_t+1) - V(s_t) = beta log pi/pi_ref(a_t | s_t))
             instead of head(h_t): a wrong digit then needs to be seen only where it is written.
+        logprob: V(s_t) = head(h_t) + w * (sum of the backbone LM's log-probabilities of the
+            response tokens so far) + c * (their number), w and c learnt (from 0): a value whose
+            increments read how surprising each token is to the backbone.
     """
 
     name: str
@@ -70,6 +73,7 @@ class Variant:
     head_lr: float = 3e-4
     epochs: int = 4
     cumulative: bool = False
+    logprob: bool = False
 
 
 VARIANTS = [
@@ -81,6 +85,8 @@ VARIANTS = [
     Variant("value dense, cumulative head", targets="dense", head_lr=1e-2, cumulative=True),
     Variant("value outcome, cumulative head", head_lr=1e-2, cumulative=True),
     Variant("value dense, 12 epochs, lr 1e-3", targets="dense", lr=1e-3, head_lr=1e-2, epochs=12),
+    Variant("value outcome, logprob form", head_lr=1e-2, logprob=True),
+    Variant("value dense, logprob form", targets="dense", head_lr=1e-2, logprob=True),
     Variant("control: even last token id", targets="control", head_lr=1e-2, epochs=1),
     Variant("control, 4 epochs", targets="control", head_lr=1e-2, epochs=4),
 ]
@@ -96,6 +102,35 @@ class CumulativeValue(torch.nn.Module):
     def forward(self, input_ids, attention_mask):
         terms = self.inner(input_ids, attention_mask) - self.inner.head.bias
         return (terms * attention_mask).cumsum(dim=1) + self.inner.head.bias
+
+
+class LogprobValue(torch.nn.Module):
+    """A causal LM as a value model: ``head(h_t) + w * sum logp + c * count`` over the response
+    tokens up to t (``start``: the first response position of each row)."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+        self.head = torch.nn.Linear(lm.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+        # w and c live on the head, so they train at the head's learning rate
+        self.head.register_parameter("w", torch.nn.Parameter(torch.zeros(())))
+        self.head.register_parameter("c", torch.nn.Parameter(torch.zeros(())))
+
+    def forward(self, input_ids, attention_mask, start=None):
+        from oreo_agents.losses import token_logps
+
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        logp = token_logps(out.logits[:, :-1].float(), input_ids[:, 1:])  # of token t + 1
+        pos = torch.arange(1, input_ids.shape[1], device=input_ids.device)
+        keep = attention_mask[:, 1:].bool()
+        if start is not None:
+            keep = keep & (pos[None] >= start[:, None])
+        terms = torch.where(keep, self.head.w * logp + self.head.c, torch.zeros_like(logp))
+        total = torch.cat([torch.zeros_like(terms[:, :1]), terms.cumsum(dim=1)], dim=1)
+        head = self.head.weight @ out.hidden_states[-1].float().transpose(1, 2)
+        return head.squeeze(1) + self.head.bias + total
 
 
 @dataclass
@@ -224,7 +259,11 @@ def fit_value(backbone_dir: Path, train: list[Sample], v: Variant, seed: int, ba
     from oreo_agents.models.value import ValueModel
 
     torch.manual_seed(seed)
-    if v.fresh:
+    if v.logprob:
+        from transformers import AutoModelForCausalLM
+
+        model = LogprobValue(AutoModelForCausalLM.from_pretrained(backbone_dir))
+    elif v.fresh:
         backbone = AutoModel.from_config(AutoConfig.from_pretrained(backbone_dir))
         model = ValueModel(backbone)
     else:
@@ -233,7 +272,8 @@ def fit_value(backbone_dir: Path, train: list[Sample], v: Variant, seed: int, ba
     if v.cumulative:
         model = CumulativeValue(model)
     groups = [
-        {"params": [p for n, p in model.named_parameters() if "head" not in n], "lr": v.lr},
+        {"params": [p for p in model.parameters() if all(p is not q for q in head.parameters())],
+         "lr": v.lr},
         {"params": list(head.parameters()), "lr": v.head_lr},
     ]
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
@@ -243,7 +283,7 @@ def fit_value(backbone_dir: Path, train: list[Sample], v: Variant, seed: int, ba
     model.train()
     for _ in range(v.epochs):
         for indices, ids, mask in batches(train, batch, rng):
-            values = model(ids, mask)
+            values = _values(model, ids, mask, [train[i] for i in indices])
             target = torch.zeros_like(values)
             weight = torch.zeros_like(values)
             for row, s in enumerate(train[i] for i in indices):
@@ -265,11 +305,17 @@ def fit_value(backbone_dir: Path, train: list[Sample], v: Variant, seed: int, ba
     return model.eval()
 
 
+def _values(model, ids, mask, rows: list[Sample]):
+    if isinstance(model, LogprobValue):
+        return model(ids, mask, torch.tensor([s.prompt_len for s in rows]))
+    return model(ids, mask)
+
+
 @torch.no_grad()
 def value_scores(model, samples: list[Sample]) -> list[float]:
     out = [0.0] * len(samples)
     for indices, ids, mask in batches(samples, 64):
-        values = model(ids, mask)
+        values = _values(model, ids, mask, [samples[i] for i in indices])
         for row, i in enumerate(indices):
             out[i] = values[row, len(samples[i].ids) - 1].item()
     return out

@@ -412,9 +412,10 @@ def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
     optimizers, schedulers = [], []
     warmup = math.ceil(cfg.warmup_ratio * total_steps)
     for name, lr in groups:
-        opt = torch.optim.AdamW(
-            models[name].parameters(), lr=lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
-        )
+        params: Any = models[name].parameters()
+        if name == "value" and spec.value_head_lr(cfg.settings) is not None:
+            params = _head_groups(models[name], accelerator, lr, spec.value_head_lr(cfg.settings))
+        opt = torch.optim.AdamW(params, lr=lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
         optimizers.append(accelerator.prepare_optimizer(opt))
         if spec.schedule == "constant":
             schedule = get_constant_schedule_with_warmup(opt, warmup)
@@ -422,6 +423,22 @@ def _build(cfg: TrainConfig, total_steps: int, accelerator: Any):
             schedule = get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
         schedulers.append(accelerator.prepare_scheduler(schedule))
     return models, optimizers, schedulers
+
+
+def _head_groups(model: Any, accelerator: Any, lr: float, head_lr: float) -> list[dict]:
+    """Two AdamW groups of a prepared value model: its head at ``head_lr``, the rest at ``lr``.
+
+    Raises:
+        ValueError: The wrapper hides the head's parameters (FSDP flattens them).
+    """
+    head = {id(p) for p in accelerator.unwrap_model(model).head.parameters()}
+    params = list(model.parameters())
+    ours = [p for p in params if id(p) in head]
+    if len(ours) != len(head):
+        raise ValueError("value_head_lr needs the head's own parameters; FSDP flattens them "
+                         "(leave value_head_lr unset there)")  # fmt: skip
+    rest = [p for p in params if id(p) not in head]
+    return [{"params": rest, "lr": lr}, {"params": ours, "lr": head_lr}]
 
 
 def _check_value_vocabulary(cfg: TrainConfig, policy: Any, value: Any) -> None:

@@ -105,6 +105,11 @@ class Algorithm:
         (called when `value` is set)."""
         raise NotImplementedError(f"{self.name} declares value = True but builds no value model")
 
+    def value_head_lr(self, settings: Any) -> float | None:
+        """A learning rate of the value model's ``head`` apart from its backbone's (None: one
+        rate for the whole value model)."""
+        return None
+
     def precomputes_reference(self, settings: Any) -> bool:
         """Whether the reference's sequence log-probs are computed once before training (and the
         reference freed); only for algorithms that use nothing else of the reference."""

@@ -21,20 +21,32 @@ class OREOConfig:
         alpha: Weight of KL(pi || pi_ref) in the policy loss (token level 0.01, step 0.1,
             response 0.3).
         value_lr: Value model learning rate (5e-6, as the policy's).
+        value_head_lr: The value head's own learning rate (None: value_lr). A head that starts at
+            zero moves by about one learning rate per Adam step, so with a small value_lr and a
+            short run it barely leaves zero.
         value_lora_rank: Train the value backbone through LoRA adapters of this rank (0: full
             fine-tuning; the paper used LoRA for its 7B value models). Needs peft.
         value_lora_alpha: LoRA alpha.
+        value_form: "last" (a linear head on the last hidden state, the paper's) or "logprob"
+            (plus learnt multiples of the summed log-probabilities and the number of the action
+            tokens under the value backbone's own LM head; `oreo_agents.models.value.ValueModel`).
     """
 
     beta: float = 0.03
     alpha: float = 0.01
     value_lr: float = 5e-6
+    value_head_lr: float | None = None
     value_lora_rank: int = 0
     value_lora_alpha: int = 16
+    value_form: str = "last"
 
     def __post_init__(self):
+        from oreo_agents.models.value import FORMS
+
         if self.value_lora_rank < 0:
             raise ValueError(f"value_lora_rank must be >= 0, got {self.value_lora_rank}")
+        if self.value_form not in FORMS:
+            raise ValueError(f"value_form must be one of {', '.join(FORMS)}: {self.value_form!r}")
 
 
 class OREO(Algorithm):
@@ -58,10 +70,13 @@ class OREO(Algorithm):
     def value_model(self, model: str, settings: OREOConfig):
         from oreo_agents.models.value import ValueModel
 
-        value = ValueModel.from_pretrained(model)
+        value = ValueModel.from_pretrained(model, form=settings.value_form)
         if settings.value_lora_rank:
             value.add_lora(settings.value_lora_rank, settings.value_lora_alpha)
         return value, settings.value_lr
+
+    def value_head_lr(self, settings: OREOConfig) -> float | None:
+        return settings.value_head_lr
 
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: OREOConfig):
         """Value residuals with the policy's log-ratios held fixed, policy residuals with the
@@ -72,7 +87,8 @@ class OREO(Algorithm):
             ref_logits = logits(models["reference"], batch)
         policy_lp = token_logps(policy_logits, labels)
         ref_lp = token_logps(ref_logits, labels)
-        values = models["value"](batch["input_ids"], batch["attention_mask"])[:, :-1]
+        value = models["value"]
+        values = value(batch["input_ids"], batch["attention_mask"], batch["action_mask"])[:, :-1]
         starts = batch["step_starts"][:, 1:] & mask if self.level == "step" else None
         kwargs = {"beta": settings.beta, "level": self.level, "step_starts": starts}
         value_loss, _, value_metrics = oreo_loss(

@@ -64,8 +64,8 @@ class PPOConfig:
         backend: Generation backend: auto | hf | vllm (vllm reloads the policy each iteration).
         chat_template: Prompt through the tokenizer's chat template.
         reference: The KL reference model ("" = --model, the starting policy).
-        critic: Where the critic starts ("" = --model; set by the iteration loop to the previous
-            iteration's critic).
+        critic: Where this iteration's critic starts (set by the iteration loop: --value, else
+            --model, at the first iteration, then the previous iteration's critic).
         experience: The scored samples an update reads (set by the iteration loop).
     """
 

@@ -20,24 +20,70 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 VALUE_CONFIG_FILE = "oreo_value.json"
 
 
+FORMS = ("last", "logprob")
+
+
 class ValueModel(nn.Module):
     """V(s_t) for every prefix: a transformer backbone and a linear head on its hidden states.
 
     ``forward`` returns ``[B, T]`` float32 values; ``values[b, t]`` is the value of the state that
     ends at token t (the state before token t + 1).
+
+    Two forms (``form``):
+
+    - ``"last"``: ``V(s_t) = head(h_t)``, a linear head on the last hidden state (the OREO paper).
+    - ``"logprob"``: the backbone is a causal LM, and
+      ``V(s_t) = head(h_t) + w * sum_{i <= t} log p(x_i | x_<i) + c * n_t``, the sum over the
+      action tokens up to t (``action_mask``; all tokens after the first without one), ``n_t``
+      their number, ``w`` and ``c`` learnt from 0. The value's increments then read how
+      surprising each token is to the backbone's own LM head, the shape of OREO's soft Bellman
+      equation with no intermediate reward, ``V(s_t+1) - V(s_t) = beta log(pi / pi_ref)(a_t | s_t)``
+      (Wang et al. 2024, Sec. 4). On ``oreo/Chain-v0`` a head on the last state could not learn
+      to verify even from a backbone whose likelihood ranks right chains perfectly; this form
+      could (docs/results.md). Scored without an action mask (search), every token after the
+      first counts, so a prompt adds one constant to the values of all its states: the order of
+      one prompt's states is kept, values of different prompts are not comparable.
     """
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, *, form: str = "last"):
         super().__init__()
-        self.backbone = backbone
+        if form not in FORMS:
+            raise ValueError(f"value form must be one of {', '.join(FORMS)}, got {form!r}")
+        self.backbone, self.form = backbone, form
         self.config = backbone.config
         self.head = nn.Linear(backbone.config.hidden_size, 1)
         nn.init.zeros_(self.head.weight)  # V = 0 everywhere at the start, as the paper does
         nn.init.zeros_(self.head.bias)
+        if form == "logprob":  # on the head: saved, loaded and trained with it
+            self.head.register_parameter("logprob_weight", nn.Parameter(torch.zeros(())))
+            self.head.register_parameter("token_bias", nn.Parameter(torch.zeros(())))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask)[0]
-        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        action_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.form == "last":
+            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask)[0]
+            return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()
+        from oreo_agents.losses.logprobs import token_logps
+
+        out = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+        )
+        hidden = out.hidden_states[-1].to(self.head.weight.dtype)
+        values = self.head(hidden).squeeze(-1).float()
+        logps = token_logps(out.logits[:, :-1], input_ids[:, 1:])  # of token t + 1
+        keep = torch.ones_like(logps, dtype=torch.bool)
+        if attention_mask is not None:
+            keep = keep & attention_mask[:, 1:].bool()
+        if action_mask is not None:
+            keep = keep & action_mask[:, 1:].bool()
+        head = self.head
+        terms = (head.logprob_weight * logps + head.token_bias).float()
+        terms = torch.where(keep, terms, torch.zeros_like(terms)).cumsum(dim=1)
+        return values + torch.cat([torch.zeros_like(terms[:, :1]), terms], dim=1)
 
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
         self.backbone.gradient_checkpointing_enable(**kwargs)
@@ -64,12 +110,18 @@ class ValueModel(nn.Module):
         backbone.save_pretrained(path, **kwargs)
         state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         save_file(state, str(path / VALUE_HEAD_FILE))
-        meta = {"format": "oreo-value", "version": 1, "hidden_size": self.config.hidden_size}
+        meta = {"format": "oreo-value", "version": 1, "hidden_size": self.config.hidden_size,
+                "form": self.form}  # fmt: skip
         (path / VALUE_CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, dtype: Any = None, require_head: bool = False
+        cls,
+        path: str | Path,
+        *,
+        dtype: Any = None,
+        require_head: bool = False,
+        form: str | None = None,
     ) -> ValueModel:
         """Load a value folder, or start one from a causal-LM folder (zero head).
 
@@ -77,24 +129,35 @@ class ValueModel(nn.Module):
             path: A value folder, or (unless ``require_head``) a causal-LM folder or hub id.
             dtype: Backbone dtype (default float32).
             require_head: Refuse anything but a value folder (loading a trained value model).
+            form: "last" or "logprob" (`ValueModel`); None: the value folder's, else "last".
 
         Raises:
-            ValueError: The folder cannot be loaded (message says what to pass).
+            ValueError: The folder cannot be loaded (message says what to pass), or ``form``
+                differs from the value folder's.
         """
         if require_head:
             check_value_folder(path)
+        saved = None
+        if is_value_folder(path):
+            saved = json.loads((Path(path) / VALUE_CONFIG_FILE).read_text()).get("form", "last")
+        if form is not None and saved is not None and form != saved:
+            raise ValueError(f"{path} holds a value model of form {saved!r}, not {form!r}")
+        form = form or saved or "last"
+        if form not in FORMS:
+            raise ValueError(f"value form must be one of {', '.join(FORMS)}, got {form!r}")
         from oreo_agents.generation.hf import check_model_source
 
         kwargs = check_model_source(str(path), "value model backbone")
-        from transformers import AutoModel
+        from transformers import AutoModel, AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        auto = AutoModelForCausalLM if form == "logprob" else AutoModel  # logprob: an LM head
         try:
-            backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32, **kwargs)
+            backbone = auto.from_pretrained(str(path), dtype=dtype or torch.float32, **kwargs)
         except (OSError, ValueError) as e:
             raise ValueError(f"could not load a value model backbone from {path!r}: {e}") from None
-        model = cls(backbone)
+        model = cls(backbone, form=form)
         head_file = Path(path) / VALUE_HEAD_FILE
         if head_file.exists():
             from safetensors.torch import load_file

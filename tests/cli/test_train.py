@@ -227,8 +227,9 @@ def test_a_separate_wider_value_backbone_trains_beside_the_policy(
     tok.add_tokens(["<extra>"])
     tok.save_pretrained(odd)  # a tokenizer of another vocabulary beside the same weights
     with pytest.raises(ValueError, match="must use the policy's tokenizer"):
-        run_train(TrainConfig("oreo", str(mixed_data), str(tiny_model_dir), str(tmp_path / "o"),
-                              value=str(odd), batch_size=4, micro_batch_size=2, max_steps=1))  # fmt: skip
+        cfg = TrainConfig("oreo", str(mixed_data), str(tiny_model_dir), str(tmp_path / "o"),
+                          value=str(odd), batch_size=4, max_steps=1)  # fmt: skip
+        run_train(cfg)
     with pytest.raises(ValueError, match="--value: sft trains no value model"):
         TrainConfig("sft", str(mixed_data), str(tiny_model_dir), "o", value=str(wide))
 
