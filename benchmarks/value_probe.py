@@ -370,7 +370,7 @@ def main() -> None:
     row("loglik (SFT policy)", loglik_scores(policy, samples), time.time() - start)
     backbone_dir, suffix = policy_dir, ""
     if args.backbone:
-        backbone_dir, suffix = args.backbone, f" [{args.backbone.name}]"
+        backbone_dir, suffix = args.backbone, " [--backbone]"
         lm = AutoModelForCausalLM.from_pretrained(backbone_dir, dtype=torch.float32).eval()
         start = time.time()
         row(f"loglik{suffix}", loglik_scores(lm, samples), time.time() - start)

@@ -39,7 +39,8 @@ class ORM(Algorithm):
     def value_model(self, model: str, settings: ORMConfig):
         from oreo_agents.models.value import ValueModel
 
-        return ValueModel.from_pretrained(model), settings.value_lr
+        # a classifier on the last state; the logprob form is OREO's (value_form)
+        return ValueModel.from_pretrained(model, form="last"), settings.value_lr
 
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: ORMConfig):
         scores = models["value"](batch["input_ids"], batch["attention_mask"])

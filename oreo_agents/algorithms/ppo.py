@@ -154,7 +154,9 @@ class PPO(Algorithm):
     def value_model(self, model: str, settings: PPOConfig):
         from oreo_agents.models.value import ValueModel
 
-        return ValueModel.from_pretrained(settings.critic or model), settings.critic_lr
+        # the critic is a head on the last state; the logprob form is OREO's (value_form)
+        critic = ValueModel.from_pretrained(settings.critic or model, form="last")
+        return critic, settings.critic_lr
 
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: PPOConfig):
         labels, mask = shifted(batch)
