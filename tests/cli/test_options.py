@@ -80,10 +80,11 @@ def test_every_rollout_field_reaches_the_config(monkeypatch):
 def test_every_train_field_reaches_the_config(monkeypatch):
     import oreo_agents.train
 
-    args = [*argv(TrainConfig, skip=("env",)), "--set", "max_pairs_per_task=2"]
+    # dpo trains no value model, so --value is checked with ppo below
+    args = [*argv(TrainConfig, skip=("env", "value")), "--set", "max_pairs_per_task=2"]
     cfg = captured(monkeypatch, oreo_agents.train, "run_train", "train", args)
     for f in fields(TrainConfig):
-        if f.name not in SPECIAL and f.name != "env":
+        if f.name not in SPECIAL and f.name not in ("env", "value"):
             assert getattr(cfg, f.name) == VALUES.get(f.name, not f.default), f.name
     assert cfg.settings.max_pairs_per_task == 2
     # an online algorithm takes the env and its options instead of the data
@@ -91,7 +92,7 @@ def test_every_train_field_reaches_the_config(monkeypatch):
     online += ["-o", "a=1", "--split", "s", "--set", "tasks=5"]
     cfg = captured(monkeypatch, oreo_agents.train, "run_train", "train", online)
     assert (cfg.env, cfg.data, cfg.env_options) == ("e", None, {"a": 1, "split": "s"})
-    assert cfg.settings.tasks == 5
+    assert (cfg.settings.tasks, cfg.value) == (5, "v")
 
 
 @pytest.mark.parametrize(
