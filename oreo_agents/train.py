@@ -296,6 +296,8 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
                     _save(run, step, boundary)
                 # a process that got no signal itself was stopped by one sent to another
                 raise TrainingInterrupted(interrupts.signum or signal.SIGTERM, step)
+            if i == boundary:  # the rate this optimizer step uses (the scheduler moves after it)
+                lr = run.schedulers[0].get_last_lr()[0]
             batch = _to(with_reference(micro_batches[i], refs.pop(i, None)), accelerator.device)
             with accelerator.accumulate(*trainable):
                 loss, metrics = spec.step(models, batch, settings)
@@ -311,7 +313,7 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
             if not accelerator.sync_gradients:
                 continue
             step, boundary, rng, counter = step + 1, i + 1, rng_state(), accelerator.step
-            _report(run, meter.flush(step, run.schedulers[0].get_last_lr()[0], accelerator))
+            _report(run, meter.flush(step, lr, accelerator))
             timely = cfg.save_minutes and time.monotonic() - last_save >= 60 * cfg.save_minutes
             if _agree(accelerator, bool(cfg.save_every and step % cfg.save_every == 0 or timely)):
                 _save(run, step, boundary)

@@ -57,6 +57,9 @@ def test_every_algorithm_trains_and_saves_loadable_checkpoints(
     assert run.returncode == 0, run.stdout + run.stderr
     assert "saved the policy" in run.stdout
     assert [m["step"] for m in metrics(out)] == [1, 2]
+    # the rate each step used: a one-step warm-up from 0 (ceil(3% of the steps)), then the
+    # cosine's start, 1e-3 (logged before the scheduler moves on, not after)
+    assert [m["lr"] for m in metrics(out)] == [0.0, pytest.approx(1e-3)]
     policy = AutoModelForCausalLM.from_pretrained(out / "policy")
     start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     changed = any(
