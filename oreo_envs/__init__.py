@@ -4,7 +4,7 @@
 ``gymnasium.make("oreo/GSM8K-v0", path="test.jsonl")`` works.
 """
 
-from oreo_envs.core import TextEnv, TextSpace, env_kind, step_delimiters_of
+from oreo_envs.core import TextEnv, TextSpace, env_kind, kind_of, step_delimiters_of
 from oreo_envs.math_env import MathEnv, format_prompt, split_steps
 from oreo_envs.registration import ENTRY_POINT_GROUP, list_envs, load_plugins, register
 from oreo_envs.tasks import MathTask, TaskDataError
@@ -17,6 +17,7 @@ __all__ = [
     "TextEnv",
     "TextSpace",
     "env_kind",
+    "kind_of",
     "format_prompt",
     "list_envs",
     "load_plugins",

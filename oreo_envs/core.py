@@ -66,9 +66,9 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
         return tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=True)
 
 
-def step_delimiters_of(env_id: str) -> tuple[str, ...]:
-    """The step delimiters of a registered env id (`TextEnv.delimiters_for` its registered
-    arguments); lines for an id that is not registered or not a `TextEnv` (imported data)."""
+def _registered_class(env_id: str) -> tuple[Any, dict[str, Any]]:
+    """The class a registered id makes and its registered arguments; (None, {}) for an id
+    that is not registered or whose entry point does not load (imported data)."""
     import gymnasium
 
     try:
@@ -77,10 +77,26 @@ def step_delimiters_of(env_id: str) -> tuple[str, ...]:
         if isinstance(cls, str):
             cls = gymnasium.envs.registration.load_env_creator(cls)
     except (gymnasium.error.Error, ImportError, AttributeError, ModuleNotFoundError):
-        return ("\n",)
+        return None, {}
+    return cls, dict(spec.kwargs)
+
+
+def step_delimiters_of(env_id: str) -> tuple[str, ...]:
+    """The step delimiters of a registered env id (`TextEnv.delimiters_for` its registered
+    arguments); lines for an id that is not registered or not a `TextEnv` (imported data)."""
+    cls, kwargs = _registered_class(env_id)
     if isinstance(cls, type) and issubclass(cls, TextEnv):
-        return cls.delimiters_for(dict(spec.kwargs))
+        return cls.delimiters_for(kwargs)
     return ("\n",)
+
+
+def kind_of(env_id: str) -> str:
+    """The declared kind (`TextEnv.kind`) of a registered env id, without making the env;
+    "answer" for an id that is not registered or not a `TextEnv` (imported data)."""
+    cls, _ = _registered_class(env_id)
+    if isinstance(cls, type) and issubclass(cls, TextEnv):
+        return cls.kind
+    return "answer"
 
 
 def env_kind(env: Any) -> str:

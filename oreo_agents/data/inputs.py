@@ -112,11 +112,47 @@ def stored_ids(episode: Any, tokenizer: Any) -> tuple[list[int], list[tuple[list
     if has_ids(episode, tokenizer):
         steps = [(list(s["action_ids"]), list(s["observation_ids"])) for s in episode.steps]
         return list(episode.prompt_ids), steps
-    steps = [
-        (encode_text(tokenizer, s["action"]), encode_text(tokenizer, s["observation"]))
-        for s in episode.steps
-    ]
+    agent = is_agent_episode(episode)
+    steps = []
+    for s in episode.steps:
+        action, rest = action_segment(tokenizer, s["action"], s["observation"], agent)
+        steps.append((action, encode_text(tokenizer, rest)))
     return encode_prompt(tokenizer, episode.prompt), steps
+
+
+# An agent's action is one line: the collector stops its generation at the line's end.
+AGENT_STOP = "\n"
+
+
+def action_segment(
+    tokenizer: Any, action: str, following: str, agent: bool
+) -> tuple[list[int], str]:
+    """An action's ids when only its text is known, and the rest of what follows it.
+
+    What ended the action is the policy's own output, so its ids belong to the action (they
+    are trained, as in the ids a generation logs, `split_generation`): the tokenizer's EOS
+    that a chat template closes an assistant turn with, or, for an agent, the newline after
+    its one-line action (`AGENT_STOP`), which the rendering puts before the env's reply.
+    Without them a policy fine-tuned on expert text never learns to stop its action.
+    """
+    ids = encode_text(tokenizer, action)
+    if not action:
+        return ids, following
+    eos = tokenizer.eos_token
+    for end in (eos, AGENT_STOP if agent else None):
+        if end and following.startswith(end):
+            return ids + encode_text(tokenizer, end), following[len(end) :]
+    return ids, following
+
+
+def is_agent_episode(episode: Any) -> bool:
+    """Whether an episode is an agent's (one-line actions, the env's replies between them):
+    logged through an agent prompt (its steps keep the env's raw reply), or of an env id whose
+    class declares ``kind = "agent"``."""
+    from oreo_envs import kind_of
+
+    steps = episode.steps
+    return any("env_observation" in s for s in steps) or kind_of(episode.env_id) == "agent"
 
 
 def has_ids(episode: Any, tokenizer: Any) -> bool:

@@ -7,7 +7,8 @@ and play the best. Episodes run in lock-step across env instances, as in
 `Episode` record) is reused so an acted episode is stored exactly like a collected one. A
 candidate's state is the context's ids plus the ids the policy generated for it (its closing
 newline or end-of-turn token included, `oreo_agents.data.inputs.split_generation`), the ids a
-logged episode that took it holds; an admissible action is encoded.
+logged episode that took it holds; an admissible action is encoded as training encodes an
+action known only as text, with its newline (`oreo_agents.data.inputs.action_segment`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from oreo_agents.data.episodes import Episode
-from oreo_agents.data.inputs import encode_text, split_generation
+from oreo_agents.data.inputs import action_segment, split_generation
 from oreo_agents.evaluation.search import ValueFn
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.rollout.agent_prompt import AgentPrompt, parse_action
@@ -125,17 +126,17 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokeniz
 def _candidate_ids(slot: Slot, action: str, _tokens: int, completion: Any) -> list[int]:
     """The ids a candidate adds to the slot's context (module docstring)."""
     tok = slot.tokenizer
+    # What the prompt renders after the action, up to the env's reply (not known yet; a
+    # stand-in no generation ends with, so a generated newline is never taken for it).
+    following = slot.formatter.render(slot.first_obs, [*slot.history, (action, "\x00")])
+    following = following[len(context(slot)) + len(action) :]
     if completion is not None:
-        # What the prompt renders after the action, up to the env's reply (not known yet; a
-        # stand-in no generation ends with, so a generated newline is never taken for it).
-        following = slot.formatter.render(slot.first_obs, [*slot.history, (action, "\x00")])
-        following = following[len(context(slot)) + len(action) :]
         split = split_generation(
             tok, completion.token_ids, completion.text, completion.eos_id, action, following
         )
         if split is not None:
             return split[0]
-    return encode_text(tok, action)
+    return action_segment(tok, action, following, agent=True)[0]  # as training encodes it
 
 
 def _sample_actions(

@@ -27,7 +27,13 @@ import numpy as np
 
 import oreo_envs
 from oreo_agents.data.episodes import Episode, EpisodeWriter, load_episodes
-from oreo_agents.data.inputs import encode_prompt, encode_text, split_generation, tokenizer_id
+from oreo_agents.data.inputs import (
+    action_segment,
+    encode_prompt,
+    encode_text,
+    split_generation,
+    tokenizer_id,
+)
 from oreo_agents.distributed import rank_world, wait_for_everyone
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.generation.base import derive_seed
@@ -421,8 +427,8 @@ def _log_ids(slot: Slot, completion: Any) -> None:
             tok, completion.token_ids, completion.text, completion.eos_id,
             step["action"], step["observation"],
         )  # fmt: skip
-    if split is None:
-        split = encode_text(tok, step["action"]), step["observation"]
+    if split is None:  # encoded as training encodes an episode without ids
+        split = action_segment(tok, step["action"], step["observation"], env_kind(slot) == "agent")
         slot.reencoded += 1
     step["action_ids"], step["observation_ids"] = split[0], encode_text(tok, split[1])
     slot.ids += step["action_ids"] + step["observation_ids"]

@@ -68,6 +68,56 @@ def test_agent_observations_are_context_and_no_eos(tok):
     assert [i for i, s in enumerate(t.step_starts) if s] == [2, 8]  # each action is a step
 
 
+def acted(t, tokenizer):
+    """The text of an item's action tokens, action by action."""
+    runs, run = [], []
+    for i, m in zip(t.input_ids, t.action_mask, strict=True):
+        if m:
+            run.append(i)
+        elif run:
+            runs, run = [*runs, run], []
+    runs += [run] if run else []
+    return [tokenizer.decode(r, skip_special_tokens=False) for r in runs]
+
+
+def test_an_agent_action_known_as_text_trains_the_newline_that_ends_it(tok, chat_tokenizer):
+    # Expert episodes carry text only. The collector stops an agent's generation at the end of
+    # its line, so the newline after each action is the policy's output and is trained; without
+    # it an SFT policy never learns to stop and writes on to max_new_tokens.
+    steps = [
+        {"action": "go to shelf 1", "observation": "\nOn the shelf 1, you see a mug 1.\n> ",
+         "env_observation": "On the shelf 1, you see a mug 1."},
+        {"action": "take mug 1 from shelf 1", "observation": "\nYou pick up the mug 1.\n> ",
+         "env_observation": "You pick up the mug 1."},
+    ]  # fmt: skip
+    for tokenizer in (tok, chat_tokenizer):  # bytes, and byte-level BPE
+        t = tokenize_episode(episode(steps, env_id="oreo/ALFWorld-v0", eos=False), tokenizer)
+        assert acted(t, tokenizer) == ["go to shelf 1\n", "take mug 1 from shelf 1\n"]
+        full = "Q:" + "".join(s["action"] + s["observation"] for s in steps)
+        assert tokenizer.decode(t.input_ids, skip_special_tokens=False) == full
+    # the env's kind decides too when no step keeps the raw reply (imported episodes)
+    plain = [{"action": s["action"], "observation": s["observation"]} for s in steps]
+    t = tokenize_episode(episode(plain, env_id="oreo/ALFWorld-v0", eos=False), tok)
+    assert acted(t, tok) == ["go to shelf 1\n", "take mug 1 from shelf 1\n"]
+    # an answer env's newline after a line is the env's (step mode), as before
+    t = tokenize_episode(episode(plain, env_id="oreo/GSM8K-v0", eos=False), tok)
+    assert acted(t, tok) == ["go to shelf 1", "take mug 1 from shelf 1"]
+
+
+def test_a_chat_agent_action_trains_the_end_of_turn_token(chat_tokenizer):
+    tok = chat_tokenizer
+    user = "<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+    steps = [
+        {"action": "go to shelf 1", "observation": user.format("On the shelf 1, you see a mug."),
+         "env_observation": "On the shelf 1, you see a mug."},
+        {"action": "take mug 1 from shelf 1", "observation": "<|im_end|>\n",
+         "env_observation": "You pick up the mug 1."},
+    ]  # fmt: skip
+    t = tokenize_episode(episode(steps, env_id="oreo/ALFWorld-v0", eos=False), tok)
+    assert tok.eos_token == "<|im_end|>"
+    assert acted(t, tok) == ["go to shelf 1<|im_end|>", "take mug 1 from shelf 1<|im_end|>"]
+
+
 def test_immediate_eos_is_a_lone_action(tok):
     t = tokenize_episode(episode([{"action": "", "observation": ""}], eos=True), tok)
     assert t.action_mask == [False, False, True] and t.step_starts == [False, False, True]
