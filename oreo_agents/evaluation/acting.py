@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from oreo_agents.data.episodes import Episode
-from oreo_agents.data.inputs import action_segment, split_generation
+from oreo_agents.data.inputs import split_generation
 from oreo_agents.evaluation.search import ValueFn
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.rollout.agent_prompt import AgentPrompt, parse_action
 from oreo_agents.rollout.collect import (
     CollectConfig,
     Slot,
+    action_ids,
     advance_all,
     context,
     env_kind,
@@ -125,18 +126,16 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokeniz
 
 def _candidate_ids(slot: Slot, action: str, _tokens: int, completion: Any) -> list[int]:
     """The ids a candidate adds to the slot's context (module docstring)."""
-    tok = slot.tokenizer
-    # What the prompt renders after the action, up to the env's reply (not known yet; a
-    # stand-in no generation ends with, so a generated newline is never taken for it).
-    following = slot.formatter.render(slot.first_obs, [*slot.history, (action, "\x00")])
-    following = following[len(context(slot)) + len(action) :]
     if completion is not None:
+        following = slot.formatter.render(slot.first_obs, [*slot.history, (action, "\x00")])
+        following = following[len(context(slot)) + len(action) :]  # "\x00": the reply's place
         split = split_generation(
-            tok, completion.token_ids, completion.text, completion.eos_id, action, following
-        )
+            slot.tokenizer, completion.token_ids, completion.text, completion.eos_id, action,
+            following,
+        )  # fmt: skip
         if split is not None:
             return split[0]
-    return action_segment(tok, action, following, agent=True)[0]  # as training encodes it
+    return action_ids(slot, action)  # as training encodes an action known as text
 
 
 def _sample_actions(

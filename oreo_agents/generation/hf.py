@@ -196,6 +196,61 @@ class HFBackend:
             grouped[i].append(out)
         return grouped
 
+    def score_continuations(
+        self, context: Sequence[int], continuations: Sequence[Sequence[int]]
+    ) -> list[float]:
+        """The model's log-probability of each continuation after ``context`` (summed over
+        its tokens): how likely the policy is to write it, e.g. an agent's admissible actions.
+
+        The context runs once; its key/value cache is repeated for the continuations, which
+        run as one right-padded batch (a pad after a row's last token is never attended by
+        its real tokens, so no mask is needed). The cost is one context pass, not one per
+        continuation.
+        """
+        import torch
+
+        if not context:
+            raise ValueError("an empty context: the model needs at least one token to continue")
+        if not continuations or not all(continuations):
+            raise ValueError("every continuation needs at least one token")
+        with torch.inference_mode():
+            out = self.model(torch.tensor([list(context)], device=self.device), use_cache=True)
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            totals = []
+            for start in range(0, len(continuations), self.batch_size):
+                chunk = [list(c) for c in continuations[start : start + self.batch_size]]
+                width = max(len(c) for c in chunk)
+                pad = self.tokenizer.pad_token_id or 0
+                ids = torch.tensor([c + [pad] * (width - len(c)) for c in chunk])
+                ids = ids.to(self.device)
+                if width == 1:
+                    totals += first[ids[:, 0]].tolist()
+                    continue
+                cache = out.cache if hasattr(out, "cache") else out.past_key_values
+                totals += self._rest(cache, ids, first, [len(c) for c in chunk])
+        return totals
+
+    def _rest(self, cache: Any, ids: Any, first: Any, lengths: list[int]) -> list[float]:
+        """`score_continuations` of one batch longer than one token: ``cache`` repeated per
+        row, the rows' tokens after it; the first token's log-prob from ``first``."""
+        import copy
+        import inspect
+
+        import torch
+
+        rows = copy.deepcopy(cache)  # the context's cache stays whole for the next chunk
+        rows.batch_repeat_interleave(len(ids))
+        # transformers 5.x renamed the argument (``cache``; ``past_key_values`` before)
+        renamed = "cache" in inspect.signature(self.model.forward).parameters
+        name = "cache" if renamed else "past_key_values"
+        logits = self.model(ids[:, :-1], **{name: rows}, use_cache=True).logits
+        logps = torch.log_softmax(logits.float(), dim=-1)
+        later = logps.gather(-1, ids[:, 1:, None]).squeeze(-1)  # token j+1 given tokens <= j
+        keep = torch.arange(ids.shape[1] - 1, device=ids.device)[None] < (
+            torch.tensor(lengths, device=ids.device)[:, None] - 1
+        )
+        return (first[ids[:, 0]] + (later * keep).sum(dim=1)).tolist()
+
     def _generate_batch(
         self, prompts: list[list[int]], params: SamplingParams, seeds: list[int]
     ) -> list[Completion]:

@@ -30,6 +30,12 @@ class ActingConfig:
             good control text, e.g. ``<good>`` for ``--algo rcrl``); "" for none.
         constrain_actions: In agent envs, replace an inadmissible action by the closest
             admissible one.
+        rank_actions: In agent envs, play an admissible action chosen by the policy's own
+            log-probability of it (its tokens and closing newline, after the context) instead
+            of a generated one: the most likely at temperature 0, else one sampled in
+            proportion to exp(log-prob / temperature). A small model that cannot yet write
+            valid actions still acts in the env's terms (HF backend; ``constrain_actions`` then
+            has nothing to snap).
         think: In agent envs, let the agent write ``think: ...`` lines (ReAct): the env never
             sees them, the reply is "OK.", and each takes a turn of the step limit.
         env_workers: Run the envs in this many worker processes, stepped in parallel
@@ -50,6 +56,7 @@ class ActingConfig:
     chat_template: bool = False
     control: str = ""
     constrain_actions: bool = False
+    rank_actions: bool = False
     think: bool = False
     env_workers: int = 0
 

@@ -1,6 +1,6 @@
 """A learned ALFWorld agent end to end through the CLI, on the bundled games: expert and random
 episodes -> a from-scratch model with a BPE tokenizer trained on the episodes' text -> SFT ->
-OREO -> greedy and value-guided (best-of-K) acting with `oreo rollout`."""
+OREO -> greedy, likelihood-ranked and value-guided (best-of-K) acting with `oreo rollout`."""
 
 from __future__ import annotations
 
@@ -61,9 +61,19 @@ def test_tiny_agent_trains_and_acts_on_bundled_games(tmp_path):
     assert "success by task_type" in out
     oreo("rollout", *acting, "--strategy", "best-of-k", "--k", 2, "--value", value,
          "--out", tmp_path / "best.json")  # fmt: skip
+    # acting by the policy's likelihood of the admissible actions (ALFWorld's verbs only)
+    oreo("rollout", *acting, "--rank-actions", "--out", tmp_path / "ranked.json")
+    ranked = json.loads((tmp_path / "ranked.json").read_text())
+    verbs = ("go to", "take", "move", "open", "close", "use", "heat", "cool", "clean", "look",
+             "inventory", "examine", "help", "put")  # fmt: skip
+    for record in ranked["records"]:
+        turns = record["samples"][0]["text"].split("\n> ")  # action, then the env's reply
+        actions = [t.split("\n")[0] for t in turns if t]
+        assert actions and all(a.startswith(verbs) for a in actions), actions
+    assert ranked["config"]["rank_actions"] is True
     greedy = json.loads((tmp_path / "greedy.json").read_text())
     best = json.loads((tmp_path / "best.json").read_text())
-    for report in (greedy, best):
+    for report in (greedy, best, ranked):
         assert report["tasks"] == 6 and len(report["subsets"]["task_type"]) == 6
     for record in best["records"]:
         (sample,) = record["samples"]

@@ -1,0 +1,106 @@
+"""Acting by the policy's likelihood of the admissible actions (``rank_actions``): the scores
+are the model's log-probabilities of each action's ids after the context, the most likely one
+is played at temperature 0, and what is logged is what training and scoring read."""
+
+from __future__ import annotations
+
+import gymnasium
+import pytest
+import torch
+
+import oreo_envs  # noqa: F401
+from oreo_agents.data.inputs import encode_text
+from oreo_agents.data.tokenization import tokenize_episode
+from oreo_agents.generation.hf import HFBackend
+from oreo_agents.rollout.config import CollectConfig
+
+ENV = "oreo/ALFWorld-v0"
+ARGS = {"split": "bundled", "max_episode_steps": 4}
+
+
+def brute_force(model, context, continuation):
+    """Summed log-probability of ``continuation`` after ``context``, one full pass."""
+    ids = torch.tensor([context + continuation])
+    with torch.no_grad():
+        logps = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+    return sum(logps[len(context) - 1 + j, t].item() for j, t in enumerate(continuation))
+
+
+def test_continuation_scores_equal_full_passes(chat_model):
+    model, tok = chat_model
+    context = encode_text(tok, "You are in a room.\n> go to shelf 1\nOn it a mug.\n> ")
+    texts = ["take mug 1 from shelf 1\n", "look\n", "\n", "go to shelf 12\n", "x"]
+    continuations = [encode_text(tok, t) for t in texts]
+    for batch_size in (2, 8):  # chunks of the continuations re-use the same context cache
+        got = HFBackend(model, tok, batch_size=batch_size).score_continuations(
+            context, continuations
+        )
+        want = [brute_force(model, context, c) for c in continuations]
+        assert got == pytest.approx(want, abs=1e-4)
+    with pytest.raises(ValueError, match="at least one token"):
+        HFBackend(model, tok).score_continuations(context, [[]])
+
+
+def collect(chat_model, tmp_path, temperature, seed=0):
+    from oreo_agents.data.episodes import load_episodes
+    from oreo_agents.rollout.collect import run_collect
+
+    model, tok = chat_model
+    cfg = CollectConfig(env=ENV, env_options=ARGS, model="m", out=str(tmp_path), tasks=3,
+                        temperature=temperature, rank_actions=True, seed=seed)  # fmt: skip
+    run_collect(cfg, lambda: gymnasium.make(ENV, **ARGS), backend=HFBackend(model, tok))
+    return load_episodes(tmp_path)
+
+
+def test_greedy_ranking_plays_the_most_likely_admissible_action(chat_model, tmp_path):
+    from oreo_agents.data.inputs import stored_ids
+
+    model, tok = chat_model
+    episodes = collect(chat_model, tmp_path / "greedy", temperature=0.0)
+    assert len(episodes) == 3
+    env = gymnasium.make(ENV, **ARGS)
+    for ep in episodes:
+        # replay the episode: at each step the played action is the argmax of full passes
+        _, info = env.reset(options={"task_id": ep.task_id})
+        prompt, steps = stored_ids(ep, tok)
+        context = list(prompt)
+        for step, (action_ids, observation_ids) in zip(ep.steps, steps, strict=True):
+            admissible = list(dict.fromkeys(info["admissible_actions"]))
+            assert step["action"] in admissible
+            # the logged ids end with the action's newline: what training reads and trains
+            assert tok.decode(action_ids) == step["action"] + "\n"
+            scores = {}
+            for a in admissible:
+                ids = encode_text(tok, a) + encode_text(tok, "\n")
+                scores[a] = brute_force(model, context, ids)
+            best = max(scores.values())
+            assert scores[step["action"]] == pytest.approx(best, abs=1e-4)
+            _, _, _, _, info = env.step(step["action"])
+            context += action_ids + observation_ids
+        item = tokenize_episode(ep, tok)
+        assert item.input_ids == context  # training reads the ids the policy acted on
+
+
+def test_sampled_ranking_is_seeded_and_explores(chat_model, tmp_path):
+    # a random model gives a one-token "help" a far higher log-probability than any longer
+    # action; a high temperature flattens the choice towards uniform over the admissible ones
+    first = collect(chat_model, tmp_path / "a", temperature=100.0, seed=3)
+    again = collect(chat_model, tmp_path / "b", temperature=100.0, seed=3)
+    greedy = collect(chat_model, tmp_path / "g", temperature=0.0, seed=3)
+
+    def actions(eps):
+        return [[s["action"] for s in e.steps] for e in eps]
+
+    assert actions(first) == actions(again)
+    assert actions(first) != actions(greedy)
+
+
+def test_rank_actions_refuses_answer_envs(chat_model, tmp_path):
+    from oreo_agents.rollout.collect import run_collect
+
+    model, tok = chat_model
+    cfg = CollectConfig(env="oreo/Chain-v0", env_options={"size": 4}, model="m",
+                        out=str(tmp_path), tasks=1, rank_actions=True)  # fmt: skip
+    with pytest.raises(ValueError, match="agent env"):
+        run_collect(cfg, lambda: gymnasium.make("oreo/Chain-v0", size=4),
+                    backend=HFBackend(model, tok))  # fmt: skip
