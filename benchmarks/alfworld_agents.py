@@ -110,10 +110,11 @@ def plan(args: argparse.Namespace) -> Plan:
         splits = {s: ["-o", f"split={s}", *where] for s in ("valid_seen", "valid_unseen")}
         steps, games, batch = args.max_episode_steps, args.train_games, 16
         model = {"vocab_size": 1024, "hidden_size": 256, "num_layers": 4}
-        sft, rl = ["--epochs", 3, "--lr", 1e-3], ["--epochs", 3]
+        sft, rl = ["--epochs", args.sft_epochs, "--lr", 1e-3], ["--epochs", 3]
     loop = ["--batch-size", batch, "--micro-batch-size", 2, "--max-length", 2048,
             "--seed", args.seed, "--report-to", "none"]  # fmt: skip
-    acting = ["--backend", "hf", "--max-new-tokens", 16, "--seed", args.seed, "--env-workers", 2]
+    acting = ["--backend", "hf", "--max-new-tokens", 16, "--seed", args.seed, "--env-workers", 2,
+              "--batch-size", args.acting_batch]  # fmt: skip
     return Plan(
         out=args.out, seed=args.seed, train_env=env, splits=splits, model=model, sft=sft, rl=rl,
         games=games, samples=args.samples, eval_games=args.eval_games, ks=args.ks,
@@ -201,6 +202,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-games", type=int, default=600)
     parser.add_argument("--samples", type=int, default=5, help="SFT samples per train game")
+    parser.add_argument("--sft-epochs", type=int, default=10, help="SFT passes over the experts")
+    parser.add_argument(
+        "--acting-batch", type=int, default=64, help="episodes side by side when acting"
+    )
     parser.add_argument("--eval-games", type=int, default=0, help="per split; 0: all")
     parser.add_argument("--max-episode-steps", type=int, default=40)
     parser.add_argument("--ks", type=int, nargs="+", default=[2, 3, 4, 5])
