@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,7 @@ class HFBackend:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.eos_ids = eos_ids(getattr(self.model, "generation_config", None), self.tokenizer)
+        self._contexts: OrderedDict[tuple[int, ...], tuple[list[int], Any, Any]] = OrderedDict()
 
     @property
     def device(self) -> torch.device:
@@ -202,10 +204,10 @@ class HFBackend:
         """The model's log-probability of each continuation after ``context`` (summed over
         its tokens): how likely the policy is to write it, e.g. an agent's admissible actions.
 
-        The context runs once; its key/value cache is repeated for the continuations, which
-        run as one right-padded batch (a pad after a row's last token is never attended by
-        its real tokens, so no mask is needed). The cost is one context pass, not one per
-        continuation.
+        The context's key/value cache (`_context_cache`) is repeated for the continuations,
+        which run as right-padded batches (a pad after a row's last token is never attended
+        by its real tokens, so no mask is needed): the cost is one pass over what the context
+        adds to the last one scored, not one pass over the context per continuation.
         """
         import torch
 
@@ -214,8 +216,8 @@ class HFBackend:
         if not continuations or not all(continuations):
             raise ValueError("every continuation needs at least one token")
         with torch.inference_mode():
-            out = self.model(torch.tensor([list(context)], device=self.device), use_cache=True)
-            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            cache, last = self._context_cache(list(context))
+            first = torch.log_softmax(last.float(), dim=-1)
             totals = []
             for start in range(0, len(continuations), self.batch_size):
                 chunk = [list(c) for c in continuations[start : start + self.batch_size]]
@@ -226,24 +228,61 @@ class HFBackend:
                 if width == 1:
                     totals += first[ids[:, 0]].tolist()
                     continue
-                cache = out.cache if hasattr(out, "cache") else out.past_key_values
                 totals += self._rest(cache, ids, first, [len(c) for c in chunk])
         return totals
+
+    def _context_cache(self, context: list[int]) -> tuple[Any, Any]:
+        """The key/value cache of ``context`` and the logits after it: the longest context
+        scored before that starts it (an agent's context at its previous step) is extended by
+        the new tokens, else the context runs whole. The result is kept for the next call,
+        at most ``4 x batch_size`` contexts, the least recently used dropped first. (The
+        caches hold the weights' outputs: a backend whose model changes must be made anew.)
+        """
+        import copy
+
+        import torch
+
+        best = None
+        for key, (ids, _, _) in self._contexts.items():
+            n = len(ids)
+            if n <= len(context) and (best is None or n > len(self._contexts[best][0])):
+                if context[:n] == ids:
+                    best = key
+        if best is not None:
+            self._contexts.move_to_end(best)
+            ids, cache, last = self._contexts[best]
+            if len(ids) == len(context):
+                return cache, last
+            cache = copy.deepcopy(cache)  # another context may extend the same one
+            new = torch.tensor([context[len(ids) :]], device=self.device)
+            out = self.model(new, **{self._cache_arg: cache}, use_cache=True)
+        else:
+            out = self.model(torch.tensor([context], device=self.device), use_cache=True)
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        self._contexts[tuple(context)] = (context, cache, out.logits[0, -1])
+        while len(self._contexts) > 4 * self.batch_size:
+            self._contexts.popitem(last=False)
+        return cache, out.logits[0, -1]
+
+    @property
+    def _cache_arg(self) -> str:
+        """The forward argument that takes a cache: ``cache`` since transformers 5.x renamed
+        it, ``past_key_values`` before."""
+        import inspect
+
+        renamed = "cache" in inspect.signature(self.model.forward).parameters
+        return "cache" if renamed else "past_key_values"
 
     def _rest(self, cache: Any, ids: Any, first: Any, lengths: list[int]) -> list[float]:
         """`score_continuations` of one batch longer than one token: ``cache`` repeated per
         row, the rows' tokens after it; the first token's log-prob from ``first``."""
         import copy
-        import inspect
 
         import torch
 
         rows = copy.deepcopy(cache)  # the context's cache stays whole for the next chunk
         rows.batch_repeat_interleave(len(ids))
-        # transformers 5.x renamed the argument (``cache``; ``past_key_values`` before)
-        renamed = "cache" in inspect.signature(self.model.forward).parameters
-        name = "cache" if renamed else "past_key_values"
-        logits = self.model(ids[:, :-1], **{name: rows}, use_cache=True).logits
+        logits = self.model(ids[:, :-1], **{self._cache_arg: rows}, use_cache=True).logits
         logps = torch.log_softmax(logits.float(), dim=-1)
         later = logps.gather(-1, ids[:, 1:, None]).squeeze(-1)  # token j+1 given tokens <= j
         keep = torch.arange(ids.shape[1] - 1, device=ids.device)[None] < (

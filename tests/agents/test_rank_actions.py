@@ -41,6 +41,22 @@ def test_continuation_scores_equal_full_passes(chat_model):
         HFBackend(model, tok).score_continuations(context, [[]])
 
 
+def test_a_context_extended_step_by_step_scores_as_a_full_pass(chat_model):
+    """An agent's next context extends its last one: only the new tokens run, on a copy of the
+    cached prefix, and two contexts that share a prefix do not disturb each other."""
+    model, tok = chat_model
+    backend = HFBackend(model, tok, batch_size=2)
+    actions = [encode_text(tok, t) for t in ("look\n", "take mug 1 from shelf 1\n", "help\n")]
+    start = encode_text(tok, "You are in a room.\n> ")
+    one = start + encode_text(tok, "go to shelf 1\nOn it a mug.\n> ")
+    two = start + encode_text(tok, "go to desk 1\nOn it a pen.\n> ")
+    longer = one + encode_text(tok, "look\nYou see a room.\n> ")
+    for context in (start, one, two, longer, one, start):  # hits, misses and repeats
+        got = backend.score_continuations(context, actions)
+        assert got == pytest.approx([brute_force(model, context, a) for a in actions], abs=1e-4)
+    assert len(backend._contexts) == 4  # start, one, two, longer: each kept once
+
+
 def collect(chat_model, tmp_path, temperature, seed=0):
     from oreo_agents.data.episodes import load_episodes
     from oreo_agents.rollout.collect import run_collect
