@@ -56,7 +56,8 @@ def act_with_value(
         task_ids: The tasks to play, in order.
         backend: The policy's generator (unused with ``admissible``).
         value_fn: Scores states (token ids; its ``tokenizer`` encodes them without a backend).
-        k: Candidate actions sampled per step.
+        k: Candidate actions sampled per step (with ``cfg.rank_actions``: the policy's K most
+            likely admissible actions).
         admissible: Score every admissible action instead of sampling.
         agent_prompt: Formats the conversation (default `AgentPrompt(think=cfg.think)`, as
             collect).
@@ -99,6 +100,8 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokeniz
             candidates = [
                 [(a, 0, None) for a in slots[i].info["admissible_actions"]] for i in active
             ]
+        elif cfg.rank_actions:
+            candidates = _top_actions(backend, [slots[i] for i in active], k)
         else:
             candidates = _sample_actions(backend, [slots[i] for i in active], cfg, k)
         flat = [(i, c) for i, cands in zip(active, candidates, strict=True) for c in cands]
@@ -136,6 +139,22 @@ def _candidate_ids(slot: Slot, action: str, _tokens: int, completion: Any) -> li
         if split is not None:
             return split[0]
     return action_ids(slot, action)  # as training encodes an action known as text
+
+
+def _top_actions(backend: Backend, slots: list[Any], k: int) -> list[list[tuple[str, int, Any]]]:
+    """``cfg.rank_actions``: the K admissible actions the policy finds most likely (its
+    log-probability of each action's ids after the context), most likely first, so K = 1 is
+    the ranked policy's greedy choice."""
+    if not hasattr(backend, "score_continuations"):
+        raise ValueError(f"rank_actions scores actions with the hf backend, not {backend.name}")
+    out = []
+    for slot in slots:
+        admissible = list(dict.fromkeys(slot.info.get("admissible_actions") or []))
+        ids = [action_ids(slot, a) for a in admissible]
+        logps = backend.score_continuations(slot.ids, ids)
+        best = sorted(range(len(admissible)), key=lambda j: -logps[j])[:k]  # ties keep order
+        out.append([(admissible[j], len(ids[j]), None) for j in best])
+    return out
 
 
 def _sample_actions(

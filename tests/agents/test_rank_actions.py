@@ -120,3 +120,45 @@ def test_rank_actions_refuses_answer_envs(chat_model, tmp_path):
     with pytest.raises(ValueError, match="agent env"):
         run_collect(cfg, lambda: gymnasium.make("oreo/Chain-v0", size=4),
                     backend=HFBackend(model, tok))  # fmt: skip
+
+
+def test_value_guided_acting_picks_among_the_policys_top_k(chat_model, tmp_path):
+    from oreo_agents.evaluation.acting import act_with_value
+
+    model, tok = chat_model
+
+    class Shortest:
+        """A value that prefers the shortest state (so its pick is checkable by hand)."""
+
+        tokenizer = tok
+
+        def __call__(self, states):
+            return [-float(len(s)) for s in states]
+
+    env = gymnasium.make(ENV, **ARGS)
+    make = lambda: gymnasium.make(ENV, **ARGS)  # noqa: E731
+    greedy = collect(chat_model, tmp_path / "greedy", temperature=0.0)
+    tasks = [e.task_id for e in greedy]
+    cfg = CollectConfig(env=ENV, env_options=ARGS, model="m", out="", rank_actions=True)
+    backend = HFBackend(model, tok)
+    # K = 1: the value has one candidate, the policy's most likely action: ranked greedy
+    one = act_with_value(cfg, make, tasks, backend=backend, value_fn=Shortest(), k=1)
+    by_task = {e.task_id: [s["action"] for s in e.steps] for e in greedy}
+    assert [[s["action"] for s in e.steps] for e in one] == [by_task[t] for t in tasks]
+    # K = 3: the value picks the shortest of the policy's three most likely actions
+    three = act_with_value(cfg, make, tasks, backend=backend, value_fn=Shortest(), k=3)
+    from oreo_agents.data.inputs import stored_ids
+
+    for ep in three:
+        _, info = env.reset(options={"task_id": ep.task_id})
+        assert ep.meta["candidates"] == 3 * len(ep.steps)
+        prompt, steps = stored_ids(ep, tok)
+        context = list(prompt)
+        for step, (action_ids, observation_ids) in zip(ep.steps, steps, strict=True):
+            admissible = list(dict.fromkeys(info["admissible_actions"]))
+            ids = {a: encode_text(tok, a) + encode_text(tok, "\n") for a in admissible}
+            logp = {a: brute_force(model, context, ids[a]) for a in admissible}
+            top = sorted(admissible, key=lambda a: -logp[a])[:3]
+            assert step["action"] == min(top, key=lambda a: len(ids[a]))
+            _, _, _, _, info = env.step(step["action"])
+            context += action_ids + observation_ids
