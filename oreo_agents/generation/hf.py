@@ -204,10 +204,10 @@ class HFBackend:
         """The model's log-probability of each continuation after ``context`` (summed over
         its tokens): how likely the policy is to write it, e.g. an agent's admissible actions.
 
-        The context's key/value cache (`_context_cache`) is repeated for the continuations,
-        which run as right-padded batches (a pad after a row's last token is never attended
-        by its real tokens, so no mask is needed): the cost is one pass over what the context
-        adds to the last one scored, not one pass over the context per continuation.
+        The context's key/value cache (`_context_cache`) is shared by the continuations,
+        which run packed into one sequence after it (`_packed`): the cost is one pass over
+        what the context adds to the last one scored plus one over the continuations, not one
+        over the context per continuation.
         """
         import torch
 
@@ -221,14 +221,7 @@ class HFBackend:
             totals = []
             for start in range(0, len(continuations), self.batch_size):
                 chunk = [list(c) for c in continuations[start : start + self.batch_size]]
-                width = max(len(c) for c in chunk)
-                pad = self.tokenizer.pad_token_id or 0
-                ids = torch.tensor([c + [pad] * (width - len(c)) for c in chunk])
-                ids = ids.to(self.device)
-                if width == 1:
-                    totals += first[ids[:, 0]].tolist()
-                    continue
-                totals += self._rest(cache, ids, first, [len(c) for c in chunk])
+                totals += self._packed(cache, len(context), chunk, first)
         return totals
 
     def _context_cache(self, context: list[int]) -> tuple[Any, Any]:
@@ -273,22 +266,41 @@ class HFBackend:
         renamed = "cache" in inspect.signature(self.model.forward).parameters
         return "cache" if renamed else "past_key_values"
 
-    def _rest(self, cache: Any, ids: Any, first: Any, lengths: list[int]) -> list[float]:
-        """`score_continuations` of one batch longer than one token: ``cache`` repeated per
-        row, the rows' tokens after it; the first token's log-prob from ``first``."""
+    def _packed(self, cache: Any, n: int, chunk: list[list[int]], first: Any) -> list[float]:
+        """Summed log-probs of a chunk of continuations after an ``n``-token context whose
+        ``cache`` they share: one sequence of all of them, each token attending to the context
+        and to the earlier tokens of its own continuation only (a block-diagonal causal mask;
+        positions restart after the context for each), on one copy of the cache. Each first
+        token's log-prob comes from ``first``, the logits after the context."""
         import copy
 
         import torch
 
-        rows = copy.deepcopy(cache)  # the context's cache stays whole for the next chunk
-        rows.batch_repeat_interleave(len(ids))
-        logits = self.model(ids[:, :-1], **{self._cache_arg: rows}, use_cache=True).logits
+        flat = [t for c in chunk for t in c]
+        mask = torch.zeros(len(flat), n + len(flat), dtype=torch.bool)
+        mask[:, :n] = True
+        positions, off = [], 0
+        for c in chunk:
+            k = len(c)
+            mask[off : off + k, n + off : n + off + k] = torch.ones(k, k, dtype=torch.bool).tril()
+            positions += range(n, n + k)
+            off += k
+        device = self.device
+        logits = self.model(
+            torch.tensor([flat], device=device),
+            position_ids=torch.tensor([positions], device=device),
+            attention_mask=mask[None, None].to(device),
+            **{self._cache_arg: copy.deepcopy(cache)},  # the context's cache stays as it is
+            use_cache=True,
+        ).logits[0]
         logps = torch.log_softmax(logits.float(), dim=-1)
-        later = logps.gather(-1, ids[:, 1:, None]).squeeze(-1)  # token j+1 given tokens <= j
-        keep = torch.arange(ids.shape[1] - 1, device=ids.device)[None] < (
-            torch.tensor(lengths, device=ids.device)[:, None] - 1
-        )
-        return (first[ids[:, 0]] + (later * keep).sum(dim=1)).tolist()
+        totals, off = [], 0
+        for c in chunk:  # token j of a continuation, predicted at its token j - 1
+            rows = torch.arange(off, off + len(c) - 1, device=device)
+            later = logps[rows, torch.tensor(c[1:], device=device, dtype=torch.long)].sum()
+            totals.append(float(first[c[0]] + later))
+            off += len(c)
+        return totals
 
     def _generate_batch(
         self, prompts: list[list[int]], params: SamplingParams, seeds: list[int]
