@@ -143,3 +143,18 @@ def test_rollout_searches_with_the_value_model_on_cuda(chat_model_dir, mixed_dat
         oreo("rollout", *common, "--strategy", strategy, *extra, "--out", report)
         r = json.loads(report.read_text())
         assert r["tasks"] == 12 and 0.0 <= r["success_rate"] <= 1.0, strategy
+
+
+def test_ranked_action_scores_on_cuda_match_the_cpu(chat_model):
+    """`--rank-actions` packs the admissible actions into one sequence with a block-diagonal
+    mask over a cached context: the same scores on the GPU (bf16) as on the CPU (fp32)."""
+    from oreo_agents.data.inputs import encode_text
+    from oreo_agents.generation.hf import HFBackend
+
+    model, tok = chat_model
+    context = encode_text(tok, "You are in a room.\n> go to shelf 1\nOn it a mug.\n> ")
+    actions = [encode_text(tok, t) for t in ("look\n", "take mug 1 from shelf 1\n", "help\n")]
+    cpu = HFBackend(model, tok).score_continuations(context, actions)
+    gpu = HFBackend(model.to("cuda", torch.bfloat16), tok).score_continuations(context, actions)
+    assert gpu == pytest.approx(cpu, rel=0.05, abs=0.5)
+    assert max(range(3), key=gpu.__getitem__) == max(range(3), key=cpu.__getitem__)
