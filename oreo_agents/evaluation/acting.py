@@ -24,9 +24,7 @@ from oreo_agents.rollout.agent_prompt import AgentPrompt, parse_action
 from oreo_agents.rollout.collect import (
     CollectConfig,
     Slot,
-    action_ids,
     advance_all,
-    context,
     env_kind,
     episode_seed,
     fill_slots,
@@ -34,6 +32,7 @@ from oreo_agents.rollout.collect import (
     make_prompter,
     model_input,
 )
+from oreo_agents.rollout.ranking import action_ids, following_action, score_admissible
 
 
 def act_with_value(
@@ -101,7 +100,7 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokeniz
                 [(a, 0, None) for a in slots[i].info["admissible_actions"]] for i in active
             ]
         elif cfg.rank_actions:
-            candidates = _top_actions(backend, [slots[i] for i in active], k)
+            candidates = _top_actions(backend, [slots[i] for i in active], cfg, k)
         else:
             candidates = _sample_actions(backend, [slots[i] for i in active], cfg, k)
         flat = [(i, c) for i, cands in zip(active, candidates, strict=True) for c in cands]
@@ -130,28 +129,23 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokeniz
 def _candidate_ids(slot: Slot, action: str, _tokens: int, completion: Any) -> list[int]:
     """The ids a candidate adds to the slot's context (module docstring)."""
     if completion is not None:
-        following = slot.formatter.render(slot.first_obs, [*slot.history, (action, "\x00")])
-        following = following[len(context(slot)) + len(action) :]  # "\x00": the reply's place
         split = split_generation(
             slot.tokenizer, completion.token_ids, completion.text, completion.eos_id, action,
-            following,
+            following_action(slot, action),
         )  # fmt: skip
         if split is not None:
             return split[0]
     return action_ids(slot, action)  # as training encodes an action known as text
 
 
-def _top_actions(backend: Backend, slots: list[Any], k: int) -> list[list[tuple[str, int, Any]]]:
-    """``cfg.rank_actions``: the K admissible actions the policy finds most likely (its
-    log-probability of each action's ids after the context), most likely first, so K = 1 is
-    the ranked policy's greedy choice."""
-    if not hasattr(backend, "score_continuations"):
-        raise ValueError(f"rank_actions scores actions with the hf backend, not {backend.name}")
+def _top_actions(
+    backend: Backend, slots: list[Any], cfg: CollectConfig, k: int
+) -> list[list[tuple[str, int, Any]]]:
+    """``cfg.rank_actions``: the K admissible actions the policy finds most likely
+    (`score_admissible`), most likely first, so K = 1 is the ranked policy's greedy choice."""
     out = []
     for slot in slots:
-        admissible = list(dict.fromkeys(slot.info.get("admissible_actions") or []))
-        ids = [action_ids(slot, a) for a in admissible]
-        logps = backend.score_continuations(slot.ids, ids)
+        admissible, ids, logps = score_admissible(backend, slot, cfg.env)
         best = sorted(range(len(admissible)), key=lambda j: -logps[j])[:k]  # ties keep order
         out.append([(admissible[j], len(ids[j]), None) for j in best])
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -154,6 +155,10 @@ class HFBackend:
         self.batch_size = batch_size
         self.eos_ids = eos_ids(getattr(self.model, "generation_config", None), self.tokenizer)
         self._contexts: OrderedDict[tuple[int, ...], tuple[list[int], Any, Any]] = OrderedDict()
+        # the forward argument that takes a cache: ``cache`` since transformers 5.x renamed
+        # it, ``past_key_values`` before (looked up once, not per scored step)
+        forward = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
 
     @property
     def device(self) -> torch.device:
@@ -256,15 +261,6 @@ class HFBackend:
         while len(self._contexts) > 4 * self.batch_size:
             self._contexts.popitem(last=False)
         return cache, out.logits[0, -1]
-
-    @property
-    def _cache_arg(self) -> str:
-        """The forward argument that takes a cache: ``cache`` since transformers 5.x renamed
-        it, ``past_key_values`` before."""
-        import inspect
-
-        renamed = "cache" in inspect.signature(self.model.forward).parameters
-        return "cache" if renamed else "past_key_values"
 
     def _packed(self, cache: Any, n: int, chunk: list[list[int]], first: Any) -> list[float]:
         """Summed log-probs of a chunk of continuations after an ``n``-token context whose

@@ -201,7 +201,9 @@ def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episo
                 (policies[i](slots[i].env_obs, slots[i].info), 0, "scripted", None) for i in active
             ]
         elif cfg.rank_actions:
-            actions = _ranked_actions(backend, [slots[i] for i in active], cfg)
+            from oreo_agents.rollout.ranking import ranked_actions  # it builds on this module
+
+            actions = ranked_actions(backend, [slots[i] for i in active], cfg)
         else:
             actions = _generate(backend, [slots[i] for i in active], cfg)
         finished = advance_all([slots[i] for i in active], actions, cfg)
@@ -316,40 +318,6 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig):
             out[j] = (c.text, len(c.token_ids), c.finish_reason, c)
             slots[j].eos_id = c.eos_id  # which of the model's EOS ids, when it stopped
     return out
-
-
-def _ranked_actions(backend: Backend, slots: list[Slot], cfg: CollectConfig):
-    """``cfg.rank_actions``: each slot's admissible action chosen by the policy's log-probability
-    of its ids (`action_ids`) after the context; (action, tokens, "ranked", None) per slot."""
-    import torch
-
-    if not hasattr(backend, "score_continuations"):
-        raise ValueError(f"rank_actions scores actions with the hf backend, not {backend.name}")
-    out = []
-    for slot in slots:
-        admissible = list(dict.fromkeys(slot.info.get("admissible_actions") or []))
-        if env_kind(slot) != "agent" or not admissible or slot.ids is None:
-            raise ValueError(f"rank_actions needs an agent env with admissible actions: {cfg.env}")
-        candidates = [action_ids(slot, a) for a in admissible]
-        logps = torch.tensor(backend.score_continuations(slot.ids, candidates))
-        if cfg.temperature == 0:
-            pick = int(logps.argmax())  # ties go to the first admissible action
-        else:
-            gen = torch.Generator().manual_seed(episode_seed(cfg.seed, slot))
-            probs = torch.softmax(logps / cfg.temperature, dim=0)
-            pick = int(torch.multinomial(probs, 1, generator=gen))
-        out.append((admissible[pick], len(candidates[pick]), "ranked", None))
-    return out
-
-
-def action_ids(slot: Slot, action: str) -> list[int]:
-    """The ids an agent's action known as text adds to the slot's context, as training encodes
-    it (`oreo_agents.data.inputs.action_segment`: its closing newline or end of turn too)."""
-    # What the prompt renders after the action, up to the env's reply (not known yet; a
-    # stand-in no generation ends with, so a generated newline is never taken for it).
-    following = slot.formatter.render(slot.first_obs, [*slot.history, (action, "\x00")])
-    following = following[len(context(slot)) + len(action) :]
-    return action_segment(slot.tokenizer, action, following, agent=True)[0]
 
 
 def episode_seed(seed: int, slot: Slot) -> int:
