@@ -22,12 +22,27 @@ def rank_world() -> tuple[int, int]:
     return rank, world
 
 
+def check_gpus() -> None:
+    """Raise a clear error when this node launched more processes than it sees GPUs (the
+    launcher gives process ``LOCAL_RANK`` the GPU of that index, which does not exist)."""
+    import torch
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if rank_world()[1] > 1 and torch.cuda.is_available() and local >= torch.cuda.device_count():
+        raise ValueError(
+            f"process LOCAL_RANK={local} of this node has no GPU: the node sees "
+            f"{torch.cuda.device_count()}; launch at most one process per GPU "
+            "(--nproc_per_node), or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run on CPU"
+        )
+
+
 def device() -> str | None:
     """This rank's device in a multi-GPU job (``cuda:LOCAL_RANK``); None otherwise."""
     import torch
 
     if rank_world()[1] == 1 or not torch.cuda.is_available():
         return None
+    check_gpus()
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
 
 
@@ -35,6 +50,7 @@ def _state() -> Any:
     import torch
     from accelerate import PartialState
 
+    check_gpus()
     # On CPU accelerate joins the launcher's group (gloo) only when told it runs on CPU.
     return PartialState(cpu=not torch.cuda.is_available())
 

@@ -191,6 +191,7 @@ def run_train(
 
     from oreo_agents.checkpoint import CheckpointDir
     from oreo_agents.data import batches
+    from oreo_agents.distributed import check_gpus
     from oreo_agents.generation.hf import load_tokenizer
     from oreo_agents.train_metrics import truncate_metrics
 
@@ -204,6 +205,7 @@ def run_train(
     # On a machine without CUDA, accelerate joins a torchrun / accelerate launch process group
     # (gloo) only when told it runs on CPU; otherwise every process would be "rank 0 of 1".
     cpu = not torch.cuda.is_available()
+    check_gpus()
     world = PartialState(cpu=cpu).num_processes
     plan = batches.prepare(cfg, tokenizer, world)  # raises on bad data before any compute
     mixed = cfg.mixed_precision or ("no" if cpu else "bf16")

@@ -14,7 +14,10 @@ import pytest
 
 from oreo_agents.data.episodes import load_episodes
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
+# Pinned to the CPU (gloo, fp32) on a GPU machine too: these tests hold the CPU path to exact
+# equalities that CUDA's kernels do not promise (batch-invariant sampling, bitwise-deterministic
+# backward passes, one device per process); tests/gpu holds CUDA to its own tolerances.
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def collect_cmd(model: Path, out: Path, *extra: str) -> list[str]:

@@ -10,7 +10,16 @@ import os
 import subprocess
 import sys
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160", "OMP_NUM_THREADS": "1"}
+# Pinned to the CPU (gloo, fp32) on a GPU machine too: these tests hold the CPU path to exact
+# equalities that CUDA's kernels do not promise (batch-invariant sampling, bitwise-deterministic
+# backward passes, one device per process); tests/gpu holds CUDA to its own tolerances.
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "COLUMNS": "160",
+    "OMP_NUM_THREADS": "1",
+    "CUDA_VISIBLE_DEVICES": "",
+}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
