@@ -104,7 +104,7 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokeniz
         else:
             candidates = _sample_actions(backend, [slots[i] for i in active], cfg, k)
         flat = [(i, c) for i, cands in zip(active, candidates, strict=True) for c in cands]
-        scores = value_fn([slots[i].ids + _candidate_ids(slots[i], *c) for i, c in flat])
+        scores = _values(value_fn, [(slots[i], c) for i, c in zip(active, candidates, strict=True)])
         best: dict[int, tuple[float, tuple]] = {}
         for (i, cand), v in zip(flat, scores, strict=True):
             if i not in best or v > best[i][0]:  # ties go to the first (most likely) candidate
@@ -124,6 +124,17 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokeniz
                 if on_episode is not None:
                     on_episode(episode)
     return done
+
+
+def _values(value_fn: Any, states: list[tuple[Slot, list[tuple]]]) -> list[float]:
+    """The value of each candidate after its slot's context, in order: through the scorer's
+    cached context (`ValueScorer.values_after`) when it has one, else of whole states."""
+    ids = [(slot, [_candidate_ids(slot, *c) for c in cands]) for slot, cands in states]
+    after = getattr(value_fn, "values_after", None)
+    if after is None:
+        return value_fn([slot.ids + c for slot, cands in ids for c in cands])
+    value_fn.keep_contexts(len(states))
+    return [v for slot, cands in ids if cands for v in after(slot.ids, cands)]
 
 
 def _candidate_ids(slot: Slot, action: str, _tokens: int, completion: Any) -> list[int]:

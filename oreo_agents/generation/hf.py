@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -154,11 +152,11 @@ class HFBackend:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.eos_ids = eos_ids(getattr(self.model, "generation_config", None), self.tokenizer)
-        self._contexts: OrderedDict[tuple[int, ...], tuple[list[int], Any, Any]] = OrderedDict()
-        # the forward argument that takes a cache: ``cache`` since transformers 5.x renamed
-        # it, ``past_key_values`` before (looked up once, not per scored step)
-        forward = inspect.signature(self.model.forward).parameters
-        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
+        from oreo_agents.models.prefix_cache import PrefixCache
+
+        # the key/value caches of contexts scored (`score_continuations`), with the logits
+        # after each
+        self._prefix = PrefixCache(self.model, 4 * batch_size, last=lambda out: out.logits[0, -1])
 
     @property
     def device(self) -> torch.device:
@@ -209,93 +207,31 @@ class HFBackend:
         """The model's log-probability of each continuation after ``context`` (summed over
         its tokens): how likely the policy is to write it, e.g. an agent's admissible actions.
 
-        The context's key/value cache (`_context_cache`) is shared by the continuations,
-        which run packed into one sequence after it (`_packed`): the cost is one pass over
-        what the context adds to the last one scored plus one over the continuations, not one
-        over the context per continuation.
+        The context's key/value cache is kept and shared by the continuations, which run
+        packed into one sequence after it (`oreo_agents.models.prefix_cache.PrefixCache`):
+        the cost is one pass over what the context adds to the last one scored plus one over
+        the continuations, not one over the context per continuation. (The caches hold the
+        weights' outputs: a backend whose model changes must be made anew.)
         """
         import torch
 
-        if not context:
-            raise ValueError("an empty context: the model needs at least one token to continue")
         if not continuations or not all(continuations):
             raise ValueError("every continuation needs at least one token")
         with torch.inference_mode():
-            cache, last = self._context_cache(list(context))
+            cache, last = self._prefix.context(list(context))
             first = torch.log_softmax(last.float(), dim=-1)
             totals = []
             for start in range(0, len(continuations), self.batch_size):
                 chunk = [list(c) for c in continuations[start : start + self.batch_size]]
-                totals += self._packed(cache, len(context), chunk, first)
-        return totals
-
-    def _context_cache(self, context: list[int]) -> tuple[Any, Any]:
-        """The key/value cache of ``context`` and the logits after it: the longest context
-        scored before that starts it (an agent's context at its previous step) is extended by
-        the new tokens, else the context runs whole. The result is kept for the next call,
-        at most ``4 x batch_size`` contexts, the least recently used dropped first. (The
-        caches hold the weights' outputs: a backend whose model changes must be made anew.)
-        """
-        import copy
-
-        import torch
-
-        best = None
-        for key, (ids, _, _) in self._contexts.items():
-            n = len(ids)
-            if n <= len(context) and (best is None or n > len(self._contexts[best][0])):
-                if context[:n] == ids:
-                    best = key
-        if best is not None:
-            self._contexts.move_to_end(best)
-            ids, cache, last = self._contexts[best]
-            if len(ids) == len(context):
-                return cache, last
-            cache = copy.deepcopy(cache)  # another context may extend the same one
-            new = torch.tensor([context[len(ids) :]], device=self.device)
-            out = self.model(new, **{self._cache_arg: cache}, use_cache=True)
-        else:
-            out = self.model(torch.tensor([context], device=self.device), use_cache=True)
-        cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        self._contexts[tuple(context)] = (context, cache, out.logits[0, -1])
-        while len(self._contexts) > 4 * self.batch_size:
-            self._contexts.popitem(last=False)
-        return cache, out.logits[0, -1]
-
-    def _packed(self, cache: Any, n: int, chunk: list[list[int]], first: Any) -> list[float]:
-        """Summed log-probs of a chunk of continuations after an ``n``-token context whose
-        ``cache`` they share: one sequence of all of them, each token attending to the context
-        and to the earlier tokens of its own continuation only (a block-diagonal causal mask;
-        positions restart after the context for each), on one copy of the cache. Each first
-        token's log-prob comes from ``first``, the logits after the context."""
-        import copy
-
-        import torch
-
-        flat = [t for c in chunk for t in c]
-        mask = torch.zeros(len(flat), n + len(flat), dtype=torch.bool)
-        mask[:, :n] = True
-        positions, off = [], 0
-        for c in chunk:
-            k = len(c)
-            mask[off : off + k, n + off : n + off + k] = torch.ones(k, k, dtype=torch.bool).tril()
-            positions += range(n, n + k)
-            off += k
-        device = self.device
-        logits = self.model(
-            torch.tensor([flat], device=device),
-            position_ids=torch.tensor([positions], device=device),
-            attention_mask=mask[None, None].to(device),
-            **{self._cache_arg: copy.deepcopy(cache)},  # the context's cache stays as it is
-            use_cache=True,
-        ).logits[0]
-        logps = torch.log_softmax(logits.float(), dim=-1)
-        totals, off = [], 0
-        for c in chunk:  # token j of a continuation, predicted at its token j - 1
-            rows = torch.arange(off, off + len(c) - 1, device=device)
-            later = logps[rows, torch.tensor(c[1:], device=device, dtype=torch.long)].sum()
-            totals.append(float(first[c[0]] + later))
-            off += len(c)
+                logits = self._prefix.packed(cache, len(context), chunk).logits[0]
+                logps = torch.log_softmax(logits.float(), dim=-1)
+                off = 0
+                for c in chunk:  # token j of a continuation, predicted at its token j - 1
+                    rows = torch.arange(off, off + len(c) - 1, device=logps.device)
+                    labels = torch.tensor(c[1:], device=rows.device, dtype=torch.long)
+                    later = logps[rows, labels].sum()
+                    totals.append(float(first[c[0]] + later))
+                    off += len(c)
         return totals
 
     def _generate_batch(

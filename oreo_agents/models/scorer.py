@@ -30,6 +30,8 @@ class ValueScorer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
         self.scored_tokens = 0  # tokens run through the value model (search cost)
+        self._prefix: Any = None  # `values_after`'s context caches, made on first use
+        self._keep = 4 * batch_size
 
     @classmethod
     def from_pretrained(
@@ -70,6 +72,44 @@ class ValueScorer:
 
     def __call__(self, states: Sequence[Sequence[int]]) -> list[float]:
         return _scored(self, states)
+
+    def keep_contexts(self, n: int) -> None:
+        """Keep the caches of at least ``n`` contexts for `values_after` (one per episode
+        acting side by side: fewer, and each step runs every history whole again)."""
+        self._keep = max(self._keep, n)
+        if self._prefix is not None:
+            self._prefix.capacity = self._keep
+
+    def values_after(
+        self, context: Sequence[int], continuations: Sequence[Sequence[int]]
+    ) -> list[float]:
+        """The values of the states ``context + c``, one per continuation ``c`` (an agent's
+        candidate actions after its history): ``self([context + c for c in continuations])``,
+        computed once over the context. Its key/value cache is kept and extended at the next
+        call (the same history one step on), and the continuations run packed into one
+        sequence after it (`oreo_agents.models.prefix_cache.PrefixCache`); an empty one is
+        the context itself. The ``logprob`` form sums over the whole state, and a model that
+        is not a `ValueModel` may read all of it: those score whole states."""
+        from oreo_agents.models.prefix_cache import PrefixCache, ends
+
+        if getattr(self.model, "form", None) != "last" or not hasattr(self.model, "backbone"):
+            return self([[*context, *c] for c in continuations])
+        if self._prefix is None:  # keeps the last hidden state: the value of the context itself
+            self._prefix = PrefixCache(self.model.backbone, self._keep, last=lambda o: o[0][0, -1])
+        head = self.model.head
+        value = lambda hidden: head(hidden.to(head.weight.dtype)).squeeze(-1).float()  # noqa: E731
+        before = self._prefix.run_tokens
+        with torch.inference_mode():
+            cache, last = self._prefix.context(list(context))
+            values = {i: float(value(last)) for i, c in enumerate(continuations) if not c}
+            todo = [i for i, c in enumerate(continuations) if c]
+            for start in range(0, len(todo), self.batch_size):
+                rows = todo[start : start + self.batch_size]
+                chunk = [list(continuations[i]) for i in rows]
+                hidden = self._prefix.packed(cache, len(context), chunk)[0][0]
+                values.update(zip(rows, value(hidden[ends(chunk)]).tolist(), strict=True))
+        self.scored_tokens += self._prefix.run_tokens - before
+        return [float(values[i]) for i in range(len(continuations))]
 
 
 @torch.inference_mode()

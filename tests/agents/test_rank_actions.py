@@ -54,7 +54,39 @@ def test_a_context_extended_step_by_step_scores_as_a_full_pass(chat_model):
     for context in (start, one, two, longer, one, start):  # hits, misses and repeats
         got = backend.score_continuations(context, actions)
         assert got == pytest.approx([brute_force(model, context, a) for a in actions], abs=1e-4)
-    assert len(backend._contexts) == 4  # start, one, two, longer: each kept once
+    assert len(backend._prefix._entries) == 4  # start, one, two, longer: each kept once
+
+
+def test_value_after_a_cached_context_equals_the_value_of_the_whole_state(chat_model):
+    """Value-guided acting scores K candidates after an agent's history: through the cached
+    context (`ValueScorer.values_after`) each value equals the value of the whole state run
+    from scratch, for a Qwen2 and a Llama backbone, a history extended step by step, chunks of
+    candidates, and a nonzero head (a zero head would make every value 0 either way)."""
+    from oreo_agents.models.scorer import ValueScorer
+    from oreo_agents.models.tiny import _random_llama
+    from oreo_agents.models.value import ValueModel
+
+    qwen, tok = chat_model
+    llama = _random_llama(tok, 32, 64, 2, 4, 4096, seed=1, out_dir=None)
+    start = encode_text(tok, "You are in a room.\n> ")
+    one = start + encode_text(tok, "go to shelf 1\nOn it a mug.\n> ")
+    longer = one + encode_text(tok, "look\nYou see a room.\n> ")
+    actions = [encode_text(tok, t) for t in ("look\n", "take mug 1 from shelf 1\n", "x")]
+    for lm in (qwen, llama):
+        value = ValueModel(lm.model, form="last")
+        gen = torch.Generator().manual_seed(0)
+        torch.nn.init.normal_(value.head.weight, std=1.0, generator=gen)
+        full, cached = ValueScorer(value, tok, batch_size=2), ValueScorer(value, tok, batch_size=2)
+        for context in (start, one, longer, one):
+            want = full([context + a for a in actions])
+            assert cached.values_after(context, actions) == pytest.approx(want, abs=1e-4)
+            assert len(set(want)) == len(want)  # distinct values: the test can tell them apart
+        # the cache ran each context's new tokens once; whole states run every history again
+        assert cached.scored_tokens < full.scored_tokens / 2
+    # an empty continuation is the context itself
+    assert cached.values_after(one, [[], actions[0]]) == pytest.approx(
+        full([one, one + actions[0]]), abs=1e-4
+    )
 
 
 def collect(chat_model, tmp_path, temperature, seed=0):
