@@ -71,6 +71,13 @@ def test_tiny_agent_trains_and_acts_on_bundled_games(tmp_path):
         actions = [t.split("\n")[0] for t in turns if t]
         assert actions and all(a.startswith(verbs) for a in actions), actions
     assert ranked["config"]["rank_actions"] is True
+    # value-guided acting among the policy's 2 most likely admissible actions (the benchmark's
+    # way), the value model reading each after the cached history
+    oreo("rollout", *acting, "--rank-actions", "--strategy", "best-of-k", "--k", 2,
+         "--value", value, "--out", tmp_path / "ranked_best.json")  # fmt: skip
+    for record in json.loads((tmp_path / "ranked_best.json").read_text())["records"]:
+        (sample,) = record["samples"]
+        assert sample["candidates"] == 2 * sample["steps"]  # ALFWorld admits more than 2
     greedy = json.loads((tmp_path / "greedy.json").read_text())
     best = json.loads((tmp_path / "best.json").read_text())
     for report in (greedy, best, ranked):
