@@ -16,8 +16,9 @@ The recipe (Wang et al. 2024, Sec. 5.2), through the public CLI:
    to learn from, also when the SFT policy's samples have none);
 5. greedy evaluation of SFT and each method on valid_seen and valid_unseen, and OREO with
    value-guided acting (K candidate actions per step, its value model picks one) for each K of
-   ``--ks``: a table per split with 95% intervals, success per task type in each report, and
-   ``summary.json`` / ``summary.png``.
+   ``--ks``: a table per split with 95% intervals, and ``summary.json``, ``summary.png`` and
+   ``summary.md`` (per split: each method's success, games won and lost against SFT on the same
+   games, and success per task type, all with 95% intervals).
 
 ``--acting rank`` (the default) makes every policy act by ranking the admissible actions by
 its own likelihood (`oreo rollout --rank-actions`): greedy is the most likely one, samples are
@@ -95,8 +96,9 @@ class Plan:
     model: dict[str, Any]  # agent_model sizes
     sft: list[Any]  # oreo train flags of SFT
     rl: list[Any]  # and of the methods trained on samples
-    games: int  # train games
-    samples: int  # SFT samples per train game
+    games: int  # train games with expert episodes
+    sample_games: int  # the first N of them sampled from the SFT policy
+    samples: int  # SFT samples per sampled game
     eval_games: int  # per split; 0: all
     ks: list[int]
     limit: list[Any]  # -o max_episode_steps=N
@@ -113,10 +115,11 @@ def plan(args: argparse.Namespace) -> Plan:
     else:
         where = ["-o", f"data_dir={data_dir(args.data, args.out)}"]
         env = ["-o", "split=train", *where]
-        splits = {s: ["-o", f"split={s}", *where] for s in ("valid_seen", "valid_unseen")}
+        # unseen first: the paper's headline split (Wang et al. 2024, Table 2 / Fig. 4)
+        splits = {s: ["-o", f"split={s}", *where] for s in ("valid_unseen", "valid_seen")}
         steps, games, batch = args.max_episode_steps, args.train_games, 16
         model = {"vocab_size": 1024, "hidden_size": 256, "num_layers": 4}
-        sft, rl = ["--epochs", args.sft_epochs, "--lr", 1e-3], ["--epochs", 3]
+        sft, rl = ["--epochs", args.sft_epochs, "--lr", 1e-3], ["--epochs", args.rl_epochs]
     loop = ["--batch-size", batch, "--micro-batch-size", 2, "--max-length", 2048,
             "--seed", args.seed, "--report-to", "none"]  # fmt: skip
     acting = ["--backend", "hf", "--max-new-tokens", 16, "--seed", args.seed, "--env-workers", 2,
@@ -124,7 +127,8 @@ def plan(args: argparse.Namespace) -> Plan:
               *(["--rank-actions"] if args.acting == "rank" else [])]  # fmt: skip
     return Plan(
         out=args.out, seed=args.seed, train_env=env, splits=splits, model=model, sft=sft, rl=rl,
-        games=games, samples=args.samples, eval_games=args.eval_games, ks=args.ks,
+        games=games, sample_games=min(args.sample_games or games, games), samples=args.samples,
+        eval_games=args.eval_games, ks=args.ks,
         limit=["-o", f"max_episode_steps={steps}"], loop=loop, acting=acting,
     )  # fmt: skip
 
@@ -154,7 +158,7 @@ def train_all(p: Plan) -> dict[str, Path]:
     print("3. samples of the SFT policy", flush=True)
     samples = out / "samples"
     sh(["collect", "--env", ENV, *p.train_env, *p.limit, "--model", policies["sft"], "--tasks",
-        p.games, "--samples", p.samples, "--temperature", 1.0, *p.acting,
+        p.sample_games, "--samples", p.samples, "--temperature", 1.0, *p.acting,
         "--out", samples])  # fmt: skip
     print("4. OREO, rejection sampling, DPO", flush=True)
     for method, extra in SETTINGS.items():
@@ -184,7 +188,44 @@ def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
             r = json.loads(report.read_text())
             rows[name] = {key: r[key] for key in ("success_rate", "ci95", "tasks")}
             rows[name]["task_type"] = r["subsets"].get("task_type", {})
+            rows[name]["wins"] = {rec["task_id"]: rec["success"] for rec in r["records"]}
+            rows[name]["wall_s"] = r.get("timings", {}).get("total_s")
     return summary
+
+
+def markdown(summary: dict[str, dict[str, Any]]) -> str:
+    """The tables of docs/results.md: per split, each method's success with its 95% Wilson
+    interval, games won and lost against SFT on the same games (paired), and success per task
+    type (games of that type in the header)."""
+    from oreo_agents.evaluation.metrics import wilson_interval
+
+    out = []
+    for split, rows in summary.items():
+        types = sorted(next(iter(rows.values()))["task_type"])
+        sizes = {t: next(iter(rows.values()))["task_type"][t]["tasks"] for t in types}
+        head = ["method", "success (95% CI)", "vs SFT: won / lost",
+                *(f"{t} ({sizes[t]})" for t in types)]  # fmt: skip
+        out += [f"**{split}** ({next(iter(rows.values()))['tasks']} games)", "",
+                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+        sft = rows["sft"]["wins"]
+        for name, row in rows.items():
+            lo, hi = row["ci95"]
+            won = sum(row["wins"][t] > sft[t] for t in sft)
+            lost = sum(row["wins"][t] < sft[t] for t in sft)
+            cells = [_label(name), f"{row['success_rate']:.1%} ({lo:.1%}-{hi:.1%})",
+                     "" if name == "sft" else f"{won} / {lost}"]  # fmt: skip
+            for t in types:
+                sub = row["task_type"][t]
+                k = round(sub["success_rate"] * sub["tasks"])
+                a, b = wilson_interval(k, sub["tasks"])
+                cells.append(f"{sub['success_rate']:.0%} ({a:.0%}-{b:.0%})")
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _label(name: str) -> str:
+    return METHODS.get(name, "SFT" if name == "sft" else name.replace("oreo+value", "OREO + value"))
 
 
 def print_summary(summary: dict[str, dict[str, Any]]) -> None:
@@ -192,8 +233,7 @@ def print_summary(summary: dict[str, dict[str, Any]]) -> None:
         print(f"\n{split}: greedy unless noted (95% interval)")
         for name, row in rows.items():
             lo, hi = row["ci95"]
-            label = METHODS.get(name, "SFT" if name == "sft" else name)
-            print(f"  {label:<28} {row['success_rate']:6.1%}  ({lo:.1%}-{hi:.1%}, "
+            print(f"  {_label(name):<28} {row['success_rate']:6.1%}  ({lo:.1%}-{hi:.1%}, "
                   f"{row['tasks']} games)")  # fmt: skip
 
 
@@ -208,7 +248,15 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-games", type=int, default=600)
-    parser.add_argument("--samples", type=int, default=5, help="SFT samples per train game")
+    parser.add_argument(
+        "--sample-games", type=int, default=0,
+        help="sample the SFT policy on the first N train games (0: all --train-games)",
+    )  # fmt: skip
+    parser.add_argument("--samples", type=int, default=5, help="SFT samples per sampled game")
+    parser.add_argument(
+        "--rl-epochs", type=int, default=3,
+        help="epochs of OREO / rejection sampling / DPO (the paper's ALFWorld run: 3)",
+    )  # fmt: skip
     parser.add_argument("--sft-epochs", type=int, default=10, help="SFT passes over the experts")
     parser.add_argument(
         "--acting-batch", type=int, default=64, help="episodes side by side when acting"
@@ -229,6 +277,7 @@ def main() -> None:
     summary = evaluate(p, train_all(p))
     wall = round(time.perf_counter() - started, 1)
     (args.out / "summary.json").write_text(json.dumps({**summary, "wall_s": wall}, indent=2))
+    (args.out / "summary.md").write_text(markdown(summary))
     print_summary(summary)
     _plot(summary, p.ks, args.out / "summary.png")
     print(f"\n{wall:.0f} s; {args.out / 'summary.json'}")
