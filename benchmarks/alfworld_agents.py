@@ -101,6 +101,7 @@ class Plan:
     samples: int  # SFT samples per sampled game
     eval_games: int  # per split; 0: all
     ks: list[int]
+    value_splits: list[str]  # the splits of value-guided acting
     limit: list[Any]  # -o max_episode_steps=N
     loop: list[Any]  # oreo train flags every training shares
     acting: list[Any]  # oreo collect / rollout flags of model acting
@@ -129,6 +130,7 @@ def plan(args: argparse.Namespace) -> Plan:
         out=args.out, seed=args.seed, train_env=env, splits=splits, model=model, sft=sft, rl=rl,
         games=games, sample_games=min(args.sample_games or games, games), samples=args.samples,
         eval_games=args.eval_games, ks=args.ks,
+        value_splits=list(splits) if args.fast or not args.value_splits else args.value_splits,
         limit=["-o", f"max_episode_steps={steps}"], loop=loop, acting=acting,
     )  # fmt: skip
 
@@ -173,13 +175,14 @@ def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
     split (a rollout whose report exists is not run again)."""
     print("5. evaluation", flush=True)
     tasks = ["--tasks", p.eval_games] if p.eval_games else []
-    runs = [(name, path, []) for name, path in policies.items()]
-    runs += [(f"oreo+value K={k}", policies["oreo"],
-              ["--strategy", "best-of-k", "--k", k, "--value", p.out / "oreo" / "value",
-               "--temperature", 1.0]) for k in p.ks]  # fmt: skip
+    greedy = [(name, path, []) for name, path in policies.items()]
+    guided = [(f"oreo+value K={k}", policies["oreo"],
+               ["--strategy", "best-of-k", "--k", k, "--value", p.out / "oreo" / "value",
+                "--temperature", 1.0]) for k in p.ks]  # fmt: skip
     summary: dict[str, dict[str, Any]] = {}
     for split, where in p.splits.items():
         rows = summary.setdefault(split, {})
+        runs = greedy + (guided if split in p.value_splits else [])
         for name, policy, extra in runs:
             report = p.out / "eval" / split / f"{name.replace(' ', '_').replace('=', '')}.json"
             if not report.exists():
@@ -265,6 +268,10 @@ def main() -> None:
     parser.add_argument("--max-episode-steps", type=int, default=40)
     parser.add_argument("--ks", type=int, nargs="+", default=[2, 3, 4, 5])
     parser.add_argument(
+        "--value-splits", nargs="+", choices=("valid_unseen", "valid_seen"),
+        help="the splits of value-guided acting (default both; the paper's Fig. 4: unseen)",
+    )  # fmt: skip
+    parser.add_argument(
         "--acting", choices=("rank", "generate"), default="rank",
         help="rank: play the admissible action the policy finds most likely (K most likely for "
         "value-guided acting; sampled by likelihood at temperature 1); generate: write actions",
@@ -294,6 +301,8 @@ def _plot(summary: dict[str, Any], ks: list[int], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for split, rows in summary.items():
         xs = [1, *ks]
+        if f"oreo+value K={ks[0]}" not in rows:
+            continue
         ys = [rows["oreo"]["success_rate"]] + [
             rows[f"oreo+value K={k}"]["success_rate"] for k in ks
         ]
