@@ -207,7 +207,7 @@ def markdown(summary: dict[str, dict[str, Any]]) -> str:
         types = sorted(next(iter(rows.values()))["task_type"])
         sizes = {t: next(iter(rows.values()))["task_type"][t]["tasks"] for t in types}
         head = ["method", "success (95% CI)", "vs SFT: won / lost",
-                *(f"{t} ({sizes[t]})" for t in types)]  # fmt: skip
+                *(f"{SHORT.get(t, t)} ({sizes[t]})" for t in types)]  # fmt: skip
         out += [f"**{split}** ({next(iter(rows.values()))['tasks']} games)", "",
                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
         sft = rows["sft"]["wins"]
@@ -225,6 +225,12 @@ def markdown(summary: dict[str, dict[str, Any]]) -> str:
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
+
+
+# ALFWorld's task types, as the paper's tables name them
+SHORT = {"pick_and_place_simple": "pick", "look_at_obj_in_light": "look",
+         "pick_clean_then_place_in_recep": "clean", "pick_heat_then_place_in_recep": "heat",
+         "pick_cool_then_place_in_recep": "cool", "pick_two_obj_and_place": "pick two"}  # fmt: skip
 
 
 def _label(name: str) -> str:
