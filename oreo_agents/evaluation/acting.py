@@ -8,7 +8,9 @@ and play the best. Episodes run in lock-step across env instances, as in
 candidate's state is the context's ids plus the ids the policy generated for it (its closing
 newline or end-of-turn token included, `oreo_agents.data.inputs.split_generation`), the ids a
 logged episode that took it holds; an admissible action is encoded as training encodes an
-action known only as text, with its newline (`oreo_agents.data.inputs.action_segment`).
+action known only as text, with its newline (`oreo_agents.data.inputs.action_segment`). The value
+is read just before that closing token, the last state of the action that training fits
+(`_values`).
 """
 
 from __future__ import annotations
@@ -128,8 +130,15 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokeniz
 
 def _values(value_fn: Any, states: list[tuple[Slot, list[tuple]]]) -> list[float]:
     """The value of each candidate after its slot's context, in order: through the scorer's
-    cached context (`ValueScorer.values_after`) when it has one, else of whole states."""
-    ids = [(slot, [_candidate_ids(slot, *c) for c in cands]) for slot, cands in states]
+    cached context (`ValueScorer.values_after`) when it has one, else of whole states.
+
+    A candidate is scored at the state just before its last token (its closing newline or
+    end-of-turn), not after it. Training fits V only at states whose next token is an action
+    token (`oreo_agents.losses.oreo`: ``values[b, t]`` is the state before action token t), and
+    in an agent episode the token after an action's last one is the env's reply, so the state
+    after the whole action is one the value model never saw. The state before the closing
+    token holds all of the action's words, and it is trained."""
+    ids = [(slot, [_candidate_ids(slot, *c)[:-1] for c in cands]) for slot, cands in states]
     after = getattr(value_fn, "values_after", None)
     if after is None:
         return value_fn([slot.ids + c for slot, cands in ids for c in cands])

@@ -132,8 +132,9 @@ class RecordingValue(torch.nn.Module):
 @pytest.mark.parametrize("chat", [False, True])
 def test_value_guided_acting_scores_the_ids_training_reads(chat_model, chat, monkeypatch):
     """ALFWorld (bundled games), K sampled actions per step scored by the value model: each
-    chosen state's ids are a prefix of the logged episode's training ids that ends where that
-    action's ids end."""
+    chosen state's ids are a prefix of the logged episode's training ids that ends one token
+    before that action's ids end (before its closing token: the last state of the action that
+    training fits a value to), and no scored state ends after a whole action."""
     from oreo_agents.evaluation.acting import act_with_value
     from oreo_agents.models.scorer import ValueScorer
 
@@ -158,7 +159,9 @@ def test_value_guided_acting_scores_the_ids_training_reads(chat_model, chat, mon
         for step in ep.steps:
             pos += len(step["action_ids"])
             if step["action_ids"]:  # generated ids, or the parsed action encoded, alike
-                assert tuple(item.input_ids[:pos]) in seen
+                assert tuple(item.input_ids[: pos - 1]) in seen
+                assert tuple(item.input_ids[:pos]) not in seen
+                assert item.action_mask[pos - 1]  # the state before an action token: trained
             pos += len(step["observation_ids"])
         assert pos == len(item.input_ids)
         if chat:
