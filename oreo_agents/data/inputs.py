@@ -156,10 +156,14 @@ def is_agent_episode(episode: Any) -> bool:
 
 
 def has_ids(episode: Any, tokenizer: Any) -> bool:
-    """Whether an episode carries complete ids from this tokenizer."""
+    """Whether an episode carries complete ids from this tokenizer: one whose `tokenizer_id`
+    has the same hash. The name is left out, since it is where the tokenizer was loaded from,
+    and a run folder copied to another path or machine still holds its tokenizer's ids."""
+    logged = episode.meta.get("tokenizer")
     return (
         episode.prompt_ids is not None
-        and episode.meta.get("tokenizer") == tokenizer_id(tokenizer)
+        and isinstance(logged, str)
+        and logged.rsplit("@", 1)[-1] == tokenizer_id(tokenizer).rsplit("@", 1)[-1]
         and all("action_ids" in s and "observation_ids" in s for s in episode.steps)
     )
 

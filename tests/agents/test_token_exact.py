@@ -166,3 +166,28 @@ def test_value_guided_acting_scores_the_ids_training_reads(chat_model, chat, mon
         assert pos == len(item.input_ids)
         if chat:
             assert ep.prompt.startswith("<|im_start|>user\n")
+
+
+def test_logged_ids_still_count_after_the_tokenizer_moves(chat_model, tmp_path):
+    """A run folder copied elsewhere loads its tokenizer from a new path: the episodes keep
+    their ids (same hash), while a tokenizer that encodes differently does not take them."""
+    from transformers import AutoTokenizer
+
+    from oreo_agents.data.inputs import has_ids
+    from oreo_agents.rollout.collect import run_collect
+
+    model, tok = chat_model
+    for name in ("here", "there", "other"):
+        tok.save_pretrained(tmp_path / name)
+    here, there, other = (
+        AutoTokenizer.from_pretrained(tmp_path / n) for n in ("here", "there", "other")
+    )
+    other.add_tokens(["<extra>"])
+    assert tokenizer_id(here) != tokenizer_id(there)  # the names differ, the hashes do not
+    options = {"size": 4, "granularity": "step"}
+    cfg = CollectConfig(env="oreo/Chain-v0", env_options=options, model="m",
+                        out=str(tmp_path / "eps"), tasks=1, max_new_tokens=8)  # fmt: skip
+    run_collect(cfg, lambda: gymnasium.make("oreo/Chain-v0", **options),
+                backend=HFBackend(model, here))  # fmt: skip
+    (ep,) = load_episodes(tmp_path / "eps")
+    assert has_ids(ep, here) and has_ids(ep, there) and not has_ids(ep, other)
