@@ -1,0 +1,128 @@
+"""Does an agent's OREO value model rank its sampled episodes? Run by hand on a finished
+``benchmarks/alfworld_agents.py`` folder (it prints a table and asserts nothing)::
+
+    python benchmarks/alfworld_value_probe.py --run runs/alf0 --tasks 200
+
+Value-guided acting (`oreo_agents.evaluation.acting`) can only beat greedy when the value of a
+state after a candidate action says whether the episode will end well. This script reads the
+OREO value model (``RUN/oreo/value``) on the SFT policy's samples (``RUN/samples``, the episodes
+it was trained on: an in-sample check, the easiest one to pass) along each episode, at the
+i-th action (i = 1..``--steps``), in three places:
+
+- ``state``: before the action's first token (the state the action is chosen in);
+- ``action``: before the action's last token (its closing newline or end-of-turn): all of its
+  words are in, and the next token is an action token, so training fits V here. Value-guided
+  acting reads a candidate here;
+- ``after``: after the whole action. The next token is the env's reply, not an action, so
+  training never fits V here (`oreo_agents.losses.oreo`).
+
+``--targets`` adds what the value was fitted to at the ``action`` place: OREO's target
+``R - beta * sum of log pi/pi_ref over the later action tokens`` (Eq. 7 of Wang et al. 2024;
+``RUN/oreo/policy`` against ``RUN/sft/policy``, the reference), and the same for the
+policy's sum alone. When the targets do not rank success either, the value model is
+fitting them well and the objective, at this policy, is what does not rank.
+
+For each it prints the within-task AUROC against the episode's success (pairs of samples of
+the same game: what picking among one state's candidates needs; 0.5 is chance) and the overall
+AUROC (all pairs: a model that only knows which games are hard scores here). ``state`` at the
+first action sees one prompt per game, so its within-task AUROC is 0.5 by construction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+WHERE = ("state", "action", "after")
+TARGETS = ("target", "kl part")
+
+
+def action_spans(mask: list[bool]) -> list[tuple[int, int]]:
+    """``(first, last)`` positions of each run of action tokens."""
+    spans, start = [], None
+    for i, m in enumerate([*mask, False]):
+        if m and start is None:
+            start = i
+        elif not m and start is not None:
+            spans.append((start, i - 1))
+            start = None
+    return spans
+
+
+def main() -> None:
+    from transformers import AutoTokenizer
+
+    from oreo_agents.data.episodes import load_episodes
+    from oreo_agents.data.tokenization import tokenize_episode
+    from oreo_agents.evaluation.metrics import value_auroc
+    from oreo_agents.models.value import ValueModel
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, required=True, help="a benchmarks/alfworld_agents.py --out")
+    ap.add_argument("--value", type=Path, help="value model folder (default RUN/oreo/value)")
+    ap.add_argument("--samples", type=Path, help="episode store (default RUN/samples)")
+    ap.add_argument("--tasks", type=int, default=200, help="games to read (a seeded sample)")
+    ap.add_argument("--steps", type=int, default=8, help="action indices to report")
+    ap.add_argument("--max-length", type=int, default=2048, help="as training cut episodes")
+    ap.add_argument("--targets", action="store_true", help="also OREO's targets (module doc)")
+    ap.add_argument("--beta", type=float, default=0.03, help="OREO's beta (the paper's ALFWorld)")
+    args = ap.parse_args()
+    value_dir = args.value or args.run / "oreo" / "value"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(args.run / "sft" / "policy")
+    model = ValueModel.from_pretrained(str(value_dir)).eval().to(device)
+    if args.targets:
+        from transformers import AutoModelForCausalLM
+
+        from oreo_agents.losses.logprobs import token_logps
+
+        lms = [
+            AutoModelForCausalLM.from_pretrained(args.run / name / "policy").eval().to(device)
+            for name in ("oreo", "sft")
+        ]
+    episodes = load_episodes(args.samples or args.run / "samples")
+    games = sorted({e.task_id for e in episodes})
+    random.Random(0).shuffle(games)
+    keep = set(games[: args.tasks])
+    episodes = [e for e in episodes if e.task_id in keep]
+    reads: dict = defaultdict(lambda: defaultdict(list))  # (where, i) -> game -> [(v, ok)]
+    for e in episodes:
+        item = tokenize_episode(e, tokenizer, max_length=args.max_length)
+        ids = torch.tensor([item.input_ids], device=device)
+        with torch.inference_mode():
+            v = model(ids)[0].tolist()
+            if args.targets:  # log pi/pi_ref of token t + 1, summed over later action tokens
+                lp = [token_logps(lm(ids).logits[:, :-1].float(), ids[:, 1:])[0] for lm in lms]
+                mask = torch.tensor(item.action_mask[1:], device=device)
+                ratio = torch.where(mask, lp[0] - lp[1], torch.zeros_like(lp[0]))
+                later = ratio.flip(0).cumsum(0).flip(0).tolist()  # from position t on
+        for i, (first, last) in enumerate(action_spans(item.action_mask)[: args.steps]):
+            for where, pos in zip(WHERE, (first - 1, last - 1, last), strict=True):
+                reads[(where, i)][e.task_id].append((v[pos], e.reward > 0))
+            if args.targets:
+                kl = -args.beta * later[last - 1]
+                reads[("target", i)][e.task_id].append((e.reward + kl, e.reward > 0))
+                reads[("kl part", i)][e.task_id].append((kl, e.reward > 0))
+    wins = sum(e.reward > 0 for e in episodes)
+    print(f"{value_dir}: {len(episodes)} episodes of {len(keep)} games, {wins} successful")
+    print("AUROC within game / overall, at the i-th action of each episode")
+    columns = WHERE + (TARGETS if args.targets else ())
+    print("| i | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
+    for i in range(args.steps):
+        cells = []
+        for where in columns:
+            games_ = reads[(where, i)].values()
+            records = [{"samples": [{"value": v, "success": ok} for v, ok in g]} for g in games_]
+            a = value_auroc(records)
+            cells.append(
+                f"{a.get('within_task', float('nan')):.2f} / {a.get('overall', float('nan')):.2f}"
+            )
+        print(f"| {i + 1} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
