@@ -24,8 +24,9 @@ fitting them well and the objective, at this policy, is what does not rank.
 
 For each it prints the within-task AUROC against the episode's success (pairs of samples of
 the same game: what picking among one state's candidates needs; 0.5 is chance) and the overall
-AUROC (all pairs: a model that only knows which games are hard scores here). ``state`` at the
-first action sees one prompt per game, so its within-task AUROC is 0.5 by construction.
+AUROC (all pairs: a model that only knows which games are hard scores here). Values are rounded
+to 1e-4 first, so that float noise between sequences of different lengths does not break ties:
+``state`` at the first action sees one prompt per game, and its within-game AUROC is 0.5.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def main() -> None:
                 later = ratio.flip(0).cumsum(0).flip(0).tolist()  # from position t on
         for i, (first, last) in enumerate(action_spans(item.action_mask)[: args.steps]):
             for where, pos in zip(WHERE, (first - 1, last - 1, last), strict=True):
-                reads[(where, i)][e.task_id].append((v[pos], e.reward > 0))
+                reads[(where, i)][e.task_id].append((round(v[pos], 4), e.reward > 0))
             if args.targets:
                 kl = -args.beta * later[last - 1]
                 reads[("target", i)][e.task_id].append((e.reward + kl, e.reward > 0))
