@@ -55,11 +55,12 @@ def action_spans(mask: list[bool]) -> list[tuple[int, int]]:
 
 
 def main() -> None:
-    from transformers import AutoTokenizer
-
     from oreo_agents.data.episodes import load_episodes
     from oreo_agents.data.tokenization import tokenize_episode
     from oreo_agents.evaluation.metrics import value_auroc
+    from oreo_agents.generation.hf import load_causal_lm, load_tokenizer
+    from oreo_agents.losses.logprobs import token_logps
+    from oreo_agents.losses.oreo import suffix_sum
     from oreo_agents.models.value import ValueModel
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -74,15 +75,11 @@ def main() -> None:
     args = ap.parse_args()
     value_dir = args.value or args.run / "oreo" / "value"
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(args.run / "sft" / "policy")
+    tokenizer = load_tokenizer(str(args.run / "sft" / "policy"))
     model = ValueModel.from_pretrained(str(value_dir)).eval().to(device)
-    if args.targets:
-        from transformers import AutoModelForCausalLM
-
-        from oreo_agents.losses.logprobs import token_logps
-
+    if args.targets:  # the OREO policy and its reference, in float32 as training scored them
         lms = [
-            AutoModelForCausalLM.from_pretrained(args.run / name / "policy").eval().to(device)
+            load_causal_lm(str(args.run / name / "policy"), device=device, dtype=torch.float32)
             for name in ("oreo", "sft")
         ]
     episodes = load_episodes(args.samples or args.run / "samples")
@@ -99,8 +96,7 @@ def main() -> None:
             if args.targets:  # log pi/pi_ref of token t + 1, summed over later action tokens
                 lp = [token_logps(lm(ids).logits[:, :-1].float(), ids[:, 1:])[0] for lm in lms]
                 mask = torch.tensor(item.action_mask[1:], device=device)
-                ratio = torch.where(mask, lp[0] - lp[1], torch.zeros_like(lp[0]))
-                later = ratio.flip(0).cumsum(0).flip(0).tolist()  # from position t on
+                later = suffix_sum(lp[0] - lp[1], mask).tolist()  # from position t on
         for i, (first, last) in enumerate(action_spans(item.action_mask)[: args.steps]):
             for where, pos in zip(WHERE, (first - 1, last - 1, last), strict=True):
                 reads[(where, i)][e.task_id].append((round(v[pos], 4), e.reward > 0))

@@ -34,6 +34,8 @@ def test_fast_pipeline_runs_and_reports(tmp_path):
         assert row["tasks"] == 6 and 0.0 <= row["success_rate"] <= 1.0
         assert row["ci95"][0] <= row["success_rate"] <= row["ci95"][1]
         assert len(row["wins"]) == 6
+        # the rate the table prints is the one its per-game wins give (the paired columns' source)
+        assert row["success_rate"] == sum(row["wins"].values()) / 6
     table = (out / "summary.md").read_text()
     for label in (
         "| SFT |",
