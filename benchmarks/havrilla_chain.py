@@ -40,6 +40,7 @@ from typing import Any
 
 from oreo_agents.algorithms.rcrl import RCRLConfig
 from oreo_agents.recipes.demo import ENV_ID, demo_config, run_demo
+from oreo_cli.options import option_flags
 
 OREO = [sys.executable, "-m", "oreo_cli"]
 METRICS = ("maj@1", "maj@K", "rerank@K", "pass@K", "value@K", "line acc.", "lucky")
@@ -52,7 +53,8 @@ def sh(args: list[Any]) -> None:
 
 def train_ppo(cfg: Any, sft: Path, out: Path, reward: list[str]) -> Path:
     """PPO from the SFT policy with the demo's settings and another reward."""
-    train = ["--split", "train", "-o", f"size={max(cfg.train_tasks, cfg.rl_tasks)}"]
+    size = max(cfg.train_tasks, cfg.rl_tasks)  # the demo's train split, with its task knobs
+    train = option_flags({"size": size, **cfg.env_options, "split": "train"})
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in cfg.ppo.items() if k in LOOP]
     flags += [f"--set={k}={v}" for k, v in cfg.ppo.items() if k not in LOOP]
     sh(["train", "--algo", "ppo", "--env", ENV_ID, *train, "--model", sft, "--out", out,
@@ -64,10 +66,10 @@ def train_ppo(cfg: Any, sft: Path, out: Path, reward: list[str]) -> Path:
 def rollout(cfg: Any, policy: Path, report: Path, extra: list[Any]) -> dict[str, Any]:
     """``oreo rollout`` on the demo's test tasks (skipped when its report exists)."""
     if not report.exists():
-        sh(["rollout", "--env", ENV_ID, "--split", "test", "-o", f"size={cfg.test_tasks}",
-            "--policy", policy, "--tasks", cfg.test_tasks, "--seed", cfg.seed,
-            "--max-new-tokens", cfg.max_new_tokens, "--backend", "hf", "--batch-size", 64,
-            "--temperature", 1.0, "--out", report, *extra])  # fmt: skip
+        test = option_flags({"size": cfg.test_tasks, **cfg.env_options, "split": "test"})
+        sh(["rollout", "--env", ENV_ID, *test, "--policy", policy, "--tasks", cfg.test_tasks,
+            "--seed", cfg.seed, "--max-new-tokens", cfg.max_new_tokens, "--backend", "hf",
+            "--batch-size", 64, "--temperature", 1.0, "--out", report, *extra])  # fmt: skip
     return json.loads(report.read_text())
 
 

@@ -3,8 +3,9 @@
 Per seed: the demo's tiny model and SFT on 8,000 gold solutions (`oreo demo`'s default), then
 ``oreo train --algo ppo`` from the SFT policy on the train split (`PPO_SETTINGS` of the demo,
 or ``--set`` overrides), then greedy ``oreo rollout`` of both on a validation set (400 tasks of
-the train split drawn from 20,000, most outside the SFT's 8,000) and on the demo's 200 test
-tasks. Prints one row per seed and the mean with its spread; every step resumes.
+the train split's ``data_seed=1`` stream, as `benchmarks/calibrate_chain.py` validates) and on
+the demo's 200 test tasks, all with the demo's task knobs (``CHAIN``). Prints one row per seed
+and the mean with its spread; every step resumes.
 
     python benchmarks/ppo_chain.py --out runs/ppo-bench --seeds 0 1 2
 """
@@ -18,21 +19,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-from oreo_agents.recipes.demo import PPO_SETTINGS, demo_config
+from oreo_agents.recipes.demo import CHAIN, PPO_SETTINGS, demo_config
+from oreo_cli.options import option_flags
 
 OREO = [sys.executable, "-m", "oreo_cli"]
 ENV = ["--env", "oreo/Chain-v0"]
+# the demo's validation stream (`benchmarks/calibrate_chain.py`): train-split tasks of another
+# data seed than the SFT's, never the test split
+VALIDATION = {"size": 400, **CHAIN, "split": "train", "data_seed": 1}
 
 
 def sh(args: list[str]) -> None:
     subprocess.run([*OREO, *map(str, args)], check=True, stdout=subprocess.DEVNULL)
 
 
-def greedy(policy: Path, out: Path, split: str, size: int, tasks: int, seed: int) -> float:
+def greedy(policy: Path, out: Path, options: dict, seed: int) -> float:
+    """Greedy success of ``policy`` on the Chain tasks of ``options`` (all of them)."""
     if not out.exists():
-        sh(["rollout", *ENV, "--split", split, "-o", f"size={size}", "--policy", policy,
-            "--strategy", "greedy", "--tasks", tasks, "--seed", seed, "--max-new-tokens", 96,
-            "--backend", "hf", "--batch-size", 64, "--out", out])  # fmt: skip
+        sh(["rollout", *ENV, *option_flags(options), "--policy", policy, "--strategy", "greedy",
+            "--tasks", options["size"], "--seed", seed, "--max-new-tokens", 96, "--backend", "hf",
+            "--batch-size", 64, "--out", out])  # fmt: skip
     return json.loads(out.read_text())["success_rate"]
 
 
@@ -43,7 +49,7 @@ def run_seed(root: Path, seed: int, overrides: list[str]) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "init" / "config.json").exists():
         chain_model(out / "init", seed=seed, **cfg.model)
-    train = ["--split", "train", "-o", f"size={cfg.train_tasks}"]
+    train = option_flags({"size": cfg.train_tasks, **cfg.env_options, "split": "train"})
     sh(["collect", *ENV, *train, "--model", "gold", "--out", out / "gold",
         "--tasks", cfg.train_tasks, "--seed", seed])  # fmt: skip
     sft = [f"--{k.replace('_', '-')}={v}" for k, v in cfg.sft.items()]
@@ -58,8 +64,9 @@ def run_seed(root: Path, seed: int, overrides: list[str]) -> dict[str, float]:
     row = {}
     for name in ("sft", "ppo"):
         policy = out / name / "policy"
-        row[f"{name} val"] = greedy(policy, out / f"{name}-val.json", "train", 20000, 400, 5)
-        row[f"{name} test"] = greedy(policy, out / f"{name}-test.json", "test", 200, 200, seed)
+        row[f"{name} val"] = greedy(policy, out / f"{name}-val.json", VALIDATION, seed)
+        test = {"size": cfg.test_tasks, **cfg.env_options, "split": "test"}
+        row[f"{name} test"] = greedy(policy, out / f"{name}-test.json", test, seed)
     return row
 
 

@@ -37,6 +37,12 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def option_flags(options: dict[str, Any]) -> list[str]:
+    """``-o KEY=VALUE`` arguments that `parse_options` reads back as ``options`` (each value as
+    JSON), for scripts that drive the commands with a recipe's env options."""
+    return [a for key, value in options.items() for a in ("-o", f"{key}={json.dumps(value)}")]
+
+
 def env_options(pairs: list[str] | None, split: str | None = None) -> dict[str, Any]:
     """The env options of a command: ``-o KEY=VALUE`` pairs, with ``--split`` as a shortcut."""
     options = parse_options(pairs)

@@ -115,3 +115,14 @@ def test_every_field_is_documented_in_help(command, cls):
         assert option in text, f.name
         if f.name not in SPECIAL and f.name != "data":  # data's help is the CLI's own
             assert " ".join(docs[f.name].split())[:40] in text, f.name
+
+
+def test_option_flags_read_back_as_the_same_env_options():
+    from oreo_agents.recipes.demo import CHAIN
+    from oreo_cli.options import option_flags, parse_options
+
+    # a string that reads as a number as JSON must stay a string; "+-*" is the demo's ops
+    options = {**CHAIN, "split": "train", "size": 8000, "name": "10", "shuffle": False}
+    flags = option_flags(options)
+    assert flags[::2] == ["-o"] * len(options)
+    assert parse_options(flags[1::2]) == options
