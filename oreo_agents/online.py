@@ -14,7 +14,8 @@ Iteration i, in ``OUT/iter-000i/``:
 wall time, the samples' success rate and reward, KL to the reference), and ``OUT/policy`` /
 ``OUT/value`` link to the newest update's models. Re-running the same command resumes: finished
 iterations are skipped, the current one continues where it stopped. Each update starts its
-optimizers afresh (Adam moments are not carried between iterations).
+optimizers afresh, or, with ``carry_optimizer``, from the previous update's last checkpoint
+(Adam's moments and step count).
 """
 
 from __future__ import annotations
@@ -215,11 +216,20 @@ def _scoring_models(cfg: Any, policy: str, critic: str, device: str) -> dict[str
 
 def _update_config(cfg: Any, policy: str, critic: str, folder: Path, it: int, steps: int):
     """The iteration's update: `run_train` of the algorithm on its scored episodes."""
+    carried = ""
+    if cfg.settings.carry_optimizer and it > 0:
+        from oreo_agents.checkpoint import CheckpointDir
+
+        last = CheckpointDir(folder.parent / _folder(it - 1) / "train").current
+        if last is None:
+            raise ValueError(f"iteration {it - 1} left no checkpoint to carry its optimizers from")
+        carried = str(last / "state")
     settings = replace(
         cfg.settings,
         reference=cfg.settings.reference or cfg.model,
         critic=critic,
         experience=str(folder / "experience.pt"),
+        optimizer_state=carried,
     )
     return replace(
         cfg,

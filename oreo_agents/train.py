@@ -230,6 +230,8 @@ def run_train(
     models, optimizers, schedulers = build(cfg, plan.optimizer_steps, accelerator)
     if progress:
         accelerator.load_state(str(ckpts.current / "state"))
+    elif getattr(cfg.settings, "optimizer_state", ""):  # an online update carrying Adam's moments
+        _load_optimizers(optimizers, Path(cfg.settings.optimizer_state))
     truncate_metrics(out, progress["step"] if progress else 0, accelerator)
     run = _Run(cfg, accelerator, models, optimizers, schedulers, tokenizer, ckpts, log, trackers,
                plan.token_ids or {})  # fmt: skip
@@ -322,6 +324,26 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
                 saved, last_save = (step, boundary), time.monotonic()
     if saved != (step, boundary):
         _save(run, step, boundary)
+
+
+def _load_optimizers(optimizers: list[Any], state: Path) -> None:
+    """Each optimizer's state from an accelerate ``state/`` folder (``optimizer.bin``,
+    ``optimizer_1.bin``, ... in `build`'s order), nothing else of it.
+
+    Raises:
+        ValueError: The folder lacks an optimizer's file, or it holds other parameters.
+    """
+    import torch
+
+    for i, opt in enumerate(optimizers):
+        path = state / ("optimizer.bin" if i == 0 else f"optimizer_{i}.bin")
+        if not path.exists():
+            raise ValueError(f"{path} is missing: no optimizer state to carry over")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        shapes = [len(g["params"]) for g in saved["param_groups"]]
+        if shapes != [len(g["params"]) for g in opt.param_groups]:
+            raise ValueError(f"{path} holds the state of other parameters ({shapes} per group)")
+        opt.load_state_dict(saved)
 
 
 def _agree(accelerator: Any, flag: bool) -> bool:

@@ -67,6 +67,11 @@ class PPOConfig:
         critic: Where this iteration's critic starts (set by the iteration loop: --value, else
             --model, at the first iteration, then the previous iteration's critic).
         experience: The scored samples an update reads (set by the iteration loop).
+        carry_optimizer: Start each iteration's optimizers from the previous iteration's
+            (Adam's moments and step count, as one PPO run with one optimizer keeps them);
+            off: fresh optimizers each iteration.
+        optimizer_state: The previous iteration's optimizer states (set by the iteration loop
+            when carry_optimizer is on).
     """
 
     iterations: int = 10
@@ -91,6 +96,8 @@ class PPOConfig:
     reference: str = ""
     critic: str = ""
     experience: str = ""
+    carry_optimizer: bool = False
+    optimizer_state: str = ""
 
     def __post_init__(self):
         from oreo_agents.rewards import reward_names

@@ -148,6 +148,41 @@ def test_ppo_cli_iterates_and_a_resume_equals_one_run(chain_dir, random_orm, tmp
     assert other.returncode == 2 and "other settings (reward, reward_model)" in other.stdout
 
 
+def adam_steps(train_out):
+    """The Adam step count of each optimizer (policy, critic) in an update's last checkpoint."""
+    from oreo_agents.checkpoint import CheckpointDir
+
+    state = CheckpointDir(train_out).current / "state"
+    counts = []
+    for name in ("optimizer.bin", "optimizer_1.bin"):
+        saved = torch.load(state / name, weights_only=True)["state"]
+        counts.append({int(v["step"]) for v in saved.values()})
+    return counts
+
+
+def test_carried_optimizers_count_every_iterations_steps_and_resume_exactly(
+    chain_dir, random_orm, tmp_path
+):
+    # the ORM's rewards vary by episode, so the updates move the models (module fixture)
+    orm = ["--set", "reward=orm", "--set", f"reward_model={random_orm}"]
+    carry = ["--set", "carry_optimizer=true", *orm]
+    fresh, whole, split = tmp_path / "fresh", tmp_path / "whole", tmp_path / "split"
+    run(ppo_cmd(chain_dir, fresh, *orm))
+    run(ppo_cmd(chain_dir, whole, *carry))
+    # 2 optimizer steps per iteration: afresh each iteration counts 2, carried counts on to 4
+    assert adam_steps(fresh / "iter-0001" / "train") == [{2}, {2}]
+    assert adam_steps(whole / "iter-0000" / "train") == [{2}, {2}]
+    assert adam_steps(whole / "iter-0001" / "train") == [{4}, {4}]
+    a, b = weights(fresh / "policy"), weights(whole / "policy")
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the carried moments changed the update
+    # stopped inside iteration 1 and resumed: its own checkpoint wins, the same weights as one run
+    run(ppo_cmd(chain_dir, split, *carry, "--max-steps", "3"))
+    run(ppo_cmd(chain_dir, split, *carry))
+    for name in ("policy", "value"):
+        a, b = weights(whole / name), weights(split / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
 def test_ppo_killed_mid_run_resumes_to_the_end(chain_dir, tmp_path):
     out = tmp_path / "killed"
     cmd = ppo_cmd(chain_dir, out, "--set", "iterations=3")
