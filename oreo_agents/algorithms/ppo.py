@@ -58,7 +58,10 @@ class PPOConfig:
             for reward=orm: its probability of a correct answer replaces the env's reward.
         dense_weight: The dense reward's total bonus for reproducing every intermediate result
             of the reference solution.
-        temperature: Sampling temperature of collection.
+        temperature: Sampling temperature of collection; the policy PPO optimises is the
+            sampling one, softmax(logits / temperature), so its log-probs, the ratio and the KL
+            to the reference (at the same temperature) are computed from scaled logits, as
+            TRL's PPO trainer does.
         max_new_tokens: Token budget of one generation.
         generation_batch_size: Episodes generated side by side.
         backend: Generation backend: auto | hf | vllm (vllm reloads the policy each iteration).
@@ -109,6 +112,9 @@ class PPOConfig:
             raise ValueError("kl_coef and value_clip must be >= 0 and clip > 0")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ValueError(f"gamma and lam must lie in [0, 1], got {self.gamma}, {self.lam}")
+        if self.temperature <= 0:
+            raise ValueError(f"PPO samples its episodes: temperature must be > 0, got "
+                             f"{self.temperature}")  # fmt: skip
         if self.reward not in reward_names():
             raise ValueError(f"reward must be one of {reward_names()}, got {self.reward!r}")
         if (self.reward == "orm") != bool(self.reward_model):
@@ -167,7 +173,7 @@ class PPO(Algorithm):
 
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: PPOConfig):
         labels, mask = shifted(batch)
-        logps = token_logps(logits(models["policy"], batch), labels)
+        logps = sampled_logps(models["policy"], batch, labels, settings.temperature)
         values = models["value"](batch["input_ids"], batch["attention_mask"])[:, :-1]
         policy_loss, metrics = ppo_policy_loss(
             logps, batch["old_logps"], batch["advantages"], mask, clip=settings.clip
@@ -178,6 +184,12 @@ class PPO(Algorithm):
         metrics = {**metrics, **value_metrics}
         metrics.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach())
         return policy_loss + value_loss, metrics
+
+
+def sampled_logps(model: Any, batch: dict[str, Any], labels: Any, temperature: float) -> Any:
+    """``[B, T - 1]`` log-probs of ``labels`` under softmax(logits / temperature): the
+    distribution collection sampled from."""
+    return token_logps(logits(model, batch) / temperature, labels)
 
 
 def episode_key(episode: Any) -> str:
@@ -234,8 +246,8 @@ def make_experience(
         chunk = list(episodes[start : start + micro_batch_size])
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
         labels, mask = shifted(batch)
-        logps = token_logps(logits(models["policy"], batch), labels)
-        ref = token_logps(logits(models["reference"], batch), labels)
+        logps = sampled_logps(models["policy"], batch, labels, settings.temperature)
+        ref = sampled_logps(models["reference"], batch, labels, settings.temperature)
         values = models["value"](batch["input_ids"], batch["attention_mask"])[:, :-1]
         if step_rewards is None:
             outcome = torch.sigmoid(models["orm"](batch["input_ids"], batch["attention_mask"]))

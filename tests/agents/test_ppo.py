@@ -47,7 +47,8 @@ def random_orm(chain_dir, tmp_path_factory):
     return out
 
 
-def test_first_update_on_fresh_scores_has_ratio_1_and_no_clipping(chain_dir):
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_first_update_on_fresh_scores_has_ratio_1_and_no_clipping(chain_dir, temperature):
     from oreo_agents.generation.hf import load_tokenizer
     from oreo_agents.models.policy import load_policy
     from oreo_agents.models.value import ValueModel
@@ -65,7 +66,7 @@ def test_first_update_on_fresh_scores_has_ratio_1_and_no_clipping(chain_dir):
         "reference": load_policy(str(chain_dir), trainable=False),
         "value": ValueModel.from_pretrained(str(chain_dir)),
     }
-    settings = PPOConfig(experience="x")
+    settings = PPOConfig(experience="x", temperature=temperature)
     experience, totals = make_experience(
         models, tokenized, [[0.0, r] for r in (1.0, 0.0)], settings, pad_id=tok.pad_token_id,
         micro_batch_size=1,
@@ -73,6 +74,12 @@ def test_first_update_on_fresh_scores_has_ratio_1_and_no_clipping(chain_dir):
     assert totals["reward"] == 1.0 and totals["kl"] == pytest.approx(0.0, abs=1e-6)
     first = experience["0/0"]
     mask = torch.tensor(tokenized[0].action_mask[1:])
+    # the sampling policy's log-probs: softmax of the logits over the collection temperature
+    ids = torch.tensor([tokenized[0].input_ids])
+    with torch.no_grad():
+        scaled = torch.log_softmax(policy(input_ids=ids).logits[0, :-1] / temperature, -1)
+    direct = scaled.gather(-1, ids[0, 1:, None])[:, 0]
+    assert torch.allclose(first["old_logps"][mask], direct[mask], atol=1e-5)
     # zero critic, lambda 0.95: the correct episode's last action token has advantage 1
     last = int(mask.nonzero().max())
     assert first["advantages"][last].item() == pytest.approx(1.0)
