@@ -4,10 +4,15 @@ says how it went, so the policy learns to act as the good episodes did when told
 Havrilla et al. 2024 ("Teaching Large Language Models to Reason with Reinforcement Learning",
 arXiv 2403.04642) compare return-conditioned RL with expert iteration and PPO on math. The
 control texts and the reward threshold are our design choices (the paper does not pin them
-down): ``<good>`` / ``<bad>`` after the prompt, as its own segment of context (not trained on),
-good when the reward is above 0.5 (the sparse reward is 1 for a correct answer). At test time
-the policy is conditioned on the good text: ``oreo rollout --control '<good>'`` (recorded in the
-report's config).
+down): ``<good>`` / ``<bad>`` as a prefix of the prompt (after a BOS), its own segment of
+context (not trained on), good when the reward is above 0.5 (the sparse reward is 1 for a
+correct answer). At test time the policy is conditioned on the good text: ``oreo rollout
+--control '<good>'`` (recorded in the report's config).
+
+A prefix, not a suffix: a control text between the prompt and the answer moves every prompt
+token further from the answer, and a small policy that learned to copy operands from fixed
+distances loses them (on the demo's Chain task, seed 0: a suffix took greedy validation success
+from 52% to 3%, with or without the control at test time; docs/results.md).
 """
 
 from __future__ import annotations

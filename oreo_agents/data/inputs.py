@@ -37,6 +37,17 @@ def encode_text(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def with_control(tokenizer: Any, prompt_ids: list[int], control: str) -> list[int]:
+    """A prompt's ids with a control text's ids in front (after a leading BOS): return
+    conditioning (`oreo_agents.algorithms.rcrl`) as a prefix of its own, which keeps the
+    distances between the prompt's tokens and the answer as the policy learned them."""
+    if not control:
+        return list(prompt_ids)
+    bos = tokenizer.bos_token_id
+    k = 1 if prompt_ids and bos is not None and prompt_ids[0] == bos else 0
+    return [*prompt_ids[:k], *encode_text(tokenizer, control), *prompt_ids[k:]]
+
+
 def tokenizer_id(tokenizer: Any) -> str:
     """``name@hash``: the tokenizer's identity, equal for two tokenizers that encode alike.
 

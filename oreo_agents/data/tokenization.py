@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from oreo_agents.data.episodes import Episode
-from oreo_agents.data.inputs import encode_text, stored_ids
+from oreo_agents.data.inputs import stored_ids, with_control
 from oreo_envs import step_delimiters_of
 
 
@@ -91,9 +91,9 @@ def tokenize_episode(
     prompt, segments = stored_ids(episode, tokenizer)
     if not prompt:
         raise ValueError(f"task {episode.task_id}: the prompt is empty after tokenization")
-    # A control text (return conditioning, `oreo_agents.algorithms.rcrl`) is context after the
+    # A control text (return conditioning, `oreo_agents.algorithms.rcrl`) is context before the
     # prompt, its own segment, as `oreo rollout --control` feeds it.
-    prompt = prompt + encode_text(tokenizer, episode.meta.get("control") or "")
+    prompt = with_control(tokenizer, prompt, episode.meta.get("control") or "")
     ids, prompt_len = list(prompt), len(prompt)
     mask, starts = [False] * len(ids), [False] * len(ids)
     last_action_end = len(ids)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from oreo_agents.data.inputs import encode_prompt, encode_text
+from oreo_agents.data.inputs import encode_prompt, with_control
 from oreo_agents.generation import Backend, SamplingParams
 
 
@@ -109,7 +109,7 @@ def beam_search(
         top_p: Nucleus sampling mass of candidate steps.
         top_k: Top-k sampling of candidate steps (0 = off).
         seed: Seeds the sampler (step t uses ``seed * 1_000_003 + t``).
-        control: Text after each prompt, as its own segment (return-conditioned policies).
+        control: Text before each prompt, as its own segment (return-conditioned policies).
 
     Returns:
         One `SearchResult` per prompt, in order.
@@ -117,7 +117,7 @@ def beam_search(
     if beam_width < 1 or max_steps < 1:
         raise ValueError(f"beam_width and max_steps must be >= 1, got {beam_width}, {max_steps}")
     tok = backend.tokenizer
-    prompt_ids = [encode_prompt(tok, p) + encode_text(tok, control) for p in prompts]
+    prompt_ids = [with_control(tok, encode_prompt(tok, p), control) for p in prompts]
     problems = [_Problem(beams=[_Node("", 0)]) for _ in prompts]
     for step in range(max_steps):
         active = [(i, b) for i, p in enumerate(problems) if not p.done for b in p.beams]

@@ -33,6 +33,7 @@ from oreo_agents.data.inputs import (
     encode_text,
     split_generation,
     tokenizer_id,
+    with_control,
 )
 from oreo_agents.distributed import rank_world, wait_for_everyone
 from oreo_agents.generation import Backend, SamplingParams
@@ -258,14 +259,14 @@ def start_episodes(
         prompt = prompter.first(kind, obs, info)
         if kind == "agent" and prompter.control:
             raise ValueError("--control conditions answer envs' prompts, not agent envs'")
-        slot = Slot(env=env, key=key, prompt=prompt + prompter.control, info=info, env_obs=obs,
+        slot = Slot(env=env, key=key, prompt=prompter.control + prompt, info=info, env_obs=obs,
                     first_obs=obs)  # fmt: skip
         if kind == "agent":
             slot.formatter = prompter
         if tokenizer is not None:  # the control text is a segment of its own, as in training
             slot.tokenizer = tokenizer
-            slot.prompt_ids = encode_prompt(tokenizer, prompt) + encode_text(
-                tokenizer, prompter.control
+            slot.prompt_ids = with_control(
+                tokenizer, encode_prompt(tokenizer, prompt), prompter.control
             )
             slot.ids = list(slot.prompt_ids)
         slots.append(slot)

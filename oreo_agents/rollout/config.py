@@ -26,7 +26,7 @@ class ActingConfig:
         seed: Seeds the task sample, the envs and the sampler.
         chat_template: Format every prompt with the model tokenizer's chat template (answer
             envs: the task's messages; agent envs: one turn per action and observation).
-        control: Text after every prompt, as its own segment (a return-conditioned policy's
+        control: Text before every prompt, as its own segment (a return-conditioned policy's
             good control text, e.g. ``<good>`` for ``--algo rcrl``); "" for none.
         constrain_actions: In agent envs, replace an inadmissible action by the closest
             admissible one.

@@ -27,8 +27,8 @@ class Prompter:
     Args:
         agent_prompt: How agent envs' conversations read (default: the plain `AgentPrompt`).
         tokenizer: A tokenizer whose chat template formats every prompt; None for plain text.
-        control: Text that follows an answer env's prompt as a segment of its own (a
-            return-conditioned policy's control text); the collector appends it.
+        control: Text that precedes an answer env's prompt as a segment of its own (a
+            return-conditioned policy's control text); the collector puts it in front.
     """
 
     def __init__(

@@ -1,5 +1,5 @@
-"""Return-conditioned RL: every episode is trained after its good/bad control text, and rollout
-feeds the good text as the same separate segment."""
+"""Return-conditioned RL: every episode is trained after its good/bad control text, a prefix of
+the prompt, and rollout feeds the good text as the same separate segment."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import oreo_envs  # noqa: F401
 from oreo_agents.algorithms import get_algorithm
 from oreo_agents.data.episodes import Episode, load_episodes
-from oreo_agents.data.inputs import encode_prompt, encode_text
+from oreo_agents.data.inputs import encode_prompt, encode_text, with_control
 from oreo_agents.data.tokenization import tokenize_episode
 
 
@@ -29,10 +29,23 @@ def test_episodes_get_their_control_text_as_context(chat_tokenizer):
     item = tokenize_episode(good, tok)
     control = encode_text(tok, "<good>")
     prompt = encode_prompt(tok, good.prompt)
-    assert item.input_ids[: len(prompt) + len(control)] == prompt + control
+    assert tok.bos_token_id is None  # (a BOS would stay first: test_a_control_follows_a_bos)
+    assert item.input_ids[: len(prompt) + len(control)] == control + prompt
     assert item.prompt_len == len(prompt) + len(control)
     assert not any(item.action_mask[: item.prompt_len])  # context, not trained on
-    assert tokenize_episode(bad, tok).input_ids[len(prompt) : item.prompt_len] != control
+    assert tokenize_episode(bad, tok).input_ids[: len(control)] != control
+
+
+def test_a_control_follows_a_bos():
+    class Tok:  # ids are characters; BOS is id 1
+        bos_token_id = 1
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [ord(c) for c in text]}
+
+    assert with_control(Tok(), [1, 80, 81], "<g>") == [1, 60, 103, 62, 80, 81]
+    assert with_control(Tok(), [80, 81], "<g>") == [60, 103, 62, 80, 81]
+    assert with_control(Tok(), [1, 80], "") == [1, 80]
 
 
 def test_one_sided_data_is_refused():
@@ -54,6 +67,6 @@ def test_collect_with_a_control_text_feeds_it_as_its_own_segment(chat_model, tmp
     make = lambda: gymnasium.make("oreo/GSMSymbolic-v0", size=4)  # noqa: E731
     run_collect(cfg, make, backend=HFBackend(model, tok))
     for ep in load_episodes(tmp_path):
-        assert ep.prompt.endswith("<good>")
-        plain = ep.prompt[: -len("<good>")]
-        assert ep.prompt_ids == encode_prompt(tok, plain) + encode_text(tok, "<good>")
+        assert ep.prompt.startswith("<good>")
+        plain = ep.prompt[len("<good>") :]
+        assert ep.prompt_ids == encode_text(tok, "<good>") + encode_prompt(tok, plain)
