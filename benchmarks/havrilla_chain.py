@@ -56,7 +56,7 @@ def train_ppo(cfg: Any, sft: Path, out: Path, reward: list[str]) -> Path:
     size = max(cfg.train_tasks, cfg.rl_tasks)  # the demo's train split, with its task knobs
     train = option_flags({"size": size, **cfg.env_options, "split": "train"})
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in cfg.ppo.items() if k in LOOP]
-    flags += [f"--set={k}={v}" for k, v in cfg.ppo.items() if k not in LOOP]
+    flags += [f"--set={k}={json.dumps(v)}" for k, v in cfg.ppo.items() if k not in LOOP]
     sh(["train", "--algo", "ppo", "--env", ENV_ID, *train, "--model", sft, "--out", out,
         "--seed", cfg.seed, "--report-to", "none", f"--set=max_new_tokens={cfg.max_new_tokens}",
         *flags, *reward])  # fmt: skip

@@ -57,7 +57,7 @@ def run_seed(root: Path, seed: int, overrides: list[str]) -> dict[str, float]:
         out / "sft", "--seed", seed, "--report-to", "none", *sft])  # fmt: skip
     loop = {"micro_batch_size", "max_length", "lr", "batch_size"}
     ppo = [f"--{k.replace('_', '-')}={v}" for k, v in PPO_SETTINGS.items() if k in loop]
-    ppo += [f"--set={k}={v}" for k, v in PPO_SETTINGS.items() if k not in loop]
+    ppo += [f"--set={k}={json.dumps(v)}" for k, v in PPO_SETTINGS.items() if k not in loop]
     sh(["train", "--algo", "ppo", *ENV, *train, "--model", out / "sft" / "policy", "--out",
         out / "ppo", "--seed", seed, "--report-to", "none", "--set=max_new_tokens=96", *ppo,
         *overrides])  # fmt: skip

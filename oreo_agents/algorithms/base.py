@@ -62,7 +62,8 @@ class Algorithm:
         """The defaults with ``values`` applied.
 
         Raises:
-            ValueError: A key that is not a field of `config`.
+            ValueError: A key that is not a field of `config`, or a value of the wrong kind for
+                a true/false or numeric field (``--set flag=True`` reads as the text "True").
         """
         values = dict(values or {})
         known = {f.name for f in fields(self.config)}
@@ -70,7 +71,20 @@ class Algorithm:
         if unknown:
             fields_ = ", ".join(sorted(known)) or "none"
             raise ValueError(f"{self.name} has no setting {unknown} (its settings: {fields_})")
-        return replace(self.defaults(), **values)
+        defaults = self.defaults()
+        for name, value in values.items():
+            default = getattr(defaults, name)
+            if isinstance(default, bool):
+                kinds, kind = (bool,), "true or false"
+            elif isinstance(default, int):
+                kinds, kind = (int,), "an integer"
+            elif isinstance(default, float):
+                kinds, kind = (int, float), "a number"
+            else:
+                continue
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ValueError(f"{self.name} setting {name} takes {kind}, got {value!r}")
+        return replace(defaults, **values)
 
     def select(self, episodes: list[Any], settings: Any, source: str) -> list[Any]:
         """The episodes to train on (all of them unless the algorithm filters).

@@ -47,6 +47,24 @@ def test_unknown_algorithm_and_setting_and_duplicate_name_are_refused():
     assert get_algorithm("sft") is ALGORITHMS["sft"]
 
 
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"carry_optimizer": "True"}, "carry_optimizer takes true or false, got 'True'"),
+        ({"lam": "1.0"}, "lam takes a number"),
+        ({"iterations": 2.5}, "iterations takes an integer"),
+        ({"tasks": True}, "tasks takes an integer"),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_is_refused(values, message):
+    # `--set KEY=VALUE` reads VALUE as JSON: "True" stays text, which would be truthy even as
+    # "False"; a number field given text would fail later, mid-run
+    with pytest.raises(ValueError, match=f"ppo setting {message}"):
+        get_algorithm("ppo").settings(values)
+    ok = get_algorithm("ppo").settings({"carry_optimizer": True, "lam": 1, "iterations": 3})
+    assert (ok.carry_optimizer, ok.lam, ok.iterations) == (True, 1, 3)
+
+
 def test_a_plugin_algorithm_trains_through_the_cli(tiny_model_dir, tmp_path):
     """A spec + a loss from a test file, installed as an ``oreo.algorithms`` entry point and
     trained by ``oreo train --algo`` in a fresh process, with no other change."""
