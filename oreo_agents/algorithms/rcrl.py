@@ -11,8 +11,8 @@ correct answer). At test time the policy is conditioned on the good text: ``oreo
 
 A prefix, not a suffix: a control text between the prompt and the answer moves every prompt
 token further from the answer, and a small policy that learned to copy operands from fixed
-distances loses them (on the demo's Chain task, seed 0: a suffix took greedy validation success
-from 52% to 3%, with or without the control at test time; docs/results.md).
+distances loses them (on the demo's Chain task, seed 0: with a suffix, greedy validation success
+went from the SFT policy's 52% to 3% told ``<good>``, 17% told nothing; docs/results.md).
 """
 
 from __future__ import annotations
