@@ -72,8 +72,8 @@ class PPOConfig:
         experience: The scored samples an update reads (set by the iteration loop).
         carry_optimizer: Start each iteration's optimizers from the previous iteration's
             (Adam's moments and step count, as one PPO run with one optimizer keeps them);
-            off: fresh optimizers each iteration. One process or DDP: FSDP and DeepSpeed save
-            sharded optimizer states, which are refused with a message.
+            off: fresh optimizers each iteration. Tested on one process; FSDP and DeepSpeed
+            save their optimizer states in their own layouts, which this does not read.
         optimizer_state: The previous iteration's optimizer states (set by the iteration loop
             when carry_optimizer is on).
     """
