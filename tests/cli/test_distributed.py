@@ -108,8 +108,9 @@ def test_two_process_run_stopped_by_sigterm_resumes_to_the_same_weights(
 
 def test_two_process_ppo_scores_every_episode_once_and_trains_like_one(chat_model_dir, tmp_path):
     """PPO on a byte-level BPE chat model (two EOS ids) under torchrun: the ranks split the
-    collection and the scoring, rank 0 writes one experience file holding every episode, and
-    the run ends where one process does."""
+    collection and the scoring, rank 0 writes one experience file holding every episode, each
+    rank carries its optimizers into the next iteration, and the run ends where one process
+    does."""
     import torch
 
     from oreo_agents.models.value import ValueModel
@@ -128,7 +129,7 @@ def test_two_process_ppo_scores_every_episode_once_and_trains_like_one(chat_mode
             "--report-to", "none", "--set", "iterations=2", "--set", "tasks=3", "--set",
             "samples=2", "--set", "max_new_tokens=12", "--set", "ppo_epochs=1", "--set",
             "chat_template=true", "--set", "reward=orm", "--set", f"reward_model={tmp_path}/orm",
-            "--set", "critic_lr=1e-3",
+            "--set", "critic_lr=1e-3", "--set", "carry_optimizer=true",
         ]  # fmt: skip
 
     one, two = tmp_path / "one", tmp_path / "two"
