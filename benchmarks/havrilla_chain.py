@@ -2,7 +2,7 @@
 dense and ORM rewards), return-conditioned RL and OREO, with maj@1, maj@K, rerank@K, pass@K and
 the samples each drew, per seed and as mean +- sd over seeds.
 
-Run by hand (CPU; about 50 minutes per seed on 2 free cores at K = 32; it prints a table and
+Run by hand (CPU; about 25 minutes per seed on 2 free cores at K = 32; it prints a table and
 asserts nothing)::
 
     python benchmarks/havrilla_chain.py --out runs/havrilla --seeds 0 1 2 --k 32
