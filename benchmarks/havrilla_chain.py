@@ -53,8 +53,7 @@ def sh(args: list[Any]) -> None:
 
 def train_ppo(cfg: Any, sft: Path, out: Path, reward: list[str]) -> Path:
     """PPO from the SFT policy with the demo's settings and another reward."""
-    size = max(cfg.train_tasks, cfg.rl_tasks)  # the demo's train split, with its task knobs
-    train = option_flags({"size": size, **cfg.env_options, "split": "train"})
+    train = option_flags(cfg.task_options("train"))
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in cfg.ppo.items() if k in LOOP]
     flags += [f"--set={k}={json.dumps(v)}" for k, v in cfg.ppo.items() if k not in LOOP]
     sh(["train", "--algo", "ppo", "--env", ENV_ID, *train, "--model", sft, "--out", out,
@@ -66,7 +65,7 @@ def train_ppo(cfg: Any, sft: Path, out: Path, reward: list[str]) -> Path:
 def rollout(cfg: Any, policy: Path, report: Path, extra: list[Any]) -> dict[str, Any]:
     """``oreo rollout`` on the demo's test tasks (skipped when its report exists)."""
     if not report.exists():
-        test = option_flags({"size": cfg.test_tasks, **cfg.env_options, "split": "test"})
+        test = option_flags(cfg.task_options("test"))
         sh(["rollout", "--env", ENV_ID, *test, "--policy", policy, "--tasks", cfg.test_tasks,
             "--seed", cfg.seed, "--max-new-tokens", cfg.max_new_tokens, "--backend", "hf",
             "--batch-size", 64, "--temperature", 1.0, "--out", report, *extra])  # fmt: skip

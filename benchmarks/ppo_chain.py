@@ -49,7 +49,7 @@ def run_seed(root: Path, seed: int, overrides: list[str]) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "init" / "config.json").exists():
         chain_model(out / "init", seed=seed, **cfg.model)
-    train = option_flags({"size": cfg.train_tasks, **cfg.env_options, "split": "train"})
+    train = option_flags(cfg.task_options("train"))
     sh(["collect", *ENV, *train, "--model", "gold", "--out", out / "gold",
         "--tasks", cfg.train_tasks, "--seed", seed])  # fmt: skip
     sft = [f"--{k.replace('_', '-')}={v}" for k, v in cfg.sft.items()]
@@ -65,8 +65,9 @@ def run_seed(root: Path, seed: int, overrides: list[str]) -> dict[str, float]:
     for name in ("sft", "ppo"):
         policy = out / name / "policy"
         row[f"{name} val"] = greedy(policy, out / f"{name}-val.json", VALIDATION, seed)
-        test = {"size": cfg.test_tasks, **cfg.env_options, "split": "test"}
-        row[f"{name} test"] = greedy(policy, out / f"{name}-test.json", test, seed)
+        row[f"{name} test"] = greedy(
+            policy, out / f"{name}-test.json", cfg.task_options("test"), seed
+        )
     return row
 
 

@@ -96,6 +96,12 @@ class DemoConfig:
         if not isinstance(get_algorithm(self.oreo_algo), OREO):
             raise ValueError(f"oreo_algo must be an OREO level, got {self.oreo_algo!r}")
 
+    def task_options(self, split: str) -> dict[str, Any]:
+        """The env options of the demo's ``train`` or ``test`` tasks: its task knobs, sized to
+        what the demo draws from that split (what the benchmarks that extend it pass too)."""
+        size = max(self.train_tasks, self.rl_tasks) if split == "train" else self.test_tasks
+        return {"size": size, **self.env_options, "split": split}
+
 
 def run_demo(
     cfg: DemoConfig,
@@ -122,8 +128,7 @@ def run_demo(
     if not (init / "config.json").exists():
         build = build_model or (lambda path, seed: _default_model(path, seed, cfg.model))
         timed("build tiny model", build, init, cfg.seed)
-    train_opts = {"size": max(cfg.train_tasks, cfg.rl_tasks), **cfg.env_options, "split": "train"}
-    test_opts = {"size": cfg.test_tasks, **cfg.env_options, "split": "test"}
+    train_opts, test_opts = cfg.task_options("train"), cfg.task_options("test")
     timed("collect gold", lambda: _collect(cfg, "gold", out / "gold", train_opts, cfg.train_tasks))
 
     def train(algo: str, data: Any, model: str, dest: Path, overrides: dict[str, Any]) -> str:
@@ -374,7 +379,7 @@ def demo_config(
     ppo: bool = False, full: bool = False,
 ) -> DemoConfig:  # fmt: skip
     """The demo's settings: the calibrated default (``CHAIN``, `benchmarks/calibrate_chain.py`;
-    about 7 minutes on 2 free cores; ``ppo`` adds online PPO, about 5 more), ``full`` (the
+    about 6 minutes on 2 free cores; ``ppo`` adds online PPO, about 4.5 more), ``full`` (the
     results page: the same training on 500 test tasks) or ``fast`` (a pipeline check of about
     a minute, always with a short PPO run)."""
     if fast and full:
