@@ -124,7 +124,7 @@ def _score(cfg: Any, policy: str, critic: str, folder: Path) -> dict[str, Any]:
     or read the totals of an earlier scoring."""
     import torch
 
-    from oreo_agents.algorithms.ppo import make_experience, whiten_experience
+    from oreo_agents.algorithms.ppo import group_advantages, make_experience, whiten_experience
     from oreo_agents.data.batches import load_training_episodes
     from oreo_agents.data.tokenization import tokenize_episodes
     from oreo_agents.distributed import device, gather, rank_world, wait_for_everyone
@@ -155,6 +155,8 @@ def _score(cfg: Any, policy: str, critic: str, folder: Path) -> dict[str, Any]:
         merged.update(part)
         for k in sums:
             sums[k] += part_totals[k]
+    if s.advantage == "group":
+        group_advantages(merged, tokenized)
     if s.whiten_advantages:
         whiten_experience(merged, tokenized)
     n = len(tokenized)

@@ -6,7 +6,9 @@ iteration and return-conditioned RL.
 (`make_experience`: the sampling policy's and the reference's log-probs, the critic's values, the
 task reward placed on tokens, per-token KL-penalised rewards, GAE advantages and returns), then
 ``ppo_epochs`` passes of clipped policy and value updates over them, which this spec's ``step``
-computes. The critic is a value model initialised from the policy (zero head).
+computes. The critic is a value model initialised from the policy (zero head). With
+``advantage=group`` the advantages are RLOO's instead (each sample against its task's other
+samples, `oreo_agents.losses.leave_one_out`).
 
 Defaults: KL coefficient 0.05 to the starting model and a sparse +1 reward (Havrilla et al.
 2024); gamma 1, GAE lambda 0.95, clip 0.2 (InstructGPT-style PPO, Ouyang et al. 2022); 4 epochs
@@ -27,6 +29,7 @@ from oreo_agents.data.tokenization import TokenizedEpisode, collate
 from oreo_agents.losses import (
     gae,
     kl_rewards,
+    leave_one_out,
     ppo_policy_loss,
     ppo_value_loss,
     token_logps,
@@ -51,6 +54,10 @@ class PPOConfig:
         clip: Policy ratio clip epsilon (0.2).
         value_clip: Clip of the critic's change per iteration (0.2; 0 turns clipping off).
         critic_lr: The critic's learning rate.
+        advantage: gae (the critic's GAE advantages, per token) | group (RLOO, Ahmadian et
+            al. 2024: every action token of a sample gets its KL-penalised return minus the
+            mean return of the other samples of its task; needs samples >= 2; gamma and lam
+            do not enter it, and the critic is still fitted and logged but not used).
         whiten_advantages: Normalise each iteration's advantages to mean 0, std 1.
         reward: The task reward: sparse | dense | orm, or a registered reward function
             (`oreo_agents.rewards`).
@@ -88,6 +95,7 @@ class PPOConfig:
     clip: float = 0.2
     value_clip: float = 0.2
     critic_lr: float = 5e-6
+    advantage: str = "gae"
     whiten_advantages: bool = True
     reward: str = "sparse"
     reward_model: str = ""
@@ -116,6 +124,11 @@ class PPOConfig:
         if self.temperature <= 0:
             raise ValueError(f"PPO samples its episodes: temperature must be > 0, got "
                              f"{self.temperature}")  # fmt: skip
+        if self.advantage not in ("gae", "group"):
+            raise ValueError(f"advantage must be gae or group, got {self.advantage!r}")
+        if self.advantage == "group" and self.samples < 2:
+            raise ValueError("advantage=group baselines a task's samples with each other: "
+                             f"samples must be >= 2, got {self.samples}")  # fmt: skip
         if self.reward not in reward_names():
             raise ValueError(f"reward must be one of {reward_names()}, got {self.reward!r}")
         if (self.reward == "orm") != bool(self.reward_model):
@@ -227,7 +240,8 @@ def make_experience(
     device: Any = None,
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, float]]:
     """Score sampled episodes for PPO's update: ``{key: {old_logps, old_values, advantages,
-    returns}}`` (``[len - 1]`` each, 0 off the action tokens; advantages not yet whitened) and
+    returns}}`` (``[len - 1]`` each, 0 off the action tokens; advantages not yet whitened) plus
+    ``return`` (the episode's summed KL-penalised reward, a scalar, for `group_advantages`), and
     totals (``reward``: summed task reward, ``kl``: summed log-ratio to the reference).
 
     Args:
@@ -270,7 +284,21 @@ def make_experience(
                 name: x[i, :n].detach().float().cpu()
                 for name, x in zip(EXPERIENCE_FIELDS, arrays, strict=True)
             }
+            out[episode_key(ep)]["return"] = rewards[i].sum().detach().float().cpu()
     return out, totals
+
+
+def group_advantages(
+    experience: dict[str, dict[str, torch.Tensor]], episodes: Sequence[TokenizedEpisode]
+) -> None:
+    """Replace GAE's advantages with RLOO's (`leave_one_out` over each task's samples), the same
+    on every action token of a sample (in place; PPOConfig.advantage = group)."""
+    keys = [episode_key(ep) for ep in episodes]
+    returns = torch.stack([experience[k]["return"] for k in keys])
+    advantages = leave_one_out(returns, [ep.task_id for ep in episodes])
+    for key, ep, a in zip(keys, episodes, advantages, strict=True):
+        mask = torch.tensor(ep.action_mask[1:], dtype=torch.bool)
+        experience[key]["advantages"] = torch.where(mask, a, 0.0)
 
 
 def whiten_experience(

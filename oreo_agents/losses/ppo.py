@@ -107,6 +107,38 @@ def gae(
     return advantages, returns
 
 
+def leave_one_out(returns: torch.Tensor, groups: list[object]) -> torch.Tensor:
+    """RLOO's advantages (Kool et al. 2019; Ahmadian et al. 2024, "Back to Basics", arXiv
+    2402.14740): each sample's return minus the mean return of the other samples of its group
+    (the same task), ``A_i = R_i - mean_{j != i, g(j) = g(i)} R_j``, a baseline without a
+    critic.
+
+    Args:
+        returns: ``[N]`` one return per sample (its KL-penalised episode return).
+        groups: ``N`` hashable labels; samples with the same label baseline each other.
+
+    Returns:
+        ``[N]`` advantages.
+
+    Raises:
+        ValueError: On a shape mismatch, or a group of one sample (it has no baseline).
+    """
+    check_float("returns", returns, 1)
+    if len(groups) != returns.shape[0]:
+        raise ValueError(f"{len(groups)} group labels for {returns.shape[0]} returns")
+    index: dict[object, list[int]] = {}
+    for i, g in enumerate(groups):
+        index.setdefault(g, []).append(i)
+    returns = returns.detach().float()
+    out = torch.zeros_like(returns)
+    for g, members in index.items():
+        if len(members) < 2:
+            raise ValueError(f"group {g!r} has one sample: a leave-one-out baseline needs two")
+        r = returns[members]
+        out[members] = r - (r.sum() - r) / (len(members) - 1)
+    return out
+
+
 def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """``x`` shifted and scaled to mean 0 and standard deviation 1 over the masked entries (0
     elsewhere): the advantage normalisation of most PPO implementations."""

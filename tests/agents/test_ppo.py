@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from oreo_agents.algorithms import get_algorithm
-from oreo_agents.algorithms.ppo import PPOConfig, make_experience
+from oreo_agents.algorithms.ppo import PPOConfig, group_advantages, make_experience
 from oreo_agents.data.episodes import Episode
 from oreo_agents.data.tokenization import collate, tokenize_episodes
 
@@ -92,6 +92,40 @@ def test_first_update_on_fresh_scores_has_ratio_1_and_no_clipping(chain_dir, tem
     assert metrics["value_clip_fraction"].item() == 0.0
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.parameters())
+
+
+def test_group_advantages_baseline_each_sample_with_its_tasks_others(chain_dir):
+    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.policy import load_policy
+    from oreo_agents.models.value import ValueModel
+
+    tok = load_tokenizer(str(chain_dir))
+    answers = [("t0", 0, "#### 7", 1.0), ("t0", 1, "#### 8", 0.0), ("t0", 2, "#### 9", 0.0),
+               ("t1", 0, "#### 1", 0.0), ("t1", 1, "#### 2", 0.0)]  # fmt: skip
+    eps = [Episode("oreo/Chain-v0", t, "a=3;b=a+4;b?\n", [{"action": a, "observation": ""}], r,
+                   r > 0, meta={"sample": i}) for t, i, a, r in answers]  # fmt: skip
+    tokenized = tokenize_episodes(eps, tok)
+    models = {
+        "policy": load_policy(str(chain_dir)),
+        "reference": load_policy(str(chain_dir), trainable=False),  # the same: no KL
+        "value": ValueModel.from_pretrained(str(chain_dir)),
+    }
+    settings = PPOConfig(experience="x", advantage="group", samples=2)
+    experience, _ = make_experience(
+        models, tokenized, [[r] for *_, r in answers], settings, pad_id=tok.pad_token_id,
+        micro_batch_size=2,
+    )  # fmt: skip
+    assert [experience[f"{t}/{i}"]["return"].item() for t, i, *_ in answers] == pytest.approx(
+        [1.0, 0.0, 0.0, 0.0, 0.0], abs=1e-6
+    )
+    group_advantages(experience, tokenized)
+    # t0: 1 - (0 + 0) / 2, 0 - (1 + 0) / 2 twice; t1: both wrong, nothing to learn
+    for (t, i, *_), ep, want in zip(answers, tokenized, [1.0, -0.5, -0.5, 0.0, 0.0], strict=True):
+        adv, mask = experience[f"{t}/{i}"]["advantages"], torch.tensor(ep.action_mask[1:])
+        assert adv[mask].tolist() == pytest.approx([want] * int(mask.sum()), abs=1e-6)
+        assert (adv[~mask] == 0).all()
+    with pytest.raises(ValueError, match="samples must be >= 2"):
+        PPOConfig(advantage="group", samples=1)
 
 
 def ppo_cmd(model, out, *extra):
@@ -242,6 +276,22 @@ def test_ppo_with_an_orm_reward(chain_dir, tmp_path):
     sigmoid_2 = 1 / (1 + torch.exp(torch.tensor(-2.0))).item()
     assert record["reward_mean"] == pytest.approx(sigmoid_2, abs=1e-4)  # untrained backbone
     assert record["success_rate"] == 0.0  # what the env says is not the reward here
+
+
+def test_ppo_cli_with_group_advantages(chain_dir, random_orm, tmp_path):
+    out = tmp_path / "ppo-group"
+    run(ppo_cmd(chain_dir, out, "--set", "advantage=group", "--set", "whiten_advantages=false",
+                "--set", "reward=orm", "--set", f"reward_model={random_orm}",
+                "--set", "iterations=1"))  # fmt: skip
+    experience = torch.load(out / "iter-0000" / "experience.pt", weights_only=True)
+    by_task: dict[str, list[float]] = {}
+    for key, arrays in experience.items():
+        a = arrays["advantages"]
+        [advantage] = a[a != 0].unique().tolist()
+        by_task.setdefault(key.split("/")[0], []).append(advantage)  # one per sample
+    assert len(by_task) == 2 and all(len(a) == 2 for a in by_task.values())
+    # two samples of a task: advantages +d and -d (RLOO's baseline is the other sample)
+    assert all(a == pytest.approx(-b, abs=1e-5) and abs(a) > 0 for a, b in by_task.values())
 
 
 @pytest.mark.parametrize(

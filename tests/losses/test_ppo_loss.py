@@ -1,5 +1,6 @@
 """PPO's pure pieces by hand: the per-token KL reward, GAE (and its lambda-1 / zero-critic
-invariant), the clipped policy and value losses, reward placement, and the rewards."""
+invariant), RLOO's leave-one-out baseline, the clipped policy and value losses, reward
+placement, and the rewards."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import torch
 from oreo_agents.algorithms.ppo import place_rewards
 from oreo_agents.data.episodes import Episode
 from oreo_agents.data.tokenization import TokenizedEpisode
-from oreo_agents.losses import gae, kl_rewards, ppo_policy_loss, ppo_value_loss, whiten
+from oreo_agents.losses import (
+    gae,
+    kl_rewards,
+    leave_one_out,
+    ppo_policy_loss,
+    ppo_value_loss,
+    whiten,
+)
 from oreo_agents.rewards import dense, intermediate_results, reasoning_steps, sparse
 
 
@@ -96,6 +104,19 @@ def test_whiten_uses_only_masked_entries():
     out = whiten(x, mask)
     s = math.sqrt(2.0)  # std of (1, 3) with Bessel's correction
     assert out.tolist()[0] == pytest.approx([-1 / s, 1 / s, 0.0], abs=1e-6)
+
+
+def test_leave_one_out_baselines_each_sample_with_its_groups_others():
+    returns = torch.tensor([1.0, 0.0, 0.0, 0.5, -0.5])
+    adv = leave_one_out(returns, ["a", "a", "a", "b", "b"])
+    # a: 1 - (0 + 0) / 2, 0 - (1 + 0) / 2 twice; b: 0.5 - (-0.5), -0.5 - 0.5
+    assert adv.tolist() == pytest.approx([1.0, -0.5, -0.5, 1.0, -1.0])
+    # a group all right (or all wrong) teaches nothing
+    assert leave_one_out(torch.ones(3), [7, 7, 7]).tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="one sample"):
+        leave_one_out(returns, ["a", "a", "a", "b", "c"])
+    with pytest.raises(ValueError, match="group labels"):
+        leave_one_out(returns, ["a", "a"])
 
 
 def test_place_rewards_puts_each_step_reward_at_its_last_action_token():
