@@ -298,8 +298,7 @@ def _check_resume(cfg: Any, out: Path) -> dict[str, Any] | None:
     new = {k: v for k, v in cfg.flat().items() if k not in RESUME_FREE}
     path = out / CONFIG
     if path.exists():
-        old = json.loads(path.read_text())
-        changed = sorted(k for k in new if old.get(k) != new[k])
+        changed = sorted(cfg.changed(json.loads(path.read_text())))
         if changed:
             raise ValueError(
                 f"{out} holds an online run with other settings ({', '.join(changed)}); resume "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,23 @@ class TrainConfig:
         """The loop fields and the algorithm's settings in one JSON-safe mapping."""
         loop = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "settings"}
         return _jsonable({**loop, **asdict(self.settings)})
+
+    def changed(self, recorded: dict[str, Any]) -> list[str]:
+        """The settings (of `flat`, less RESUME_FREE) that differ from a run's ``recorded`` ones.
+        A setting the run did not record (one added to oreo since) counts as its default, so a
+        run started before it existed resumes unless it is set otherwise now."""
+        defaults = {}
+        for f in (*fields(self), *fields(self.settings)):
+            if f.default is not MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                defaults[f.name] = f.default_factory()
+        defaults = _jsonable(defaults)
+        return [
+            k
+            for k, v in self.flat().items()
+            if k not in RESUME_FREE and recorded.get(k, defaults.get(k, MISSING)) != v
+        ]
 
 
 def run_train(
@@ -398,8 +415,8 @@ def _check_resume(cfg: TrainConfig, ckpts: Any) -> dict[str, Any] | None:
                 "choose another --out"
             )
         return None
-    old, new = progress["config"], cfg.flat()
-    changed = [k for k in new if k not in RESUME_FREE and old.get(k) != new[k]]
+    old = progress["config"]
+    changed = cfg.changed(old)
     if changed:
         raise ValueError(
             f"{ckpts.out} holds a run with other settings ({', '.join(changed)}; e.g. algo "

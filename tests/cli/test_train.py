@@ -162,6 +162,21 @@ def test_mismatched_tokenizer_and_other_runs_are_refused(tiny_model_dir, mixed_d
         run_train(TrainConfig("rft", str(mixed_data), str(tiny_model_dir), str(out), batch_size=4))
 
 
+def test_a_setting_added_since_a_run_started_resumes_at_its_default():
+    cfg = TrainConfig("ppo", None, "m", "o", env="oreo/Chain-v0", batch_size=4)
+    recorded = cfg.flat()
+    assert cfg.changed(recorded) == []
+    del recorded["advantage"]  # a run started before the setting existed
+    assert cfg.changed(recorded) == []
+    group = TrainConfig("ppo", None, "m", "o", env="oreo/Chain-v0", batch_size=4,
+                        settings={"advantage": "group"})  # fmt: skip
+    assert group.changed(recorded) == ["advantage"]
+    recorded["lr"] = 1.0  # a recorded setting that differs
+    assert cfg.changed(recorded) == ["lr"]
+    recorded["max_steps"] = 7  # free to change on a resume
+    assert cfg.changed(recorded) == ["lr"]
+
+
 def test_lora_value_model_and_tensorboard_logs(tiny_model_dir, mixed_data, tmp_path):
     pytest.importorskip("peft")
     pytest.importorskip("tensorboard")
