@@ -429,6 +429,7 @@ def _save(run: _Run, step: int, micro_batches: int) -> None:
     """One atomic checkpoint (`CheckpointDir.save`): every process's accelerate state, then the
     main process's policy, value model and progress record."""
     from oreo_agents.checkpoint import write_progress
+    from oreo_agents.provenance import software
 
     accelerator = run.accelerator
 
@@ -447,6 +448,7 @@ def _save(run: _Run, step: int, micro_batches: int) -> None:
             "micro_batches": micro_batches,
             "config": run.cfg.flat(),
             "token_ids": run.token_ids,
+            "software": software(),
         }
         write_progress(folder, progress)
 

@@ -42,6 +42,7 @@ from oreo_agents.evaluation.metrics import (
     wilson_interval,
 )
 from oreo_agents.evaluation.search import ValueFn, beam_search
+from oreo_agents.provenance import software
 from oreo_agents.rollout.collect import make_prompter, run_collect, select_tasks
 from oreo_agents.rollout.config import ActingConfig, CollectConfig
 from oreo_agents.rollout.scripted import SCRIPTED
@@ -392,6 +393,7 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
         "version": REPORT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": asdict(cfg),
+        "software": software(),
         "env": cfg.env,
         "split": getattr(unwrapped, "split", None),
         "grade_mode": getattr(unwrapped, "grade_mode", None),  # math envs: strict or lenient

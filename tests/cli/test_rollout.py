@@ -10,6 +10,7 @@ import sys
 from io import StringIO
 
 import pytest
+import torch
 from rich.console import Console
 
 from oreo_agents.evaluation.evaluate import RolloutConfig, load_report
@@ -151,7 +152,9 @@ def test_command_line_writes_report_and_plot(trained, tmp_path):
     assert "report written" in run.stdout and "pass@1" in run.stdout
     # Six tokens of a barely trained model cannot hold "#### N": a grader that accepts
     # anything fails here, and one that accepts nothing fails on the gold policy below.
-    assert load_report(tmp_path / "r.json")["success_rate"] == 0.0
+    report = load_report(tmp_path / "r.json")
+    assert report["success_rate"] == 0.0
+    assert report["software"]["torch"] == torch.__version__  # what produced it
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     gold = [*cmd[:10], "--policy", "gold", "--out", str(tmp_path / "gold.json")]
     run = subprocess.run(gold, capture_output=True, text=True, env=ENV, timeout=300)

@@ -155,6 +155,8 @@ def test_mismatched_tokenizer_and_other_runs_are_refused(tiny_model_dir, mixed_d
     cfg = TrainConfig("sft", str(mixed_data), str(tiny_model_dir), str(out), batch_size=4,
                       micro_batch_size=2, max_steps=1)  # fmt: skip
     run_train(cfg)
+    software = json.loads((out / "checkpoint" / "progress.json").read_text())["software"]
+    assert software["torch"] == torch.__version__ and software["oreo"] is not None
     before = (out / "policy" / "model.safetensors").read_bytes()
     run_train(cfg)  # the same finished command again: nothing left to do
     assert (out / "policy" / "model.safetensors").read_bytes() == before
