@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -157,6 +158,7 @@ def test_mismatched_tokenizer_and_other_runs_are_refused(tiny_model_dir, mixed_d
     run_train(cfg)
     software = json.loads((out / "checkpoint" / "progress.json").read_text())["software"]
     assert software["torch"] == torch.__version__ and software["oreo"] is not None
+    assert software["machine"] == platform.machine() and "cpu" in software
     before = (out / "policy" / "model.safetensors").read_bytes()
     run_train(cfg)  # the same finished command again: nothing left to do
     assert (out / "policy" / "model.safetensors").read_bytes() == before
