@@ -20,12 +20,12 @@ The heavy imports (textworld, fast_downward, alfworld) happen on first use, insi
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import hashlib
 import json
 import os
-import pickle
 import re
 import sys
 import tempfile
@@ -43,7 +43,7 @@ _BANNER = re.compile(r"^\s*-= .* =-\s*\n+")
 # Games kept in memory per process: a translated ALFWorld problem holds a few MB.
 GAME_CACHE_SIZE = 8
 # Bump when what `translate` stores changes; the key also holds fast-downward's version.
-_SAS_CACHE_VERSION = 1
+_SAS_CACHE_VERSION = 2  # 2: the translation as text (1 was a pickle, which runs code)
 
 
 class GameFileError(ValueError):
@@ -190,7 +190,7 @@ def _expand_special(symbol, ctx: dict) -> list[tuple]:
     """Expand a conditional or eval symbol into (symbol, context) pairs."""
     tg = engine_imports()["textgen"]
     if isinstance(symbol, tg.EvalSymbol):
-        value = eval(symbol.expression, {}, dict(ctx["variables"]))  # noqa: S307 - game grammar
+        value = _evaluate(_expression(symbol.expression), ctx["variables"])
         return [(tg.TerminalSymbol(value), ctx)]
     if isinstance(symbol, tg.ConditionalSymbol):
         if not symbol.given:
@@ -198,6 +198,55 @@ def _expand_special(symbol, ctx: dict) -> list[tuple]:
         matches = _matches(ctx["state"], symbol.given, ctx["mapping"])
         return [(symbol.expression, _bind(ctx, m)) for m in matches]
     raise NotImplementedError(f"unknown grammar symbol {symbol!r}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _expression(text: str) -> ast.expr:
+    """A grammar's ``{python}`` expression, parsed and checked once.
+
+    TextWorld evaluates these with ``eval``, so a game file could run any code; ALFWorld's
+    grammar only reads entity fields and joins them (``{o.name}``, ``{r.name or r.id}``,
+    ``{o.indefinite + ' ' + o.name}``), so that is all that is allowed: names, public
+    attributes, ``and`` / ``or``, ``+`` and constants.
+
+    Raises:
+        GameFileError: The expression is anything else.
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise GameFileError(f"grammar expression {{{text}}} does not parse") from None
+    for node in ast.walk(tree):
+        allowed = isinstance(node, (ast.Name, ast.Load, ast.BoolOp, ast.And, ast.Or, ast.Add))
+        allowed |= isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add)
+        allowed |= isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float))
+        allowed |= isinstance(node, ast.Attribute) and not node.attr.startswith("_")
+        if not allowed:
+            raise GameFileError(
+                f"grammar expression {{{text}}} is not allowed: only names, fields, 'and', "
+                f"'or', '+' and constants are evaluated ({type(node).__name__})"
+            )
+    return tree
+
+
+def _evaluate(node: ast.expr, variables: dict) -> Any:
+    """Evaluate a tree that `_expression` accepted."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in variables:
+            raise GameFileError(f"grammar expression names an unknown entity {node.id!r}")
+        return variables[node.id]
+    if isinstance(node, ast.Attribute):
+        return getattr(_evaluate(node.value, variables), node.attr)
+    if isinstance(node, ast.BinOp):  # only Add passes `_expression`
+        return _evaluate(node.left, variables) + _evaluate(node.right, variables)
+    value = None
+    for operand in node.values:  # BoolOp: Python's short-circuit and / or
+        value = _evaluate(operand, variables)
+        if (isinstance(node.op, ast.Or) and value) or (isinstance(node.op, ast.And) and not value):
+            return value
+    return value
 
 
 def _display_list(items: list[tuple], ctx: dict, tg) -> list[tuple]:
@@ -294,27 +343,43 @@ def _fast_downward_version() -> str:
 
 
 def translate(domain: str, problem: str) -> tuple[Any, str]:
-    """fast-downward's ``pddl2sas(domain, problem)``: ``(task, sas)``, kept on disk.
+    """fast-downward's ``pddl2sas(domain, problem)``: ``(task, sas)``, the SAS text kept on disk.
 
     The translation is most of a game's first load (cold resets went from 0.84/s to 3.08/s with
     it cached: README), and a benchmark resets the same games in many processes (one per
-    rollout), so it is stored compressed under `sas_cache_dir`, keyed by a hash of the domain,
-    the problem and fast-downward's version. A missing, stale or damaged entry is translated
-    again; a cache that cannot be written (read-only home) only costs the translation next time.
-    Call inside `_contained_side_effects`.
+    rollout), so the SAS text is stored compressed under `sas_cache_dir`, keyed by a hash of the
+    domain, the problem and fast-downward's version. Only text is stored: the parsed ``task`` is
+    rebuilt from the PDDL (parsing is cheap; translating is not), so a file planted in the cache
+    can at worst give a wrong translation of a game, never run code. A missing, stale or damaged
+    entry is translated again; a cache that cannot be written (read-only home) only costs the
+    translation next time. Call inside `_contained_side_effects`.
     """
     parts = [str(_SAS_CACHE_VERSION), _fast_downward_version(), domain, problem]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()
-    path = sas_cache_dir() / key[:2] / f"{key}.pkl.z"
+    path = sas_cache_dir() / key[:2] / f"{key}.sas.z"
     try:
-        task, sas = pickle.loads(zlib.decompress(path.read_bytes()))
-        if isinstance(sas, str):
-            return task, sas
-    except Exception:  # none yet, or a damaged one (unpickling can raise almost anything)
+        sas = zlib.decompress(path.read_bytes()).decode("utf-8")
+        if sas.startswith("begin_version"):
+            return _parse_task(domain, problem), sas
+    except (OSError, zlib.error, UnicodeDecodeError):  # none yet, or a damaged one
         pass
     task, sas = engine_imports()["fast_downward"].pddl2sas(domain, problem)
-    write_cache_file(path, zlib.compress(pickle.dumps((task, sas), pickle.HIGHEST_PROTOCOL), 1))
+    write_cache_file(path, zlib.compress(sas.encode("utf-8"), 1))
     return task, sas
+
+
+def _parse_task(domain: str, problem: str) -> Any:
+    """The normalized PDDL task, as ``pddl2sas`` builds it before translating. Call inside
+    `_contained_side_effects`: the translator's options module parses ``sys.argv`` on import."""
+    sys.argv = ["translate.py", "domain", "task"]
+    from fast_downward.translate import normalize
+    from fast_downward.translate.pddl_parser import lisp_parser, parsing_functions
+
+    domain_pddl = lisp_parser.parse_nested_list(domain.split("\n"))
+    problem_pddl = lisp_parser.parse_nested_list(problem.split("\n"))
+    task = parsing_functions.parse_task(domain_pddl, problem_pddl)
+    normalize.normalize(task)
+    return task
 
 
 def load_game(path: str | os.PathLike, lib) -> AlfredGame:

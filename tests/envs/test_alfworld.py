@@ -227,7 +227,7 @@ def test_translation_is_kept_on_disk_and_replays_identically(tmp_path, monkeypat
     env = make(split="bundled")
     task_id = _task(env, "pick_clean_then_place_in_recep")
     fresh = play(env, WalkthroughExpert(), task_id)
-    (entry,) = engine.sas_cache_dir().rglob("*.pkl.z")
+    (entry,) = engine.sas_cache_dir().rglob("*.sas.z")
 
     engine._GAMES.clear()
     fd = engine.engine_imports()["fast_downward"]
@@ -242,3 +242,74 @@ def test_translation_is_kept_on_disk_and_replays_identically(tmp_path, monkeypat
     again = play(make(split="bundled"), WalkthroughExpert(), task_id)
     assert calls == [1] and again[3] == fresh[3]
     assert entry.read_bytes() != b"damaged"  # rewritten whole
+
+
+def test_a_planted_cache_file_runs_nothing(tmp_path, monkeypatch):
+    """The translation cache holds text: a pickle planted where a translation is looked up
+    (the old cache's format, and the new file name) is never unpickled."""
+    import pickle
+    import zlib
+
+    from oreo_envs.alfworld import engine
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(engine, "_GAMES", engine.OrderedDict())
+    env = make(split="bundled")
+    task_id = _task(env, "pick_and_place_simple")
+    fresh = play(env, WalkthroughExpert(), task_id)
+    (entry,) = engine.sas_cache_dir().rglob("*.sas.z")
+    planted = zlib.compress(pickle.dumps((Payload(), "begin_version")))
+    entry.write_bytes(planted)
+    entry.with_name(entry.name.replace(".sas.z", ".pkl.z")).write_bytes(planted)
+    engine._GAMES.clear()
+    again = play(make(split="bundled"), WalkthroughExpert(), task_id)
+    assert not marker.exists()
+    assert again[3] == fresh[3]  # the planted entry was translated again
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["__import__('os').system('touch MARKER')", "o.__class__", "open('MARKER', 'w')", "9**9**9**9"],
+)
+def test_a_game_grammar_cannot_run_code(tmp_path, monkeypatch, expression):
+    """TextWorld ``eval``s a grammar's ``{python}`` symbols; oreo evaluates only names, fields,
+    ``and`` / ``or``, ``+`` and constants, and refuses a game whose grammar asks for more."""
+    from oreo_envs.alfworld import engine
+
+    marker = tmp_path / "pwned"
+    expression = expression.replace("MARKER", str(marker))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(engine, "_GAMES", engine.OrderedDict())
+    game = next(Path(engine.__file__).parent.glob("games/**/game.tw-pddl"))
+    data = engine.read_game(game)
+    assert "{o.name}" in data["grammar"]
+    data["grammar"] = data["grammar"].replace("{o.name}", "{" + expression + "}")
+    crafted = tmp_path / "game.tw-pddl"
+    crafted.write_text(json.dumps(data))
+    eng = engine.AlfredEngine()
+    eng.load(crafted)
+    with pytest.raises(ValueError, match="grammar expression .* is not allowed"):
+        eng.reset()
+        for command in eng.walkthrough:
+            eng.step(command)
+    assert not marker.exists()
+
+
+def test_grammar_expressions_evaluate_as_python_does():
+    from types import SimpleNamespace
+
+    from oreo_envs.alfworld.engine import _evaluate, _expression
+
+    r = SimpleNamespace(name="", id="drawer 1")
+    o = SimpleNamespace(name="apple", indefinite="an")
+    variables = {"r": r, "o": o}
+    cases = ("o.name", "r.name or r.id", "o.indefinite + ' ' + o.name", "r.name and o.name", "o")
+    for text in cases:
+        assert _evaluate(_expression(text), variables) == eval(text, {}, variables)
