@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -39,7 +40,8 @@ def collect(*, env_options: list[str] | None, split: str | None, **values: Any) 
         )
         raise typer.Exit(130) from None
     except (ValueError, TypeError, OSError, ImportError) as e:
-        Console().print(f"[bold red]error:[/] {e}")  # from any process
+        # From any process; one line (a path such as "runs[2]" is not rich markup).
+        Console().print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

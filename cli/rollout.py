@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -46,14 +47,17 @@ def rollout(
         cfg = RolloutConfig(**values, env_options=env_options_of(env_options, split))
         run(cfg, console, plot)
     except (ValueError, TypeError, OSError, ImportError) as e:
-        Console().print(f"[bold red]error:[/] {e}")  # from any process
+        # From any process; one line (a path such as "runs[2]" is not rich markup).
+        Console().print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
 def run(cfg: Any, console: Console, plot: str | None = None) -> None:
     """The recipe: policy (+ value) -> rollout with a progress bar -> report, table, plot."""
-    from oreo_agents.evaluation.evaluate import run_rollout, save_report
+    from oreo_agents.evaluation.evaluate import check_report_path, run_rollout, save_report
     from oreo_agents.rollout.scripted import SCRIPTED
+
+    check_report_path(cfg.out)  # not after every task has run
 
     backend, scripted, value_fn = None, None, None
     options = dict(cfg.env_options)

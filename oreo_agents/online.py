@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from oreo_envs.files import atomic_write
 
 ITERATIONS = "iterations.jsonl"
 CONFIG = "online.json"
@@ -56,7 +59,8 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
     wait_for_everyone()  # every rank has checked before the first one writes
     if main and settings_record is not None:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic(out / CONFIG, lambda tmp: tmp.write_text(json.dumps(settings_record, indent=2)))
+        with atomic_write(out / CONFIG, text=True) as f:
+            f.write(json.dumps(settings_record, indent=2))
     wait_for_everyone()
     records = _records(out)
     policy, critic = cfg.model, settings.critic or cfg.value or cfg.model
@@ -168,8 +172,10 @@ def _score(cfg: Any, policy: str, critic: str, folder: Path) -> dict[str, Any]:
         "expected_steps": (n // cfg.batch_size) * s.ppo_epochs,
     }
     if rank == 0:
-        _atomic(path, lambda tmp: torch.save(merged, tmp))
-        _atomic(totals_path, lambda tmp: tmp.write_text(json.dumps(result) + "\n"))
+        with atomic_write(path) as f:
+            torch.save(merged, f)
+        with atomic_write(totals_path, text=True) as f:
+            f.write(json.dumps(result) + "\n")
     wait_for_everyone()
     return result
 
@@ -311,20 +317,16 @@ def _check_resume(cfg: Any, out: Path) -> dict[str, Any] | None:
 
 
 def _export(out: Path, train_out: Path) -> None:
-    """Point OUT/policy and OUT/value at the newest update's, each switched atomically."""
+    """Point OUT/policy and OUT/value at the newest update's, each switched atomically (through
+    a link of a name no other writer uses, as `atomic_write` does for files)."""
     for name in EXPORTS:
-        link, tmp = out / name, out / f"{name}.tmp"
-        tmp.unlink(missing_ok=True)
+        tmp = out / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
         os.symlink(os.path.relpath(train_out / name, out), tmp)
-        os.replace(tmp, link)
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        try:
+            os.replace(tmp, out / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def _free_memory() -> None:

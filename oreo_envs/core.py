@@ -21,6 +21,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.spaces import Text
 
+from oreo_envs.files import atomic_write
+
 # Upper bound on an observation or action. Generous on purpose: a runaway generation (a 1 MB
 # action) must be graded 0 by the env, not rejected by the space.
 MAX_TEXT_LENGTH = 1 << 24
@@ -299,8 +301,7 @@ def write_cache_file(path: Path, data: bytes) -> None:
     it only costs recomputing the entry next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        with atomic_write(path) as f:
+            f.write(data)
     except OSError:
         pass

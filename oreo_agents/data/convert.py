@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from oreo_agents.data.episodes import (
     EpisodeWriter,
     read_episodes,
 )
+from oreo_envs.files import atomic_write
 
 FORMATS = ("oreo-math", "oreo-agent")
 _ROLE_KEYS = {"from": ("value", "human", "gpt"), "role": ("content", "user", "assistant")}
@@ -276,19 +275,9 @@ def _write_atomically(path: Path, lines: Iterable[str]) -> int:
     Returns:
         The number of lines written. If ``lines`` raises, ``path`` is left as it was.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 (not mkstemp's 0o600) so the result has the permissions open() gives.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line)
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, text=True) as f:
+        for line in lines:
+            f.write(line)
+            n += 1
     return n

@@ -24,10 +24,15 @@ The ranks of one multi-process job (``torchrun``, ``accelerate launch``) write s
 each holds ``.lock`` shared and its own ``.lock-rR`` exclusively, writes its own shards
 (``episodes-rR-NNNNN.jsonl``) and reads every shard's keys, so no key is written twice.
 Readers keep the first of repeated keys, so a store written before the lock still reads once.
+A write that fails (a full disk) leaves no part of its line and no temporary manifest; the
+manifest (replaced whole) never counts an episode that is not in a shard, and re-running the
+same job once space is freed resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -37,6 +42,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from oreo_envs.files import atomic_write
 
 SCHEMA_VERSION = 2  # 2: optional token ids (prompt_ids, steps' action_ids/observation_ids)
 MANIFEST = "manifest.json"
@@ -50,6 +57,11 @@ class EpisodeFormatError(ValueError):
 
 class StoreLockedError(ValueError):
     """Another live process is writing to the store."""
+
+
+class StoreWriteError(OSError):
+    """A shard or the manifest could not be written (a full disk...): the message names the
+    file and what the store kept; ``errno`` is the cause's."""
 
 
 @dataclass
@@ -254,6 +266,8 @@ class EpisodeWriter:
     Raises:
         StoreLockedError: Another writer holds the store.
         ValueError: The store holds episodes of a run with other ``resume_keys``.
+        StoreWriteError: The manifest could not be written (`write` and `close` raise it too,
+            for a shard or the manifest).
     """
 
     def __init__(
@@ -315,25 +329,37 @@ class EpisodeWriter:
         return self.world == 1 or shard.startswith(self._prefix)
 
     def write(self, episode: Episode) -> None:
-        """Append one episode as a single whole line and flush it to the OS."""
+        """Append one episode as a single whole line and flush it to the OS.
+
+        Raises:
+            StoreWriteError: The shard could not be written; none of the line is in it.
+        """
         if not self._lock_fds:
             raise ValueError(f"the writer of {self.out_dir} is closed")
         if episode.key in self.done:
             raise ValueError(f"episode {episode.key} is already in {self.out_dir}")
-        self._open_shard()
-        os.write(self._fd, episode_line(episode))
+        try:
+            self._open_shard()
+            _append_whole(self._fd, episode_line(episode))
+        except OSError as e:
+            raise self._write_error(self.out_dir / self._shard, e) from None
         self.done.add(episode.key)
         self._shard_counts[self._shard] += 1
 
     def close(self) -> None:
-        """fsync the open shard, update the manifest's counts and release the store's lock."""
+        """fsync the open shard, update the manifest's counts and release the store's lock.
+        The manifest is left as it was if the shard cannot be synced."""
         if not self._lock_fds:
             return
         try:
             if self._fd is not None:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = None
+                try:
+                    os.fsync(self._fd)
+                except OSError as e:
+                    raise self._write_error(self.out_dir / self._shard, e, counted=False) from None
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
             self._write_manifest()
         finally:
             self._unlock()
@@ -341,8 +367,26 @@ class EpisodeWriter:
     def __enter__(self) -> EpisodeWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # The first failure is the one to report (a full disk fails the manifest too); the
+        # manifest then keeps its last whole version.
+        with contextlib.suppress(OSError):
+            self.close()
+
+    def _write_error(self, path: Path, e: OSError, *, counted: bool = True) -> StoreWriteError:
+        """One line: the file, the cause, what is kept (a failed fsync may have lost episodes
+        written before it: ``counted=False`` does not count them) and how to continue."""
+        what = f"the {self.count} episodes before it are" if counted else "the episodes on disk are"
+        cure = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
+        error = StoreWriteError(
+            f"could not write {path} ({e.strerror or e}); {what} kept; {cure} and run the same "
+            "command again to continue"
+        )
+        error.errno = e.errno
+        return error
 
     def _merged_manifest(self, manifest: dict[str, Any], resume_keys: tuple[str, ...]) -> dict:
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -376,8 +420,11 @@ class EpisodeWriter:
         if self._fd is not None and self._shard_counts[self._shard] < self.shard_size:
             return
         if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         names = sorted(n for n in self._shard_counts if self._owns(n))
         if names and self._shard_counts[names[-1]] < self.shard_size:
             self._shard = names[-1]
@@ -386,9 +433,9 @@ class EpisodeWriter:
             while self._shard in self._shard_counts:  # a single writer after a multi-rank job
                 self._shard = f"{self._prefix}{len(names) + 1:05d}.jsonl"
                 names.append(self._shard)
-            self._shard_counts[self._shard] = 0
         path = self.out_dir / self._shard
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._shard_counts.setdefault(self._shard, 0)
 
     def _write_manifest(self) -> None:
         if self.rank != 0:
@@ -400,9 +447,11 @@ class EpisodeWriter:
                     self._shard_counts.setdefault(file.name, 0)
         self.manifest["episodes"] = self.count
         self.manifest["shards"] = sorted(self._shard_counts)
-        tmp = self.out_dir / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, self.out_dir / MANIFEST)
+        try:
+            with atomic_write(self.out_dir / MANIFEST, text=True) as f:
+                f.write(json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n")
+        except OSError as e:
+            raise self._write_error(self.out_dir / MANIFEST, e) from None
 
 
 def _lock(out_dir: Path, name: str, *, shared: bool = False) -> int:
@@ -432,6 +481,21 @@ def _lock(out_dir: Path, name: str, *, shared: bool = False) -> int:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _append_whole(fd: int, data: bytes) -> None:
+    """Append ``data`` to a file opened with ``O_APPEND``, whole or not at all: a full disk lets
+    the kernel write part of it before refusing the rest, and a part left in place would join
+    the next line into one malformed line."""
+    start = os.fstat(fd).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        with contextlib.suppress(OSError):  # shrinking a file needs no space
+            os.ftruncate(fd, start)
+        raise
 
 
 def _whole_lines(file: Path) -> Iterator[Episode]:

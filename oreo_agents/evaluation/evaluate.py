@@ -47,6 +47,7 @@ from oreo_agents.rollout.collect import make_prompter, run_collect, select_tasks
 from oreo_agents.rollout.config import ActingConfig, CollectConfig
 from oreo_agents.rollout.scripted import SCRIPTED
 from oreo_envs import env_kind
+from oreo_envs.files import atomic_write
 
 STRATEGIES = ("greedy", "sample", "beam", "best-of-k")
 SCORERS = ("value", "implicit", "value+implicit")  # RolloutConfig.scorer
@@ -423,17 +424,34 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
     return report
 
 
+def check_report_path(path: str | Path) -> None:
+    """Refuse, before any evaluation, a report path that `save_report` could not write.
+
+    Raises:
+        ValueError: ``path`` is a folder, or its nearest existing folder is a file or not
+            writable by this process (missing folders below it are created when saving).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"--out {path} is a folder; give the report's file, such as {path / 'report.json'}"
+        )
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: the folder {parent} is not writable")
+
+
 def save_report(report: dict[str, Any], path: str | Path) -> Path:
     """Write the report as JSON (creating folders), atomically: a kill leaves the old report or
     the new one, never half of one. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, text=True) as f:
         f.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -14,9 +15,12 @@ from oreo_agents.data.episodes import (
     Episode,
     EpisodeFormatError,
     EpisodeWriter,
+    episode_line,
     load_episodes,
     read_episodes,
 )
+
+ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def make_episode(task_id="t0", sample=0, reward=1.0, steps=None):
@@ -125,6 +129,80 @@ def test_torn_last_line_is_cut_on_resume_and_skipped_by_readers(tmp_path):
     w.write(make_episode("t1", 0))
     w.close()
     assert [e.key for e in load_episodes(tmp_path)] == [("t0", 0), ("t1", 0)]
+
+
+class FullDisk:
+    """``os.write`` to files under ``root`` as on a disk that fills up after ``budget`` bytes: the
+    write that crosses it is cut short (as the kernel does), every later one raises ENOSPC."""
+
+    def __init__(self, root, budget):
+        self.root, self.budget, self.write = str(root), budget, os.write
+
+    def __call__(self, fd, data):
+        if not os.readlink(f"/proc/self/fd/{fd}").startswith(self.root):
+            return self.write(fd, data)
+        if self.budget <= 0:
+            raise ENOSPC
+        n = self.write(fd, bytes(data[: self.budget]))
+        self.budget -= n
+        return n
+
+
+def temporary_files(folder):
+    return [p.name for p in folder.iterdir() if "tmp" in p.name]
+
+
+def test_a_full_disk_mid_episode_keeps_whole_episodes_and_resumes(tmp_path, monkeypatch):
+    line = len(episode_line(make_episode("t0")))
+    monkeypatch.setattr(os, "write", FullDisk(tmp_path, 3 * line + line // 2))
+    shard = tmp_path / "episodes-00000.jsonl"
+    kept = re.escape(
+        f"could not write {shard} (No space left on device); the 3 episodes before it are kept"
+    )
+    with pytest.raises(OSError, match=kept) as failure:
+        with EpisodeWriter(tmp_path, MANIFEST) as w:
+            for i in range(10):
+                w.write(make_episode(f"t{i}"))
+    assert failure.value.errno == errno.ENOSPC
+    assert shard.read_bytes().count(b"\n") == 3 and shard.read_bytes().endswith(b"\n")
+    assert json.loads((tmp_path / "manifest.json").read_text())["episodes"] == 3
+    assert temporary_files(tmp_path) == []
+    monkeypatch.undo()  # space freed: the same job resumes
+    with EpisodeWriter(tmp_path, MANIFEST) as w:
+        assert w.count == 3
+        for i in range(3, 10):
+            w.write(make_episode(f"t{i}"))
+    assert [e.key for e in load_episodes(tmp_path)] == [(f"t{i}", 0) for i in range(10)]
+    assert json.loads((tmp_path / "manifest.json").read_text())["episodes"] == 10
+
+
+@pytest.mark.parametrize("fail", ["fsync", "replace"])
+def test_a_manifest_that_cannot_be_written_is_named_and_leaves_no_temporary_file(
+    tmp_path, monkeypatch, fail
+):
+    """The manifest keeps its last whole version (which never counts more than is on disk).
+    (A real full disk, where the write itself fails: tests/cli/test_store_safety.py.)"""
+    w = EpisodeWriter(tmp_path, MANIFEST)
+    w.write(make_episode("t0"))
+    w.write(make_episode("t1"))
+    real = getattr(os, fail)
+
+    def full(*args):  # the shard's fsync passes, the manifest's fails
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{args[0]}")) if fail == "fsync" else ""
+        if fail == "fsync" and not name.startswith(".manifest.json."):
+            return real(*args)
+        raise ENOSPC
+
+    monkeypatch.setattr(os, fail, full)
+    manifest = tmp_path / "manifest.json"
+    with pytest.raises(OSError, match=re.escape(f"could not write {manifest} (No space left")):
+        w.close()
+    monkeypatch.undo()
+    assert temporary_files(tmp_path) == []
+    assert json.loads(manifest.read_text())["episodes"] == 0  # as the writer started
+    assert len(load_episodes(tmp_path)) == 2
+    with EpisodeWriter(tmp_path, MANIFEST) as w:  # the lock was released
+        assert w.count == 2
 
 
 def test_shards_rotate(tmp_path):

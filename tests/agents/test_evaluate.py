@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from oreo_agents.evaluation.evaluate import RolloutConfig, load_report, run_rollout, save_report
@@ -128,6 +133,50 @@ def test_gold_policy_report_is_consistent_and_reloads(tmp_path):
     (tmp_path / "bad.json").write_text("[]")
     with pytest.raises(ValueError, match="not an oreo rollout report"):
         load_report(tmp_path / "bad.json")
+
+
+def _report(writer: int, i: int) -> dict:
+    # ~40 kB: long enough for writes to overlap
+    return {"strategy": "greedy", "writer": writer, "i": i, "records": [f"{writer}-{i}"] * 4000}
+
+
+def _assert_one_whole_report(path, reports):
+    assert json.loads(path.read_text()) in reports
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_concurrent_saves_of_one_report_from_threads(tmp_path):
+    """300 saves of one path at once: none fails, and one writer's whole report wins."""
+    path = tmp_path / "r.json"
+    reports = [_report(0, i) for i in range(300)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda r: save_report(r, path), reports))  # re-raises any failure
+    _assert_one_whole_report(path, reports)
+
+
+SAVER = """
+import sys
+from oreo_agents.evaluation.evaluate import save_report
+writer, n, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    save_report({"strategy": "greedy", "writer": writer, "i": i,
+                 "records": [f"{writer}-{i}"] * 4000}, path)
+"""
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_concurrent_saves_of_one_report_from_processes(tmp_path, processes):
+    """Two to four `oreo rollout` processes writing one report path (300 saves in all)."""
+    path = tmp_path / "r.json"
+    n = 300 // processes
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SAVER, str(w), str(n), str(path)],
+                         stderr=subprocess.PIPE, text=True)
+        for w in range(processes)
+    ]  # fmt: skip
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * processes, "\n".join(errors)
+    _assert_one_whole_report(path, [_report(w, i) for w in range(processes) for i in range(n)])
 
 
 @pytest.mark.parametrize("granularity", ["response", "step"])

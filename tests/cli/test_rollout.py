@@ -166,6 +166,26 @@ def test_command_line_writes_report_and_plot(trained, tmp_path):
     assert bad.returncode == 2 and "pass --value DIR" in bad.stdout
 
 
+@pytest.mark.parametrize("out", ["runs", "runs/", "missing/sub/r.json", "afile/r.json"])
+def test_an_out_that_cannot_be_written_is_refused_before_evaluating(tmp_path, out):
+    """An existing folder (or a path under a file) as --out: refused in one line before any
+    task runs, with no temporary file left in the working folder."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "afile").write_text("")
+    cmd = [sys.executable, "-m", "oreo_cli", "rollout", "--env", MATH, "-o", "size=20",
+           "--policy", "gold", "--out", out]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp_path)
+    if out.startswith("missing"):  # missing folders are created, as before
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert load_report(tmp_path / out)["tasks"] == 20
+        return
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stdout.startswith("error: ") and run.stdout.count("\n") == 1, run.stdout
+    assert "--out" in run.stdout and "Traceback" not in run.stderr
+    assert "rollout greedy" not in run.stdout  # no task ran
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["afile", "runs"]
+
+
 def test_agent_env_strategies_and_reference_rows(trained, tmp_path):
     pytest.importorskip("alfworld")
     from oreo_cli.rollout import run
