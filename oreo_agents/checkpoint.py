@@ -2,19 +2,23 @@
 
 Layout of a training run's folder::
 
+    OUT/.lock                 held by the run's processes while they write (one run at a time)
     OUT/ckpt-00000040/        one complete checkpoint: state/ (accelerate: optimizers,
                               schedulers, RNG), policy/, value/ (OREO), progress.json
+    OUT/ckpt-00000020/        the one before it, kept to fall back on
     OUT/checkpoint -> ckpt-00000040       a relative symlink, switched with one atomic rename
     OUT/policy -> checkpoint/policy       what users load (``from_pretrained(OUT/policy)``)
     OUT/value  -> checkpoint/value
     OUT/metrics.jsonl
 
 A checkpoint is written into a new ``ckpt-STEP`` folder, flushed to disk, and only then made
-current by replacing the ``checkpoint`` link (POSIX ``rename`` of a symlink is atomic); the
-previous folder is deleted after the switch. A kill before the switch leaves the previous
-checkpoint current (the half-written folder is removed on the next start); a kill after it
-leaves the new one. A failed write (a full disk) removes the partial folder and says which
-checkpoint is kept.
+current by replacing the ``checkpoint`` link (POSIX ``rename`` of a symlink is atomic); then the
+exports are linked and checkpoints older than the one before are deleted. A kill before the
+switch leaves the previous checkpoint current (the half-written folder is removed on the next
+start); a kill after it leaves the new one, and the next start links the exports a kill may
+have left missing (`repair`). A failed write (a full disk) removes the partial folder and says
+which checkpoint is kept. A current checkpoint that cannot be read (a damaged progress record
+or state file) is passed over for the one before it, with a note (`resumable`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import threading
@@ -29,10 +34,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from oreo_envs.files import atomic_write
+
 LINK = "checkpoint"
 PREFIX = "ckpt-"
 PROGRESS = "progress.json"
 EXPORTS = ("policy", "value")  # OUT/<name> -> checkpoint/<name>
+
+
+class CheckpointDamaged(ValueError):
+    """A checkpoint folder whose progress record or state cannot be read."""
 
 
 class CheckpointDir:
@@ -40,6 +51,7 @@ class CheckpointDir:
 
     def __init__(self, out: str | Path):
         self.out = Path(out)
+        self.base: str | None = None  # the checkpoint this run resumed from or last saved
 
     @property
     def current(self) -> Path | None:
@@ -48,9 +60,40 @@ class CheckpointDir:
         return link if link.is_symlink() and (link / PROGRESS).exists() else None
 
     def progress(self) -> dict[str, Any] | None:
-        """The current checkpoint's progress record (step, position in the data, config)."""
+        """The current checkpoint's progress record (step, position in the data, config).
+
+        Raises:
+            CheckpointDamaged: The record cannot be read.
+        """
         current = self.current
-        return json.loads((current / PROGRESS).read_text()) if current else None
+        return read_progress(current) if current else None
+
+    def check_link(self) -> None:
+        """Refuse a current checkpoint without its progress record: the run's position in the
+        data is lost, and starting over would silently discard its steps.
+
+        Raises:
+            ValueError: The link points at a folder without ``progress.json``.
+        """
+        link = self.out / LINK
+        if link.is_symlink() and not (link / PROGRESS).exists():
+            target = os.readlink(link)
+            raise ValueError(
+                f"{link} -> {target} has no {PROGRESS} (deleted?), so where the run stopped is "
+                f"unknown; restore it, or remove {link} to resume from an earlier checkpoint, "
+                "or choose another --out"
+            )
+
+    def resumable(self) -> list[Path]:
+        """Complete checkpoints to resume from, best first: the current one, then the older
+        ones kept (newest first)."""
+        link = self.out / LINK
+        current = os.readlink(link) if link.is_symlink() else None
+        folders = sorted(
+            (p for p in self.out.glob(f"{PREFIX}*") if (p / PROGRESS).exists()),
+            key=lambda p: (p.name != current, -self._step_of(p.name)),
+        )
+        return folders
 
     def foreign(self) -> list[str]:
         """Entries that a run folder without a checkpoint should not hold (another tool's
@@ -60,13 +103,19 @@ class CheckpointDir:
         names = [*EXPORTS, "state"]
         return [n for n in names if (self.out / n).exists() and not (self.out / n).is_symlink()]
 
-    def clean(self) -> None:
-        """Remove checkpoint folders a killed save left behind (all but the current one)."""
+    def repair(self) -> None:
+        """Remove what a killed save left behind (incomplete ``ckpt-*`` folders, the temporary
+        link) and link the exports a kill between the switch and the export left missing."""
         current = os.readlink(self.out / LINK) if (self.out / LINK).is_symlink() else None
         for path in self.out.glob(f"{PREFIX}*"):
-            if path.name != current:
+            if path.name != current and not (path / PROGRESS).exists():
                 shutil.rmtree(path, ignore_errors=True)
-        (self.out / f"{LINK}.tmp").unlink(missing_ok=True)
+        for tmp in self.out.glob(f".{LINK}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        (self.out / f"{LINK}.tmp").unlink(missing_ok=True)  # the name before unique names
+        if current is not None:
+            for name in EXPORTS:
+                self._export(name)
 
     def save(self, step: int, write: Callable[[Path], None], *, main: bool = True,
              barrier: Callable[[], None] = lambda: None) -> Path:  # fmt: skip
@@ -81,38 +130,51 @@ class CheckpointDir:
         """
         folder = self.out / f"{PREFIX}{step:08d}"
         previous = os.readlink(self.out / LINK) if (self.out / LINK).is_symlink() else None
-        if folder.name == previous:  # this step is the current checkpoint already
+        if folder.name == previous and folder.name == self.base:  # saved already
             return folder
         if main:
+            if folder.name == previous and self.base:  # a damaged current one, redone
+                self._switch(self.base)  # so that no kill leaves the link at a partial folder
             shutil.rmtree(folder, ignore_errors=True)
         barrier()
         try:
             write(folder)
             if main:
                 _fsync_tree(folder)
-        except OSError as e:
+        except Exception as e:  # OSError; torch's RuntimeError and safetensors' own on ENOSPC
             if main:
                 shutil.rmtree(folder, ignore_errors=True)
-            kept = f"the checkpoint of step {self._step_of(previous)} is kept" if previous else (
-                "no earlier checkpoint exists"
-            )  # fmt: skip
             raise ValueError(
-                f"could not write the checkpoint of step {step} in {self.out} "
-                f"({e.strerror or e}); {kept}"
+                f"could not write the checkpoint of step {step} in {folder} ({describe_error(e)}); "
+                f"{self._kept(previous)}"
             ) from None
         barrier()
         if main:
-            tmp = self.out / f"{LINK}.tmp"
-            tmp.unlink(missing_ok=True)
-            os.symlink(folder.name, tmp)
-            os.replace(tmp, self.out / LINK)  # the switch: atomic
-            _fsync_dir(self.out)
+            self._switch(folder.name)
             for name in EXPORTS:
                 self._export(name)
-            if previous:
-                shutil.rmtree(self.out / previous, ignore_errors=True)
+            keep = {folder.name, self.base}
+            for path in self.out.glob(f"{PREFIX}*"):
+                if path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
+        self.base = folder.name
         barrier()
         return folder
+
+    def _switch(self, name: str) -> None:
+        tmp = self.out / f".{LINK}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        os.symlink(name, tmp)
+        try:
+            os.replace(tmp, self.out / LINK)  # the switch: atomic
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.out)
+
+    def _kept(self, previous: str | None) -> str:
+        if previous is None:
+            return "no earlier checkpoint exists"
+        return f"the checkpoint of step {self._step_of(previous)} is kept ({self.out / previous})"
 
     def _export(self, name: str) -> None:
         link = self.out / name
@@ -121,12 +183,41 @@ class CheckpointDir:
 
     @staticmethod
     def _step_of(name: str) -> int:
-        return int(name[len(PREFIX) :])
+        try:
+            return int(name[len(PREFIX) :])
+        except ValueError:
+            return -1
+
+
+def read_progress(folder: Path) -> dict[str, Any]:
+    """A checkpoint's progress record.
+
+    Raises:
+        CheckpointDamaged: It cannot be read or is not a progress record.
+    """
+    try:
+        progress = json.loads((folder / PROGRESS).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        why = describe_error(e)
+        raise CheckpointDamaged(f"{folder / PROGRESS} cannot be read ({why})") from None
+    if not isinstance(progress, dict) or not {"step", "micro_batches", "config"} <= set(progress):
+        raise CheckpointDamaged(f"{folder / PROGRESS} is not a progress record")
+    return progress
+
+
+def describe_error(error: BaseException) -> str:
+    """An error's cause in one short line."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).strip().splitlines()
+    first = text[-1] if text else ""  # torch puts the cause on the last line
+    return f"{type(error).__name__}: {first}"[:200]
 
 
 def write_progress(folder: Path, progress: dict[str, Any]) -> None:
-    """The progress record, written last: its presence marks a complete checkpoint."""
-    (folder / PROGRESS).write_text(json.dumps(progress, indent=2) + "\n")
+    """The progress record, written last and whole: its presence marks a complete checkpoint."""
+    with atomic_write(folder / PROGRESS, text=True) as f:
+        f.write(json.dumps(progress, indent=2) + "\n")
 
 
 def _fsync_tree(folder: Path) -> None:

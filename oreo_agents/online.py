@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from oreo_envs.files import atomic_write
+from oreo_envs.files import LOCK, atomic_write
 
 ITERATIONS = "iterations.jsonl"
 CONFIG = "online.json"
@@ -311,7 +311,7 @@ def _check_resume(cfg: Any, out: Path) -> dict[str, Any] | None:
                 "with the same settings or choose another --out"
             )
         return None
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(not p.name.startswith(LOCK) for p in out.iterdir()):
         raise ValueError(f"{out} is not empty and holds no online run; choose another --out")
     return new
 

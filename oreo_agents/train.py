@@ -195,10 +195,28 @@ def run_train(
             another run, or a checkpoint that could not be written (the previous one is kept).
         TrainingInterrupted: A signal stopped training after its checkpoint was saved.
     """
-    if cfg.env is not None:  # an online algorithm: collect -> score -> update, per iteration
-        from oreo_agents.online import run_online
+    import torch
+    from accelerate import PartialState
 
-        return run_online(cfg, log=log)
+    from oreo_agents.distributed import check_gpus
+    from oreo_envs.files import WriterLock
+
+    check_gpus()
+    # On a machine without CUDA, accelerate joins a torchrun / accelerate launch process group
+    # (gloo) only when told it runs on CPU; otherwise every process would be "rank 0 of 1".
+    state = PartialState(cpu=not torch.cuda.is_available())
+    # One run writes OUT at a time: two would interleave metrics and overwrite each other's
+    # checkpoints, and both would exit 0.
+    with WriterLock(cfg.out, rank=state.process_index, world=state.num_processes):
+        if cfg.env is not None:  # an online algorithm: collect -> score -> update, per iteration
+            from oreo_agents.online import run_online
+
+            return run_online(cfg, log=log)
+        return _train(cfg, log=log, end=end)
+
+
+def _train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None, end: bool) -> Path:
+    """`run_train` of an offline algorithm, with the output folder locked."""
     import logging
 
     import torch
@@ -207,7 +225,6 @@ def run_train(
 
     from oreo_agents.checkpoint import CheckpointDir
     from oreo_agents.data import batches
-    from oreo_agents.distributed import check_gpus
     from oreo_agents.generation.hf import load_tokenizer
     from oreo_agents.train_build import build
     from oreo_agents.train_metrics import truncate_metrics
@@ -217,12 +234,9 @@ def run_train(
 
     out = Path(cfg.out)
     ckpts = CheckpointDir(out)
-    progress = _check_resume(cfg, ckpts)
+    points = _check_resume(cfg, ckpts)
     tokenizer = load_tokenizer(cfg.model)
-    # On a machine without CUDA, accelerate joins a torchrun / accelerate launch process group
-    # (gloo) only when told it runs on CPU; otherwise every process would be "rank 0 of 1".
     cpu = not torch.cuda.is_available()
-    check_gpus()
     world = PartialState(cpu=cpu).num_processes
     plan = batches.prepare(cfg, tokenizer, world)  # raises on bad data before any compute
     mixed = cfg.mixed_precision or ("no" if cpu else "bf16")
@@ -240,14 +254,13 @@ def run_train(
     )
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        ckpts.clean()  # folders of saves that a kill interrupted
+        ckpts.repair()  # what a kill inside a save left: partial folders, missing exports
     if trackers:
         accelerator.init_trackers("runs", config=_flat(cfg.flat()))
     set_seed(cfg.seed)
     models, optimizers, schedulers = build(cfg, plan.optimizer_steps, accelerator)
-    if progress:
-        accelerator.load_state(str(ckpts.current / "state"))
-    elif getattr(cfg.settings, "optimizer_state", ""):  # an online update carrying Adam's moments
+    progress = _resume(accelerator, ckpts, points) if points else None
+    if not points and getattr(cfg.settings, "optimizer_state", ""):  # online: Adam carried
         _load_optimizers(optimizers, Path(cfg.settings.optimizer_state))
     truncate_metrics(out, progress["step"] if progress else 0, accelerator)
     run = _Run(cfg, accelerator, models, optimizers, schedulers, tokenizer, ckpts, log, trackers,
@@ -400,29 +413,77 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()}
 
 
-def _check_resume(cfg: TrainConfig, ckpts: Any) -> dict[str, Any] | None:
-    """The progress of the run in ``cfg.out`` to resume, or None for a new run.
+def _check_resume(cfg: TrainConfig, ckpts: Any) -> list[tuple[Path, dict[str, Any]]]:
+    """The checkpoints of the run in ``cfg.out`` to resume from, best first (the current one,
+    then the one kept before it), each with its progress record; [] for a new run. A checkpoint
+    whose progress record is damaged is passed over with a note.
 
     Raises:
-        ValueError: The folder holds another run, or output that is not a run's.
+        ValueError: The folder holds another run, output that is not a run's, a checkpoint link
+            without its progress record, or only damaged checkpoints.
     """
-    progress = ckpts.progress()
-    if progress is None:
+    from oreo_agents.checkpoint import CheckpointDamaged, read_progress
+
+    ckpts.check_link()
+    points, damaged = [], []
+    for folder in ckpts.resumable():
+        try:
+            points.append((folder, read_progress(folder)))
+        except CheckpointDamaged as e:
+            damaged.append(str(e))
+    if not points:
+        if damaged:
+            raise ValueError(f"{damaged[0]}, and no earlier checkpoint is kept; choose another "
+                             "--out, or remove the folder to start over")  # fmt: skip
         foreign = ckpts.foreign()
         if foreign:
             raise ValueError(
                 f"{ckpts.out} holds {', '.join(foreign)} but no oreo train checkpoint; "
                 "choose another --out"
             )
-        return None
-    old = progress["config"]
+        return []
+    old = points[0][1]["config"]
     changed = cfg.changed(old)
     if changed:
         raise ValueError(
             f"{ckpts.out} holds a run with other settings ({', '.join(changed)}; e.g. algo "
             f"{old.get('algo')!r}); resume with the same settings or choose another --out"
         )
-    return progress
+    if damaged:
+        _note(f"{damaged[0]}; resuming from step {points[0][1]['step']} ({points[0][0]})")
+    return points
+
+
+def _resume(accelerator: Any, ckpts: Any, points: list[tuple[Path, dict]]) -> dict[str, Any]:
+    """Load the first checkpoint of ``points`` whose state every process can read; returns its
+    progress record. A damaged one (a truncated state file) is passed over with a note.
+
+    Raises:
+        ValueError: No checkpoint's state can be read.
+    """
+    from oreo_agents.checkpoint import describe_error
+
+    reasons = []
+    for i, (folder, progress) in enumerate(points):
+        try:
+            accelerator.load_state(str(folder / "state"))
+            reason = None
+        except Exception as e:  # a damaged file raises whatever its reader raises
+            reason = describe_error(e)
+        if not _agree(accelerator, reason is not None):
+            ckpts.base = folder.name
+            return progress
+        reasons.append(f"the state in {folder} cannot be read ({reason or 'on another rank'})")
+        if i + 1 < len(points) and accelerator.is_main_process:
+            _note(f"{reasons[-1]}; resuming from step {points[i + 1][1]['step']}")
+    raise ValueError(f"{reasons[0]}, and no earlier checkpoint can be; choose another --out")
+
+
+def _note(text: str) -> None:
+    """One line to the user, whatever logging is configured."""
+    import logging
+
+    logging.getLogger(__name__).warning(text)
 
 
 def _save(run: _Run, step: int, micro_batches: int) -> None:

@@ -1,8 +1,10 @@
-"""Writing a file whole or not at all, safely when several processes write the same path."""
+"""Writing a file whole or not at all, safely when several processes write the same path, and
+the writer lock of an output folder (an episode store, a training run)."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 from collections.abc import Iterator
@@ -66,3 +68,81 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+LOCK = ".lock"
+
+
+class FolderLockedError(ValueError):
+    """Another live process is writing to the folder."""
+
+
+class WriterLock:
+    """The writer lock of an output folder, held from construction to `release` (or the
+    process's death: the kernel drops an ``flock`` however the process ends).
+
+    One process holds ``FOLDER/.lock`` exclusively. The ranks of one job (``torchrun``,
+    ``accelerate launch``) each hold it shared and their own ``.lock-rR`` exclusively, so a
+    second job is refused at every rank. The holder's pid is written into the lock file, for
+    the message a refused writer gives.
+
+    Args:
+        folder: The folder (created if missing).
+        rank: This process's rank in its job.
+        world: The job's number of processes.
+
+    Raises:
+        FolderLockedError: Another writer holds the folder.
+    """
+
+    def __init__(self, folder: str | Path, *, rank: int = 0, world: int = 1):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._fds: list[int] = []
+        try:
+            if world == 1:
+                self._fds.append(self._take(LOCK, shared=False))
+            else:
+                self._fds.append(self._take(LOCK, shared=True))
+                self._fds.append(self._take(f"{LOCK}-r{rank}", shared=False))
+        except BaseException:
+            self.release()
+            raise
+
+    @property
+    def held(self) -> bool:
+        return bool(self._fds)
+
+    def release(self) -> None:
+        while self._fds:
+            fd = self._fds.pop()
+            # Explicitly: forked workers (env workers) share the lock, and closing only this
+            # copy of the descriptor would leave the folder locked until they exit.
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> WriterLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _take(self, name: str, *, shared: bool) -> int:
+        fd = os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode("ascii", errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise FolderLockedError(
+                f"another process (pid {pid}) is writing to {self.folder}; wait for it to "
+                "finish or write somewhere else"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd

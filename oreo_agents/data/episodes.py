@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import time
@@ -43,11 +42,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oreo_envs.files import atomic_write
+from oreo_envs.files import FolderLockedError, WriterLock, atomic_write
 
 SCHEMA_VERSION = 2  # 2: optional token ids (prompt_ids, steps' action_ids/observation_ids)
 MANIFEST = "manifest.json"
-LOCK = ".lock"
 SHARD_PATTERN = "episodes-*.jsonl"
 
 
@@ -55,8 +53,7 @@ class EpisodeFormatError(ValueError):
     """A stored episode is malformed; the message names the file and line."""
 
 
-class StoreLockedError(ValueError):
-    """Another live process is writing to the store."""
+StoreLockedError = FolderLockedError  # another live process is writing to the store
 
 
 class StoreWriteError(OSError):
@@ -290,16 +287,7 @@ class EpisodeWriter:
         self._shard: str | None = None
         # Locked before anything is read: a second writer would cut the first one's line in
         # progress as "torn", and both would write the same keys.
-        self._lock_fds: list[int] = []
-        if world == 1:
-            self._lock_fds.append(_lock(self.out_dir, LOCK))
-        else:
-            self._lock_fds.append(_lock(self.out_dir, LOCK, shared=True))
-            try:
-                self._lock_fds.append(_lock(self.out_dir, f"{LOCK}-r{rank}"))
-            except BaseException:
-                self._unlock()
-                raise
+        self._lock = WriterLock(self.out_dir, rank=rank, world=world)
         try:
             self.manifest = self._merged_manifest(manifest, resume_keys)
             self.done: set[tuple[str, int]] = set()
@@ -315,7 +303,7 @@ class EpisodeWriter:
                 self._shard_counts[file.name] = n
             self._write_manifest()
         except BaseException:
-            self._unlock()
+            self._lock.release()
             raise
 
     @property
@@ -334,7 +322,7 @@ class EpisodeWriter:
         Raises:
             StoreWriteError: The shard could not be written; none of the line is in it.
         """
-        if not self._lock_fds:
+        if not self._lock.held:
             raise ValueError(f"the writer of {self.out_dir} is closed")
         if episode.key in self.done:
             raise ValueError(f"episode {episode.key} is already in {self.out_dir}")
@@ -349,7 +337,7 @@ class EpisodeWriter:
     def close(self) -> None:
         """fsync the open shard, update the manifest's counts and release the store's lock.
         The manifest is left as it was if the shard cannot be synced."""
-        if not self._lock_fds:
+        if not self._lock.held:
             return
         try:
             if self._fd is not None:
@@ -362,7 +350,7 @@ class EpisodeWriter:
                     self._fd = None
             self._write_manifest()
         finally:
-            self._unlock()
+            self._lock.release()
 
     def __enter__(self) -> EpisodeWriter:
         return self
@@ -408,14 +396,6 @@ class EpisodeWriter:
             )
         return {**old, **_jsonable(manifest), "updated": now}
 
-    def _unlock(self) -> None:
-        while self._lock_fds:
-            fd = self._lock_fds.pop()
-            # Explicitly: forked env workers share the lock, and closing only our copy of the
-            # descriptor would leave the store locked until they exit.
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
     def _open_shard(self) -> None:
         if self._fd is not None and self._shard_counts[self._shard] < self.shard_size:
             return
@@ -452,35 +432,6 @@ class EpisodeWriter:
                 f.write(json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n")
         except OSError as e:
             raise self._write_error(self.out_dir / MANIFEST, e) from None
-
-
-def _lock(out_dir: Path, name: str, *, shared: bool = False) -> int:
-    """Take one of the store's writer locks without waiting (exclusive, or shared by the ranks
-    of a job) and write this pid into it.
-
-    Returns:
-        The lock file's descriptor (closing it, or this process's death, releases the lock).
-
-    Raises:
-        StoreLockedError: Another writer holds it.
-    """
-    fd = os.open(out_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = os.read(fd, 32).decode("ascii", errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise StoreLockedError(
-            f"another process (pid {pid}) is writing to {out_dir}; wait for it to finish "
-            "or write somewhere else"
-        ) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    if not shared:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def _append_whole(fd: int, data: bytes) -> None:

@@ -97,7 +97,9 @@ def test_kills_at_random_points_of_saves_resume_to_the_same_weights(
     run = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert kills >= 3 and step_of(out) == STEPS
-    assert sorted(p.name for p in out.glob("ckpt-*")) == [f"ckpt-{STEPS:08d}"]
+    kept = sorted(p.name for p in out.glob("ckpt-*"))  # the last one and the one before it
+    assert kept[-1] == f"ckpt-{STEPS:08d}" and len(kept) <= 2
+    assert all((out / name / "progress.json").exists() for name in kept)
     assert_same(weights(out), weights(straight))
     logged = [json.loads(line)["step"] for line in lines(out / "metrics.jsonl")]
     assert logged == list(range(1, STEPS + 1))
@@ -160,8 +162,23 @@ def config(model, data, out, **kw):
     )  # fmt: skip
 
 
+FULL_DISK_ERRORS = {
+    "OSError": lambda: OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+    # what torch.save raises on a full disk, and safetensors' own error class
+    "torch": lambda: RuntimeError(
+        "[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0\n"
+        "PytorchStreamWriter failed writing file data/0: No space left on device"
+    ),
+    "safetensors": lambda: __import__("safetensors").SafetensorError(
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space '
+        'left on device" })'
+    ),
+}
+
+
+@pytest.mark.parametrize("error", list(FULL_DISK_ERRORS))
 def test_a_full_disk_keeps_the_last_checkpoint_and_says_so(
-    tiny_model_dir, mixed_data, tmp_path, monkeypatch, straight
+    tiny_model_dir, mixed_data, tmp_path, monkeypatch, straight, error
 ):
     out = tmp_path / "run"
     real_save = torch.save
@@ -169,13 +186,14 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_so(
 
     def save(obj, f, *args, **kwargs):
         if full:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise FULL_DISK_ERRORS[error]()
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
     cfg = config(tiny_model_dir, mixed_data, out, save_every=2)
-    with pytest.raises(ValueError, match=r"step 4 .*No space left on device.*step 2 is kept"):
+    with pytest.raises(ValueError, match=r"step 4 .*No space left on device.*step 2 is kept") as e:
         run_train(cfg, log=lambda record: full.append(1) if record["step"] == 3 else None)
+    assert "\n" not in str(e.value)
     assert step_of(out) == 2 and [p.name for p in out.glob("ckpt-*")] == ["ckpt-00000002"]
     full.clear()
     run_train(cfg)
@@ -201,3 +219,109 @@ def test_a_folder_that_is_not_a_run_is_refused(tiny_model_dir, mixed_data, tmp_p
     (out / "policy" / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="holds policy but no oreo train checkpoint"):
         run_train(config(tiny_model_dir, mixed_data, out))
+
+
+def wrapper(patch: str) -> list[str]:
+    """``oreo train`` in a subprocess with ``patch`` (Python) applied first."""
+    cli = "from oreo_cli.main import app\nsys.argv = ['oreo', *sys.argv[1:]]\napp()"
+    script = f"import sys\n{patch}\n{cli}"
+    return [sys.executable, "-c", script]
+
+
+@pytest.mark.slow
+def test_a_kill_between_the_link_switch_and_the_export_loses_no_policy(
+    tiny_model_dir, mixed_data, tmp_path, straight
+):
+    """SIGKILL right after the last checkpoint became current, before OUT/policy was linked:
+    the re-run finds a finished run and links the exports it lacks."""
+    out = tmp_path / "run"
+    patch = (
+        "import os, signal\n"
+        "from oreo_agents import checkpoint\n"
+        "def killing(self, name):\n"
+        f"    if os.readlink(self.out / 'checkpoint') == 'ckpt-{STEPS:08d}':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "checkpoint.CheckpointDir._export = killing\n"
+    )
+    args = cmd(tiny_model_dir, mixed_data, out)[3:]  # after "-m oreo_cli"
+    killed = subprocess.run([*wrapper(patch), *args], capture_output=True, text=True, env=ENV,
+                            timeout=300)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert step_of(out) == STEPS and not (out / "policy").exists()
+    run = subprocess.run(cmd(tiny_model_dir, mixed_data, out), capture_output=True, text=True,
+                         env=ENV, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_same(weights(out), weights(straight))  # OUT/policy and OUT/value load again
+
+
+@pytest.mark.slow
+def test_two_trains_into_one_out_one_is_refused(tiny_model_dir, mixed_data, tmp_path, straight):
+    out = tmp_path / "run"
+    slow = (  # a second per step, so that the second command surely starts while it runs
+        "import time\nfrom oreo_agents import train\nreport = train._report\n"
+        "train._report = lambda run, record: (time.sleep(1), report(run, record))\n"
+    )
+    args = cmd(tiny_model_dir, mixed_data, out)[3:]
+    first = subprocess.Popen([*wrapper(slow), *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=ENV)  # fmt: skip
+    while first.poll() is None and not lines(out / "metrics.jsonl"):
+        time.sleep(0.05)
+    second = subprocess.run(cmd(tiny_model_dir, mixed_data, out), capture_output=True, text=True,
+                            env=ENV, timeout=300)  # fmt: skip
+    stdout, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, stdout
+    assert second.returncode == 2
+    error = " ".join(second.stdout.split())
+    assert f"another process (pid {first.pid}) is writing to {out}" in error, second.stdout
+    assert "Traceback" not in second.stdout + second.stderr
+    logged = [json.loads(line)["step"] for line in lines(out / "metrics.jsonl")]
+    assert logged == list(range(1, STEPS + 1))
+    assert_same(weights(out), weights(straight))
+
+
+@pytest.mark.parametrize("damage", ["state", "progress"])
+def test_a_damaged_checkpoint_falls_back_to_the_one_before(
+    tiny_model_dir, mixed_data, tmp_path, straight, caplog, damage
+):
+    """A truncated state file or progress record in the last checkpoint: the re-run resumes
+    from the checkpoint kept before it, says so in one line, and ends where an uninterrupted
+    run ends."""
+    out = tmp_path / "run"
+    cfg = config(tiny_model_dir, mixed_data, out, save_every=2, save_minutes=0)
+    run_train(cfg)
+    assert sorted(p.name for p in out.glob("ckpt-*")) == ["ckpt-00000006", "ckpt-00000008"]
+    last = out / "ckpt-00000008"
+    if damage == "state":
+        victim = next((last / "state").glob("optimizer.bin"))
+    else:
+        victim = last / "progress.json"
+    victim.write_bytes(victim.read_bytes()[: len(victim.read_bytes()) // 3])
+    with caplog.at_level("WARNING"):
+        run_train(cfg)
+    (note,) = [r.getMessage() for r in caplog.records if "resuming from step 6" in r.getMessage()]
+    assert str(victim if damage == "progress" else last) in note
+    assert step_of(out) == STEPS
+    assert_same(weights(out), weights(straight))
+    logged = [json.loads(line)["step"] for line in lines(out / "metrics.jsonl")]
+    assert logged == list(range(1, STEPS + 1))
+
+
+def test_a_damaged_checkpoint_with_nothing_before_it_is_one_clear_error(
+    tiny_model_dir, mixed_data, tmp_path
+):
+    out = tmp_path / "run"
+    cfg = config(tiny_model_dir, mixed_data, out, max_steps=2)
+    run_train(cfg)
+    (out / "checkpoint" / "progress.json").write_text('{"step": 2, "mic')
+    with pytest.raises(ValueError, match="cannot be read .* no earlier checkpoint is kept"):
+        run_train(cfg)
+
+
+def test_a_deleted_progress_record_is_refused_not_restarted(tiny_model_dir, mixed_data, tmp_path):
+    out = tmp_path / "run"
+    cfg = config(tiny_model_dir, mixed_data, out, max_steps=2)
+    run_train(cfg)
+    (out / "checkpoint" / "progress.json").unlink()
+    with pytest.raises(ValueError, match="has no progress.json .* where the run stopped"):
+        run_train(cfg)
+    assert [json.loads(line)["step"] for line in lines(out / "metrics.jsonl")] == [1, 2]
