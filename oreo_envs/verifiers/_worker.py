@@ -4,13 +4,14 @@ Run as a script (`python _worker.py FD`), never imported by the package: started
 imports neither `oreo_envs` nor the caller's `__main__` (a training script that imports torch),
 so it starts in well under a second and its memory limit is about math-verify alone.
 
-Protocol over the socket FD (a `multiprocessing.connection.Connection`): the worker sends
-`"ready"` once math-verify is imported, then answers each `(pred, gold)` request with a bool.
-It exits when the parent closes its end.
+Protocol over the socket FD (a `multiprocessing.connection.Connection`, bytes only, never
+pickle): the worker sends `ready` once math-verify is imported, then answers each JSON
+`[pred, gold]` request with `true` or `false`. It exits when the parent closes its end.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -66,17 +67,17 @@ def _serve(conn) -> None:
         # Wrapping in \boxed{} makes math-verify take the whole string as one answer.
         return tuple(parse("\\boxed{" + answer + "}", config, parsing_timeout=None))
 
-    conn.send("ready")
+    conn.send_bytes(b"ready")
     while True:
         try:
-            pred, gold = conn.recv()
+            pred, gold = json.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
         try:
             result = bool(verify(list(parsed(gold)), list(parsed(pred)), timeout_seconds=None))
         except Exception:  # MemoryError and RecursionError included: a failed comparison is False
             result = False
-        conn.send(result)
+        conn.send_bytes(b"true" if result else b"false")
 
 
 def main() -> None:

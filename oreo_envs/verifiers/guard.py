@@ -9,12 +9,14 @@ a fresh worker. The worker caps its own address space (see `_worker.MEMORY_HEADR
 The worker is a plain `subprocess` running `_worker.py` by path rather than a `multiprocessing`
 child: spawn and forkserver children re-import the caller's `__main__` (often a training script
 that imports torch), which is slow, can re-run unguarded script code, and would count against the
-worker's memory cap. The socket end is a `multiprocessing.connection.Connection`, as with `Pipe`.
+worker's memory cap. The socket end is a `multiprocessing.connection.Connection`, as with `Pipe`,
+carrying JSON bytes.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import socket
@@ -58,9 +60,11 @@ class MathVerifyWorker:
             if not self._ensure_started():
                 return False
             try:
-                self._conn.send((pred, gold))
+                self._conn.send_bytes(json.dumps([pred, gold]).encode())
                 if self._conn.poll(timeout):
-                    return bool(self._conn.recv())
+                    # JSON, never pickle: the worker parses model output, and what it sends
+                    # back must not be able to run code here.
+                    return self._conn.recv_bytes(16) == b"true"
                 logger.debug("math-verify took over %.1fs; restarting its worker", timeout)
             except Exception:
                 # The worker died (a C-level stack overflow, the memory cap) or the request could
@@ -113,7 +117,7 @@ class MathVerifyWorker:
             theirs.close()
         self._conn = Connection(ours.detach())
         try:
-            if self._conn.poll(STARTUP_TIMEOUT_S) and self._conn.recv() == "ready":
+            if self._conn.poll(STARTUP_TIMEOUT_S) and self._conn.recv_bytes(16) == b"ready":
                 return True
         except (EOFError, OSError):
             pass
