@@ -20,21 +20,66 @@ from collections.abc import Sequence
 from typing import Any
 
 _IDS: dict[int, tuple[Any, str]] = {}  # id(tokenizer) -> (tokenizer, its identity), a cache
+_CHARS: dict[int, tuple[Any, int]] = {}  # id(tokenizer) -> (tokenizer, max_token_chars), a cache
+# Tokens encoded beyond a limit before a text is cut: BPE merges are not stable under a cut
+# (the last tokens before it can change), so the cut stays this many tokens past what is kept.
+MARGIN_TOKENS = 64
 
 
-def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+def encode_prompt(tokenizer: Any, text: str, limit: int | None = None) -> list[int]:
     """The ids of a context's first segment: a BOS is added when the tokenizer has one and the
-    text does not start with it (chat templates write their own)."""
+    text does not start with it (chat templates write their own). ``limit``: `encode_within`."""
     bos = tokenizer.bos_token
     add_bos = bos is not None and not text.startswith(bos)
-    return list(tokenizer(text, add_special_tokens=add_bos)["input_ids"])
+    return encode_within(tokenizer, text, limit, add_special_tokens=add_bos)
 
 
-def encode_text(tokenizer: Any, text: str) -> list[int]:
-    """The ids of a later segment (an action or an observation): no special tokens added."""
+def encode_text(tokenizer: Any, text: str, limit: int | None = None) -> list[int]:
+    """The ids of a later segment (an action or an observation): no special tokens added.
+    ``limit``: `encode_within`."""
     if not text:
         return []
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return encode_within(tokenizer, text, limit, add_special_tokens=False)
+
+
+def max_token_chars(tokenizer: Any) -> int:
+    """How many characters of text one token can stand for at most: its longest vocabulary
+    string (cached per tokenizer). Byte-level BPE writes one character per byte there, and a
+    character is at least one byte, so this bounds it; `encode_within` copes where it does not
+    (a WordPiece ``[UNK]`` stands for a whole word)."""
+    cached = _CHARS.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    longest = max(map(len, tokenizer.get_vocab()), default=1)
+    _CHARS[id(tokenizer)] = (tokenizer, longest)
+    return longest
+
+
+def encode_within(
+    tokenizer: Any, text: str, limit: int | None, *, add_special_tokens: bool = False
+) -> list[int]:
+    """The first ``limit`` ids of ``text`` (all of them if None), encoding only a prefix of it.
+
+    ``limit`` tokens stand for at most ``limit * max_token_chars`` characters, so a text cut a
+    margin (`MARGIN_TOKENS`) past that gives the same first ``limit`` ids as the whole text. A
+    cut can still change a merge chain inside one long word, so the prefix doubles until two
+    agree; a 50 MB observation under a 2,048-token limit costs two short encodings, not 9 GB.
+    """
+
+    def encode(part: str) -> list[int]:
+        return list(tokenizer(part, add_special_tokens=add_special_tokens)["input_ids"])
+
+    if limit is None:
+        return encode(text)
+    if limit <= 0:
+        return []
+    cut, kept = (limit + MARGIN_TOKENS) * max_token_chars(tokenizer), None
+    while cut < len(text):
+        ids = encode(text[:cut])[:limit]
+        if len(ids) == limit and ids == kept:
+            return ids
+        kept, cut = ids, 2 * cut
+    return encode(text)[:limit]
 
 
 def with_control(tokenizer: Any, prompt_ids: list[int], control: str) -> list[int]:
@@ -116,19 +161,39 @@ def split_generation(
     return ids, whole[used:]
 
 
-def stored_ids(episode: Any, tokenizer: Any) -> tuple[list[int], list[tuple[list[int], list[int]]]]:
+def stored_ids(
+    episode: Any, tokenizer: Any, limit: int | None = None
+) -> tuple[list[int], list[tuple[list[int], list[int]]]]:
     """An episode's ``(prompt ids, [(action ids, observation ids), ...])``: the ids logged with
     it when they are complete and ``tokenizer`` is the one that produced them, else the text
-    encoded segment by segment (`encode_prompt`, `encode_text`)."""
-    if has_ids(episode, tokenizer):
-        steps = [(list(s["action_ids"]), list(s["observation_ids"])) for s in episode.steps]
-        return list(episode.prompt_ids), steps
-    agent = is_agent_episode(episode)
-    steps = []
+    encoded segment by segment (`encode_prompt`, `encode_text`).
+
+    With ``limit``, each segment keeps only what is left of ``limit`` ids after the segments
+    before it, so the first ``limit`` ids are exact and a huge segment is never encoded whole.
+    """
+    stored = has_ids(episode, tokenizer)
+    if stored:
+        prompt = list(episode.prompt_ids[:limit])
+    else:
+        prompt = encode_prompt(tokenizer, episode.prompt, limit)
+    agent = not stored and is_agent_episode(episode)
+    steps, used = [], len(prompt)
     for s in episode.steps:
-        action, rest = action_segment(tokenizer, s["action"], s["observation"], agent)
-        steps.append((action, encode_text(tokenizer, rest)))
-    return encode_prompt(tokenizer, episode.prompt), steps
+        if stored:
+            action = list(s["action_ids"][: _left(limit, used)])
+            observation = list(s["observation_ids"][: _left(limit, used + len(action))])
+        else:
+            left = _left(limit, used)
+            action, rest = action_segment(tokenizer, s["action"], s["observation"], agent, left)
+            observation = encode_text(tokenizer, rest, _left(limit, used + len(action)))
+        steps.append((action, observation))
+        used += len(action) + len(observation)
+    return prompt, steps
+
+
+def _left(limit: int | None, used: int) -> int | None:
+    """What is left of ``limit`` ids after ``used`` (None: no limit)."""
+    return None if limit is None else max(limit - used, 0)
 
 
 # An agent's action is one line: the collector stops its generation at the line's end.
@@ -136,7 +201,7 @@ AGENT_STOP = "\n"
 
 
 def action_segment(
-    tokenizer: Any, action: str, following: str, agent: bool
+    tokenizer: Any, action: str, following: str, agent: bool, limit: int | None = None
 ) -> tuple[list[int], str]:
     """An action's ids when only its text is known, and the rest of what follows it.
 
@@ -145,14 +210,15 @@ def action_segment(
     that a chat template closes an assistant turn with, or, for an agent, the newline after
     its one-line action (`AGENT_STOP`), which the rendering puts before the env's reply.
     Without them a policy fine-tuned on expert text never learns to stop its action.
+    ``limit``: at most this many ids (`encode_within`).
     """
-    ids = encode_text(tokenizer, action)
+    ids = encode_text(tokenizer, action, limit)
     if not action:
         return ids, following
     eos = tokenizer.eos_token
     for end in (eos, AGENT_STOP if agent else None):
         if end and following.startswith(end):
-            return ids + encode_text(tokenizer, end), following[len(end) :]
+            return (ids + encode_text(tokenizer, end))[:limit], following[len(end) :]
     return ids, following
 
 

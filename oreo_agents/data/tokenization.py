@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from oreo_agents.data.episodes import Episode
-from oreo_agents.data.inputs import stored_ids, with_control
+from oreo_agents.data.inputs import MARGIN_TOKENS, max_token_chars, stored_ids, with_control
 from oreo_envs import step_delimiters_of
 
 
@@ -84,11 +84,15 @@ def tokenize_episode(
 ) -> TokenizedEpisode:
     """Tokenize one episode (module docstring). Longer sequences are cut at ``max_length``.
 
+    Only what the cut keeps is tokenized (`oreo_agents.data.inputs.stored_ids`): a 50 MB
+    observation costs what ``max_length`` tokens of it cost. A prompt longer than that gets a
+    ``prompt_len`` of at least ``max_length`` (not its whole length, which is never computed).
+
     Raises:
         ValueError: The prompt tokenizes to nothing (no context for the first action).
     """
     delims = step_delimiters or step_delimiters_of(episode.env_id)
-    prompt, segments = stored_ids(episode, tokenizer)
+    prompt, segments = stored_ids(episode, tokenizer, max_length)
     if not prompt:
         raise ValueError(f"task {episode.task_id}: the prompt is empty after tokenization")
     # A control text (return conditioning, `oreo_agents.algorithms.rcrl`) is context before the
@@ -124,10 +128,18 @@ def tokenize_episode(
 
 def _step_starts(tokenizer: Any, text: str, ids: list[int], delims: Sequence[str]) -> list[bool]:
     """Step-start flags for an action's ids. Character offsets come from the tokenizer when the
-    ids are its encoding of ``text``, else (ids as generated) from decoding each prefix."""
+    ids are its encoding of ``text``, else (ids as generated) from decoding each prefix.
+
+    Ids cut at ``max_length`` stand for a prefix of ``text``: only as much of it as they can
+    cover is read (`oreo_agents.data.inputs.encode_within`), and they count as the tokenizer's
+    encoding when that prefix's encoding begins with them.
+    """
+    bound = (len(ids) + MARGIN_TOKENS) * max_token_chars(tokenizer)
+    cut = len(text) > bound
+    text = text[:bound]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    if enc["input_ids"] == ids:
-        return _step_starts_in(text, enc["offset_mapping"], delims)
+    if (enc["input_ids"][: len(ids)] if cut else enc["input_ids"]) == ids:
+        return _step_starts_in(text, enc["offset_mapping"][: len(ids)], delims)
     ends = [len(t) for t in tokenizer.batch_decode([ids[: k + 1] for k in range(len(ids))])]
     offsets = list(zip([0, *ends[:-1]], ends, strict=True))
     return _step_starts_in(tokenizer.decode(ids), offsets, delims)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,8 +42,8 @@ def load_causal_lm(name_or_path: str, *, device: str | None = None, dtype: Any =
     """`AutoModelForCausalLM` in eval mode: bf16 on GPU, fp32 on CPU unless ``dtype`` says.
 
     Raises:
-        ValueError: As `load_tokenizer`, and for an ``oreo train`` value folder, whose backbone
-            has no LM head to generate with.
+        ValueError: As `load_tokenizer`; for an ``oreo train`` value folder, whose backbone
+            has no LM head to generate with; for weights that do not fit their config.json.
     """
     from oreo_agents.models.value import is_value_folder
 
@@ -51,17 +52,101 @@ def load_causal_lm(name_or_path: str, *, device: str | None = None, dtype: Any =
     kwargs = check_model_source(name_or_path, "model")
     import torch
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = load_pretrained(AutoModelForCausalLM, name_or_path, "model", dtype=dtype, **kwargs)
+    return model.to(device).eval()
+
+
+def load_pretrained(auto: Any, name_or_path: str, what: str, **kwargs: Any):
+    """``auto.from_pretrained(name_or_path, **kwargs)``, refusing weights that do not fit the
+    folder's config.json (`check_weights`), which `transformers` would start at random.
+
+    Raises:
+        ValueError: The load fails (the message says what to pass), or the weights do not fit.
+    """
+    from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **kwargs)
+        with _no_load_report():  # check_weights says it in one line instead
+            model, info = auto.from_pretrained(
+                name_or_path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+            )
     except (OSError, ValueError) as e:
-        raise ValueError(_load_error(name_or_path, "model", e)) from None
-    return model.to(device).eval()
+        raise ValueError(_load_error(name_or_path, what, e)) from None
+    check_weights(model, info, name_or_path)
+    return model
+
+
+def check_weights(model: Any, info: dict[str, Any], name_or_path: str) -> None:
+    """Refuse a model whose weights file does not fit its config.json (another architecture, a
+    changed size): weights of the model not in the file, or of another shape, or weights of
+    the file in the model's own modules that it has no place for.
+
+    Weights outside the model's modules are a head it does not have (an ``lm_head`` when a value
+    model's backbone starts from a causal LM) and are fine; `transformers` already leaves out
+    tied weights and those a model declares optional.
+
+    Raises:
+        ValueError: One line naming the weights file, its architecture and what does not fit.
+    """
+    own = {name for name, _ in model.named_children()} | {model.base_model_prefix}
+    missing = sorted(info["missing_keys"])
+    unexpected = sorted(k for k in info["unexpected_keys"] if k.split(".")[0] in own)
+    shapes = sorted(info["mismatched_keys"])
+    if not (missing or unexpected or shapes):
+        return
+    n = len(model.state_dict())
+    wrong = []
+    if missing:
+        wrong.append(f"{len(missing)} of the model's {n} weights are not in it ({_some(missing)})")
+    if unexpected:
+        wrong.append(f"{len(unexpected)} of its weights are not the model's ({_some(unexpected)})")
+    if shapes:
+        name, there, config = shapes[0]
+        there, config = ("x".join(map(str, shape)) for shape in (there, config))
+        wrong.append(
+            f"{len(shapes)} of the model's {n} weights have another shape in it ({name}: "
+            f"{there} there, {config} in config.json)"
+        )
+    arch = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
+    raise ValueError(
+        f"{_weights_file(name_or_path)} does not fit its config.json (architecture {arch}): "
+        f"{'; '.join(wrong)}; pass the config.json saved with these weights"
+    )
+
+
+def _some(keys: list[str], k: int = 3) -> str:
+    more = f" and {len(keys) - k} more" if len(keys) > k else ""
+    return ", ".join(keys[:k]) + more
+
+
+def _weights_file(name_or_path: str) -> str:
+    """The weights file of a local folder (a hub id stays as it is)."""
+    for file in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json"):  # fmt: skip
+        if os.path.isfile(os.path.join(name_or_path, file)):
+            return os.path.join(name_or_path, file)
+    return name_or_path
+
+
+@contextlib.contextmanager
+def _no_load_report():
+    """Leave out `transformers`' table of missing and unexpected weights while loading."""
+    import logging
+
+    def drop(record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def check_model_source(name: str, what: str, cache_dir: str | None = None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The value model: an LM backbone and a scalar head.
 
 A value model folder is the backbone saved by ``save_pretrained`` plus ``value_head.safetensors``
-and ``oreo_value.json`` (ARCHITECTURE.md). For training, ``ValueModel.from_pretrained`` also
+and ``oreo_value.json`` (docs/architecture.md). For training, ``ValueModel.from_pretrained`` also
 accepts a plain causal-LM folder: the backbone starts from the LM's weights and the scalar head
 from zeros, as in the OREO paper (the value model is initialised from the same checkpoint as the
 policy). Scoring and search pass ``require_head=True``, since a zero head scores everything 0.
@@ -132,8 +132,9 @@ class ValueModel(nn.Module):
             form: "last" or "logprob" (`ValueModel`); None: the value folder's, else "last".
 
         Raises:
-            ValueError: The folder cannot be loaded (message says what to pass), or ``form``
-                differs from the value folder's.
+            ValueError: The folder cannot be loaded (message says what to pass), its weights do
+                not fit its config.json (`check_weights`), or ``form`` differs from the value
+                folder's.
         """
         if require_head:
             check_value_folder(path)
@@ -145,18 +146,14 @@ class ValueModel(nn.Module):
         form = form or saved or "last"
         if form not in FORMS:
             raise ValueError(f"value form must be one of {', '.join(FORMS)}, got {form!r}")
-        from oreo_agents.generation.hf import check_model_source
+        from oreo_agents.generation.hf import check_model_source, load_pretrained
 
         kwargs = check_model_source(str(path), "value model backbone")
         from transformers import AutoModel, AutoModelForCausalLM
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
         auto = AutoModelForCausalLM if form == "logprob" else AutoModel  # logprob: an LM head
-        try:
-            backbone = auto.from_pretrained(str(path), dtype=dtype or torch.float32, **kwargs)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"could not load a value model backbone from {path!r}: {e}") from None
+        dtype = dtype or torch.float32
+        backbone = load_pretrained(auto, str(path), "value model backbone", dtype=dtype, **kwargs)
         model = cls(backbone, form=form)
         head_file = Path(path) / VALUE_HEAD_FILE
         if head_file.exists():

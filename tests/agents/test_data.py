@@ -175,3 +175,108 @@ def test_micro_batches_are_collated_on_read_and_split_across_processes(tok):
     assert len(r0) == len(r1) == 8
     seen = collections.Counter(k for part in (r0, r1) for g in part.groups for k in g)
     assert sum(seen.values()) == 32 and max(seen.values()) <= 2
+
+
+def cut(item, max_length):
+    """What `tokenize_episode` gave before it bounded its work: everything, then the cut."""
+    n = max_length
+    return (item.input_ids[:n], item.action_mask[:n], item.step_starts[:n], min(item.prompt_len, n))
+
+
+def as_tuple(item, max_length):
+    return (item.input_ids, item.action_mask, item.step_starts, min(item.prompt_len, max_length))
+
+
+def with_ids(ep, tok, split):
+    """``ep`` with logged ids: the prompt's own, and each action and observation as ``split``
+    encodes it (one id per character is a tokenization too, just not the canonical one)."""
+    from oreo_agents.data.inputs import encode_prompt, tokenizer_id
+
+    ep.prompt_ids = encode_prompt(tok, ep.prompt)
+    for s in ep.steps:
+        s["action_ids"], s["observation_ids"] = split(s["action"]), split(s["observation"])
+    ep.meta["tokenizer"] = tokenizer_id(tok)
+    return ep
+
+
+def long_episodes(tok, n):
+    """Episodes of each kind (answer, agent, chat, logged ids, control) whose text is ``n``
+    sentences per segment; non-ASCII text so that cuts fall inside characters' bytes."""
+    text = "".join(f"Tom has {i} apples, é€ and buys {i + 3}.\n" for i in range(n))
+    chat = "<|im_end|>\n<|im_start|>user\nok<|im_end|>\n<|im_start|>assistant\n"
+    encode = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    by_char = lambda s: [t for c in s for t in encode(c)]  # noqa: E731
+    eps = [
+        episode([{"action": text, "observation": ""}], eos=True),
+        episode([{"action": text, "observation": text}] * 2, env_id="oreo/ALFWorld-v0"),
+        episode([{"action": text, "observation": chat}] * 2, env_id="oreo/ALFWorld-v0"),
+        with_ids(episode([{"action": text, "observation": text}] * 2), tok, encode),
+        with_ids(episode([{"action": text, "observation": text}] * 2), tok, by_char),
+        episode([{"action": "", "observation": text}, {"action": "", "observation": ""}]),
+    ]
+    eps[0].meta["control"] = "<good>"
+    eps[1].prompt = text  # a long prompt
+    return eps
+
+
+@pytest.mark.parametrize("n", [3, 80])
+def test_a_cut_episode_keeps_the_ids_of_tokenizing_everything(tok, chat_tokenizer, n):
+    # Only what max_length keeps is tokenized now; the kept ids must be those of the whole.
+    for tokenizer in (tok, chat_tokenizer):
+        for ep in long_episodes(tokenizer, n):
+            whole = tokenize_episode(ep, tokenizer)
+            for max_length in (1, 7, 50, 333, 100_000):
+                item = tokenize_episode(ep, tokenizer, max_length=max_length)
+                assert as_tuple(item, max_length) == cut(whole, max_length), (ep, max_length)
+
+
+class SpyTokenizer:
+    """A tokenizer that records the longest text it encoded and the most ids it decoded at
+    once, and refuses (rather than spending minutes on) any text longer than ``most``."""
+
+    def __init__(self, tokenizer, most):
+        self.tokenizer, self.most, self.longest, self.decoded = tokenizer, most, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, text, **kwargs):
+        self.longest = max(self.longest, len(text))
+        assert len(text) <= self.most, f"encoded {len(text):,} characters"
+        return self.tokenizer(text, **kwargs)
+
+    def decode(self, ids, **kwargs):
+        self.decoded = max(self.decoded, len(ids))
+        return self.tokenizer.decode(ids, **kwargs)
+
+    def batch_decode(self, batch, **kwargs):
+        self.decoded = max(self.decoded, sum(map(len, batch)))
+        assert self.decoded <= self.most, f"decoded {self.decoded:,} ids"
+        return self.tokenizer.batch_decode(batch, **kwargs)
+
+
+@pytest.mark.parametrize("where", ["prompt", "observation", "action", "chat action", "ids"])
+def test_a_50_mb_segment_is_tokenized_only_as_far_as_max_length(chat_tokenizer, where):
+    # A 50 MB episode line took 375 s and 9.8 GB in `oreo train`: all of it was tokenized
+    # before the cut at max_length (and a huge action's step starts decoded every prefix).
+    from oreo_agents.data.inputs import tokenizer_id
+
+    tok, max_length = chat_tokenizer, 256
+    huge = ("go to shelf 1. On the shelf 1, you see a mug, é€.\n" * 1_000_000)[:50_000_000]
+    steps = [{"action": "look", "observation": ""}]
+    if where in ("observation", "chat action"):
+        steps = [{"action": "look", "observation": huge}]
+    if where in ("action", "chat action", "ids"):
+        following = "<|im_end|>\n" if where == "chat action" else "\n> "
+        steps = [{"action": huge[: 10_000_000 if where == "ids" else None],
+                  "observation": following}, *steps]  # fmt: skip
+    ep = episode(steps, env_id="oreo/ALFWorld-v0", eos=False)
+    if where == "prompt":
+        ep.prompt = huge
+    if where == "ids":  # logged ids, as many as characters: not its canonical encoding
+        ep = with_ids(ep, tok, lambda s: [tok.convert_tokens_to_ids("a")] * len(s))
+        assert ep.meta["tokenizer"] == tokenizer_id(tok)
+    longest_token = max(map(len, tok.get_vocab()))  # characters one token can stand for
+    spy = SpyTokenizer(tok, most=10 * max_length * longest_token)
+    item = tokenize_episode(ep, spy, max_length=max_length)
+    assert len(item) == max_length and spy.decoded <= 2 * max_length**2

@@ -109,3 +109,55 @@ def test_value_folder_loads_its_head_and_training_still_starts_from_an_lm(
     start = ValueModel.from_pretrained(tiny_model_dir)  # what training does: a zero head
     assert start.head.weight.abs().sum() == 0 and start.head.bias.abs().sum() == 0
     assert load_policy(str(tiny_model_dir)).training
+
+
+def rewritten(folder, out, **changes):
+    """A copy of a model folder whose config.json says otherwise (keys set to None go)."""
+    import json
+
+    shutil.copytree(folder, out)
+    config = json.loads((out / "config.json").read_text())
+    config.update(changes)
+    config = {k: v for k, v in config.items() if v is not None}
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 32, "n_layer": 2,
+        "n_head": 4, "hidden_size": None, "num_hidden_layers": None}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "changes, says",
+    [
+        (GPT2, r"\d+ of the model's \d+ weights are not in it \((transformer\.)?h\.0\."),
+        ({"model_type": "llama", "architectures": ["LlamaForCausalLM"]},
+         r"\d+ of its weights are not the model's \(model\.layers\.0\.self_attn\.k_proj\.bias"),
+        ({"hidden_size": 64}, r"\d+ of the model's \d+ weights have another shape in it "
+         r"\(.*: 400x32 there, 400x64 in config\.json"),
+    ],
+    ids=["gpt2 over qwen2", "llama over qwen2", "hidden size"],
+)  # fmt: skip
+def test_weights_that_do_not_fit_their_config_are_refused(chat_model_dir, tmp_path, changes, says):
+    # transformers starts such weights at random (or raises a long traceback on a shape):
+    # training and evaluation would then go on with a random model.
+    folder = rewritten(chat_model_dir, tmp_path / "model", **changes)
+    weights = re.escape(str(folder / "model.safetensors"))
+    refused = f"{weights} does not fit its config.json \\(architecture"
+    for load in (load_causal_lm, ValueModel.from_pretrained):
+        with pytest.raises(ValueError, match=refused) as error:
+            load(str(folder))
+        assert re.search(says, str(error.value)) and "\n" not in str(error.value)
+
+
+def test_models_whose_weights_fit_still_load(chat_model_dir, tiny_model_dir):
+    import torch
+
+    for folder in (chat_model_dir, tiny_model_dir):  # untied Qwen2; Llama with tied embeddings
+        model = load_causal_lm(str(folder))
+        value = ValueModel.from_pretrained(folder)  # the LM head is left over: not refused
+        logprob = ValueModel.from_pretrained(folder, form="logprob")
+        embed = model.get_input_embeddings().weight
+        assert torch.equal(value.backbone.get_input_embeddings().weight, embed)
+        assert torch.equal(logprob.backbone.get_output_embeddings().weight,
+                           model.get_output_embeddings().weight)  # fmt: skip

@@ -288,3 +288,27 @@ def test_kto_balances_classes_unless_told_otherwise():
     assert kto.finalize(fixed.settings, items).desirable_weight == 1.0
     dpo = TrainConfig("dpo", "d", "m", "o")
     assert dpo.spec.finalize(dpo.settings, items) == dpo.settings  # only KTO has class weights
+
+
+def test_weights_of_another_architecture_are_refused_in_one_line(
+    tiny_model_dir, mixed_data, tmp_path
+):
+    # A config.json of another architecture than its weights: transformers would start every
+    # weight at random, and oreo train would then train a random model.
+    import shutil
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    config.update(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=32, n_layer=2,
+                  n_head=4)  # fmt: skip
+    (model / "config.json").write_text(json.dumps(config))
+    run = subprocess.run(
+        train_cmd(model, mixed_data, tmp_path / "out", "sft"),
+        capture_output=True, text=True, env={**ENV, "COLUMNS": "1000"}, timeout=120,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 2, output
+    (error,) = [line for line in run.stdout.splitlines() if "error:" in line]
+    assert f"{model / 'model.safetensors'} does not fit its config.json" in error, output
+    assert "architecture GPT2LMHeadModel" in error and "weights are not in it" in error
+    assert "Traceback" not in output and "LOAD REPORT" not in output
