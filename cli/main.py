@@ -1,4 +1,4 @@
-"""The ``oreo`` command: thin recipes over the library (STYLE.md 1)."""
+"""The ``oreo`` command: thin recipes over the library (docs/architecture.md)."""
 
 from __future__ import annotations
 

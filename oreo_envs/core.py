@@ -1,6 +1,6 @@
 """The text-environment core: a Gymnasium env whose observations and actions are strings.
 
-Contract (``ARCHITECTURE.md``): ``reset`` returns the task's first observation; ``step(text)``
+Contract (``docs/architecture.md``): ``reset`` returns the task's first observation; ``step(text)``
 returns ``(obs, reward, terminated, truncated, info)`` with a sparse reward (1.0 when the task is
 solved at the end, else 0.0). ``info`` always carries ``task_id`` and ``success`` (False until the
 episode ends solved). ``options={"task_id": ...}`` selects a task; a seed fixes the task order.

@@ -73,3 +73,18 @@ def test_no_code_compares_algorithm_names_outside_the_algorithms():
                 ):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert found == []
+
+
+def test_code_cites_only_files_in_the_repository():
+    """A document named in code or packaging (``docs/architecture.md``, ``README.md``) exists in
+    the repository: the design lives beside the code, not in a folder outside it."""
+    import re
+
+    cited = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.md)\b")
+    missing = []
+    for path in [*ROOT.glob("*.toml"), *(p for f in ("oreo_envs", "oreo_agents", "cli")
+                                          for p in modules(f))]:  # fmt: skip
+        for name in cited.findall(path.read_text()):
+            if not (ROOT / name).exists():
+                missing.append(f"{path.relative_to(ROOT)}: {name}")
+    assert missing == []

@@ -1,6 +1,6 @@
 """Logged episodes: the schema and its append-only, resumable JSON Lines store.
 
-One episode per line (ARCHITECTURE.md)::
+One episode per line (docs/architecture.md)::
 
     {"schema_version": 2, "env_id": "oreo/GSM8K-v0", "task_id": "17", "prompt": "User: ...",
      "steps": [{"action": "...", "observation": "", "action_ids": [...], "observation_ids": []}],

@@ -1,7 +1,7 @@
 """A picture of a rollout report: success by subset, and success vs k (pass@k, maj@k, value@k,
 rerank@k).
 
-matplotlib is imported lazily (STYLE.md 7): only ``oreo rollout --plot`` needs it.
+matplotlib is imported lazily: only ``oreo rollout --plot`` needs it.
 """
 
 from __future__ import annotations

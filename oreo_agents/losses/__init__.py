@@ -1,4 +1,4 @@
-"""Pure loss functions: tensors in, (loss, metrics) out (STYLE.md 2)."""
+"""Pure loss functions: tensors in, (loss, metrics) out (docs/architecture.md)."""
 
 from oreo_agents.losses.dpo import dpo_loss
 from oreo_agents.losses.kto import kto_loss, kto_reference_point
