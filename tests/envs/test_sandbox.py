@@ -30,7 +30,7 @@ def hostile(marker: Path) -> dict[str, list[str]]:
     touch = f"__import__('os').system('touch {marker}')"
     return {
         "n_queens": [f"{touch} or []"],
-        "string_insertion": [touch],
+        "string_insertion": [touch, "9**9**9**9"],
         "spiral_matrix": [f"open('{marker}', 'w').write('x') or []"],
         "binary_matrix": [f"__import__('subprocess').run(['touch', '{marker}']) or []"],
         "countdown": ["9**9**9**9", touch],
