@@ -13,7 +13,15 @@ from rich.table import Table
 from oreo_agents.distributed import device, rank_world, wait_for_everyone
 from oreo_agents.rollout.config import CollectConfig
 from oreo_agents.rollout.scripted import SCRIPTED
-from oreo_cli.options import ENV_OPTION, SPLIT, Flag, config_parameters, make_env, with_parameters
+from oreo_cli.options import (
+    ENV_OPTION,
+    SPLIT,
+    Flag,
+    check_scripted_env,
+    config_parameters,
+    make_env,
+    with_parameters,
+)
 from oreo_cli.options import env_options as env_options_of
 
 FLAGS = {
@@ -36,7 +44,8 @@ def collect(*, env_options: list[str] | None, split: str | None, **values: Any) 
     except KeyboardInterrupt:
         console.print(
             f"[yellow]interrupted[/]: finished episodes are saved in {values['out']}; "
-            "run the same command again to resume"
+            "re-run the same command to resume",
+            soft_wrap=True,  # one line at any width
         )
         raise typer.Exit(130) from None
     except (ValueError, TypeError, OSError, ImportError) as e:
@@ -53,6 +62,7 @@ def run(cfg: Any, console: Console) -> None:
     backend, scripted = None, None
     options = dict(cfg.env_options)
     if cfg.model in SCRIPTED:
+        check_scripted_env(cfg.model, cfg.env, options)  # one line, before any progress display
         scripted = scripted_policy(cfg.model, cfg.seed)
     else:
         from oreo_agents.generation import load_backend

@@ -27,6 +27,14 @@ def convert(
     console = Console()
     try:
         n = run_convert(src, dst, src_format=src_format, dst_format=dst_format, env_id=env)
+    except KeyboardInterrupt:
+        if src_format == "oreo":  # an export is written atomically, once complete
+            said = f"nothing was written to {escape(dst)}; re-run the same command to export"
+        else:
+            said = (f"the episodes imported so far are kept in {escape(dst)}; re-run the same "
+                    "command to resume")  # fmt: skip
+        console.print(f"[yellow]interrupted[/]: {said}", soft_wrap=True)
+        raise typer.Exit(130) from None
     except (EpisodeFormatError, ValueError, OSError) as e:
         # escape: a path such as "runs[2]/x.jsonl" is not rich markup
         console.print(f"[bold red]error:[/] {escape(str(e))}")

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import signal
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
+
+from oreo_agents.checkpoint import TrainingInterrupted
+from oreo_cli.options import duration
 
 
 def demo(
@@ -23,22 +36,31 @@ def demo(
     ] = False,
 ) -> None:
     """SFT -> sample -> train OREO and the baselines from the same episodes -> evaluate."""
-    from oreo_agents.recipes.demo import demo_config, method_label, run_demo
+    from oreo_agents.recipes.demo import demo_config, method_label, run_demo, stage_names
 
     console = Console()
+    stages = None
     try:
         cfg = demo_config(
             out=out, seed=seed, fast=fast, full=full, rounds=rounds, oreo_algo=oreo_algo, ppo=ppo
         )
-        with console.status("starting") as status:
-
-            def stage(name: str) -> None:
-                console.log(name)
-                status.update(f"[bold]{name}[/]...")
-
-            report = run_demo(cfg, stage)
+        with Stages(console, stage_names(cfg)) as stages:
+            report = run_demo(cfg, stages.start, progress=stages.advance)
+    except TrainingInterrupted as e:
+        console.print(
+            f"[yellow]stopped by {signal.Signals(e.signum).name}[/] in {stages.current}: saved its "
+            f"checkpoint of step {e.step}; finished stages are kept in {out}; re-run the same "
+            "command to resume",
+            soft_wrap=True,  # one line at any width
+        )
+        raise typer.Exit(128 + e.signum) from None
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: re-run the same command to resume")
+        where = f" in {stages.current}" if stages and stages.current else ""
+        console.print(
+            f"[yellow]interrupted[/]{where}: finished stages (and the episodes and checkpoints "
+            f"of this one) are kept in {out}; re-run the same command to resume",
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     except (ValueError, OSError, ImportError) as e:
         console.print(f"[bold red]error:[/] {e}")
@@ -63,3 +85,78 @@ def demo(
         "value model (or the ORM) scores a right sample above a wrong one (0.5: chance)"
     )
     console.print(f"{report['total_s']:.0f} s; report {out}/report.json, plot {out}/demo.png")
+
+
+class Stages:
+    """The demo's progress display: the current stage (its steps, episodes or tasks, with an
+    ETA at its recent pace) under an overall line; a line per stage as it finishes.
+
+    Use as a context manager; `start` and `advance` are `run_demo`'s ``stage`` and
+    ``progress``.
+    """
+
+    def __init__(self, console: Console, names: list[str]):
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _Remaining(),
+            TimeElapsedColumn(),
+        )
+        # a 2-minute window: an ETA that follows the stage's pace without jumping at each step
+        self.progress = Progress(*columns, console=console, speed_estimate_period=120)
+        self.names, self.current = names, ""
+        self.overall = self.progress.add_task("", total=len(names), overall=True)
+        self.task: Any = None
+        self._describe(0)
+
+    def __enter__(self) -> Stages:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self._finish()
+        self.progress.stop()
+
+    def start(self, name: str) -> None:
+        done = self._finish()
+        self.current = name
+        self._describe(done)
+        self.task = self.progress.add_task(f"  {name}", total=None)
+
+    def advance(self, done: float, total: float | None) -> None:
+        # rich's pace leaves out the first update: a resumed stage's jump is not "speed"
+        self.progress.update(self.task, completed=done, total=total)
+
+    def _finish(self) -> int:
+        """Close the current stage's row (a line above the display); returns stages done."""
+        done = int(self._task(self.overall).completed)
+        if self.task is None:
+            return done
+        task = self._task(self.task)
+        size = f"{task.completed:g}/{task.total:g}  " if task.total else ""
+        self.progress.console.print(
+            f"[green]done[/] {self.current}  {size}{duration(task.elapsed or 0)}"
+        )
+        self.progress.remove_task(self.task)
+        self.task = None
+        self.progress.update(self.overall, completed=done + 1)
+        return done + 1
+
+    def _task(self, task_id: Any) -> Any:
+        return next(t for t in self.progress.tasks if t.id == task_id)
+
+    def _describe(self, done: int) -> None:
+        text = f"[bold]demo[/] stage {min(done + 1, len(self.names))} of {len(self.names)}"
+        self.progress.update(self.overall, description=text)
+
+
+class _Remaining(ProgressColumn):
+    """A stage's time left; none on the overall line (stages take very different times)."""
+
+    def render(self, task: Any) -> Text:
+        left = task.time_remaining
+        if task.fields.get("overall") or left is None or task.finished:
+            return Text("")
+        return Text(f"ETA {duration(left)}", style="progress.remaining")

@@ -178,3 +178,22 @@ SPLIT = inspect.Parameter(
     default=None,
     annotation=Annotated[str | None, typer.Option(help="Shortcut for -o split=SPLIT.")],
 )
+
+
+def check_scripted_env(policy: str, env_id: str, options: dict[str, Any]) -> None:
+    """Refuse, on one line and before any work, an env that lacks what the scripted ``policy``
+    needs (`oreo_agents.rollout.scripted.check_scripted`)."""
+    from oreo_agents.rollout.scripted import check_scripted
+
+    env = make_env(env_id, options)
+    try:
+        check_scripted(policy, env, env_id)
+    finally:
+        env.close()
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as H:MM:SS, or M:SS under an hour (how progress lines show time left)."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

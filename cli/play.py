@@ -60,6 +60,9 @@ def play(
         options = env_options(option, split)
         cfg = PlayConfig(env, options, seed, task_id, episodes)
         run_play(cfg, console)
+    except KeyboardInterrupt:
+        console.print("\n[yellow]stopped[/]: play keeps no record; nothing to resume")
+        raise typer.Exit(130) from None
     except (ValueError, TypeError, OSError) as e:
         console.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2) from None

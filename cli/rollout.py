@@ -13,7 +13,15 @@ from rich.table import Table
 
 from oreo_agents.distributed import device, rank_world
 from oreo_agents.evaluation.evaluate import RolloutConfig
-from oreo_cli.options import ENV_OPTION, SPLIT, Flag, config_parameters, make_env, with_parameters
+from oreo_cli.options import (
+    ENV_OPTION,
+    SPLIT,
+    Flag,
+    check_scripted_env,
+    config_parameters,
+    make_env,
+    with_parameters,
+)
 from oreo_cli.options import env_options as env_options_of
 
 FLAGS = {
@@ -46,6 +54,13 @@ def rollout(
     try:
         cfg = RolloutConfig(**values, env_options=env_options_of(env_options, split))
         run(cfg, console, plot)
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted[/]: no report was written to {values['out']} (it is written "
+            "once every task has run); re-run the same command to evaluate again",
+            soft_wrap=True,  # one line at any width
+        )
+        raise typer.Exit(130) from None
     except (ValueError, TypeError, OSError, ImportError) as e:
         # From any process; one line (a path such as "runs[2]" is not rich markup).
         Console().print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
@@ -64,6 +79,7 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
     if cfg.policy in SCRIPTED:
         from oreo_agents.rollout.scripted import scripted_policy
 
+        check_scripted_env(cfg.policy, cfg.env, options)  # one line, before any progress display
         scripted = scripted_policy(cfg.policy, cfg.seed)
     else:
         from oreo_agents.generation import load_backend
@@ -83,7 +99,7 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
         console.print(f"loading the reranker [bold]{cfg.reranker}[/]...")
         reranker_fn = _scorer(cfg.reranker, backend, cfg)
     columns = (
-        TextColumn(f"[bold]rollout[/] {cfg.strategy}"),
+        TextColumn(f"[bold]rollout[/] {cfg.label}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -19,6 +19,7 @@ from oreo_cli.options import (
     SPLIT,
     Flag,
     config_parameters,
+    duration,
     field_docs,
     parse_options,
     with_parameters,
@@ -113,17 +114,21 @@ def train(*, config: Path | None, set_: list[str] | None, split: str | None, **f
             f"(lr {cfg.lr:g}, batch {cfg.batch_size}{', ' + settings if settings else ''})"
         )
         keys = cfg.spec.log_keys
-        policy = run_train(cfg, log=lambda record: console.print(_format(record, keys)))
+        policy = run_train(
+            cfg, log=lambda record: console.print(_format(record, keys), soft_wrap=True)
+        )
     except TrainingInterrupted as e:
         console.print(
             f"[yellow]stopped by {signal.Signals(e.signum).name}[/]: saved the checkpoint of step "
-            f"{e.step}; re-run the same command to resume from it"
+            f"{e.step}; re-run the same command to resume from it",
+            soft_wrap=True,  # one line at any width
         )
         raise typer.Exit(128 + e.signum) from None
     except KeyboardInterrupt:
         console.print(
             "[yellow]aborted[/]: the last complete checkpoint (if any) is kept; re-run the same "
-            "command to resume from it"
+            "command to resume from it",
+            soft_wrap=True,
         )
         raise typer.Exit(130) from None
     except (ValueError, TypeError, OSError) as e:
@@ -152,8 +157,9 @@ def _format(record: dict[str, Any], keys: tuple[str, ...]) -> str:
             f"reward {record['reward_mean']:.3f}  kl {record['kl_mean']:.3f}  "
             f"{record['wall_s']:.0f} s"
         )
-    parts = [f"step {record['step']}"]
+    parts = [f"step {record['step']}/{record['total_steps']}"]
     parts += [f"{k} {record[k]:.4f}" for k in keys if k in record]
     parts.append(f"{record['tokens_per_s']:.0f} tok/s")
     parts.append(f"pad {record['pad_fraction']:.0%}")
+    parts.append(f"ETA {duration(record['eta_s'])}")
     return "  ".join(parts)

@@ -44,6 +44,12 @@ class TrainConfig:
         lr: Policy learning rate (None: the algorithm's default; paper: 5e-6, DPO 5e-7).
         batch_size: Sequences per optimizer step (paper: 128); DPO counts pairs.
         micro_batch_size: Sequences per forward pass; gradients accumulate up to batch_size.
+            A loss that averages over tokens (SFT) or sequences (OREO) averages over the whole
+            optimizer batch, every process's share included, so this changes memory and speed,
+            not the gradient (`oreo_agents.data.batches.MicroBatches`).
+        per_micro_batch_mean: Average each micro-batch's loss over its own tokens instead, and
+            the micro-batches' losses with equal weight (oreo before 2026-12; what
+            transformers' Trainer did before its 2024 accumulation fix).
         max_length: Episodes are cut to this many tokens.
         length_grouping: Batch episodes of similar lengths together (less padding; the order of
             batches stays random); off: a plain seeded shuffle.
@@ -75,6 +81,7 @@ class TrainConfig:
     lr: float | None = None
     batch_size: int = 128
     micro_batch_size: int = 4
+    per_micro_batch_mean: bool = False
     max_length: int = 2048
     length_grouping: bool = True
     warmup_ratio: float = 0.03
@@ -260,11 +267,16 @@ def _train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None, en
     set_seed(cfg.seed)
     models, optimizers, schedulers = build(cfg, plan.optimizer_steps, accelerator)
     progress = _resume(accelerator, ckpts, points) if points else None
+    total = plan.optimizer_steps  # the steps this run does (max_steps may stop it sooner)
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    if progress and accelerator.is_main_process:
+        _note(_resume_line(out, progress["step"], total))
     if not points and getattr(cfg.settings, "optimizer_state", ""):  # online: Adam carried
         _load_optimizers(optimizers, Path(cfg.settings.optimizer_state))
     truncate_metrics(out, progress["step"] if progress else 0, accelerator)
     run = _Run(cfg, accelerator, models, optimizers, schedulers, tokenizer, ckpts, log, trackers,
-               plan.token_ids or {})  # fmt: skip
+               plan.token_ids or {}, total)  # fmt: skip
     _loop(run, plan, progress or {})
     if end:
         accelerator.end_training()
@@ -288,6 +300,7 @@ class _Run:
     log: Callable[[dict[str, Any]], None] | None
     trackers: list[str]
     token_ids: dict[str, int]  # episodes read with their logged ids / encoded from text
+    total_steps: int  # the optimizer steps the run does: all epochs', or max_steps
 
 
 def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
@@ -297,7 +310,7 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
 
     from oreo_agents.algorithms.base import precompute_reference, with_reference
     from oreo_agents.checkpoint import Interrupts, TrainingInterrupted, rng_state, set_rng_state
-    from oreo_agents.train_metrics import Meter
+    from oreo_agents.train_metrics import Meter, Pace
 
     cfg, accelerator, models = run.cfg, run.accelerator, run.models
     spec = cfg.spec
@@ -316,7 +329,7 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
     # accelerate's accumulation counter (save_state stores it and decides from it which
     # micro-batch syncs after a resume).
     boundary, rng, counter = done_micro, rng_state(), accelerator.step
-    last_save = time.monotonic()
+    last_save, pace = time.monotonic(), Pace(step)
     with Interrupts() as interrupts:
         for i in range(done_micro, len(micro_batches)):
             if cfg.max_steps is not None and step >= cfg.max_steps:
@@ -347,7 +360,8 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
             if not accelerator.sync_gradients:
                 continue
             step, boundary, rng, counter = step + 1, i + 1, rng_state(), accelerator.step
-            _report(run, meter.flush(step, lr, accelerator))
+            record = meter.flush(step, lr, accelerator)
+            _report(run, record, pace.eta(step, run.total_steps))
             timely = cfg.save_minutes and time.monotonic() - last_save >= 60 * cfg.save_minutes
             if _agree(accelerator, bool(cfg.save_every and step % cfg.save_every == 0 or timely)):
                 _save(run, step, boundary)
@@ -386,7 +400,9 @@ def _agree(accelerator: Any, flag: bool) -> bool:
     return bool(accelerator.reduce(tensor, reduction="sum").item() > 0)
 
 
-def _report(run: _Run, record: dict[str, Any]) -> None:
+def _report(run: _Run, record: dict[str, Any], eta_s: float) -> None:
+    """The step's record to metrics.jsonl and the trackers; to ``run.log`` with the run's
+    ``total_steps`` and the ``eta_s`` seconds left at this process's pace added."""
     from oreo_agents.train_metrics import append_metrics
 
     append_metrics(Path(run.cfg.out), record, run.accelerator)
@@ -394,7 +410,7 @@ def _report(run: _Run, record: dict[str, Any]) -> None:
         run.accelerator.log(record, step=record["step"])
     due = record["step"] % run.cfg.log_every == 0
     if run.log is not None and due and run.accelerator.is_main_process:
-        run.log(record)
+        run.log({**record, "total_steps": run.total_steps, "eta_s": eta_s})
 
 
 def _trackers(report_to: str) -> list[str]:
@@ -477,6 +493,12 @@ def _resume(accelerator: Any, ckpts: Any, points: list[tuple[Path, dict]]) -> di
         if i + 1 < len(points) and accelerator.is_main_process:
             _note(f"{reasons[-1]}; resuming from step {points[i + 1][1]['step']}")
     raise ValueError(f"{reasons[0]}, and no earlier checkpoint can be; choose another --out")
+
+
+def _resume_line(out: Path, step: int, total: int) -> str:
+    if step >= total:
+        return f"{out} is finished (step {step} of {total}); nothing to train"
+    return f"resuming {out} from step {step} of {total}"
 
 
 def _note(text: str) -> None:

@@ -54,6 +54,24 @@ class Meter:
         return record
 
 
+class Pace:
+    """Seconds left to ``total`` optimizer steps, at the pace of this process's steps after its
+    first (which also pays for warm-up: allocations, caches, a compile); call once per step."""
+
+    def __init__(self, step: int):
+        self.first, self.t0 = step, time.monotonic()
+        self.t1: float | None = None  # when the first step ended
+
+    def eta(self, step: int, total: int) -> float:
+        now = time.monotonic()
+        if self.t1 is None:
+            self.t1 = now
+            per_step = now - self.t0
+        else:
+            per_step = (now - self.t1) / max(step - self.first - 1, 1)
+        return per_step * max(total - step, 0)
+
+
 def append_metrics(out: Path, record: dict[str, Any], accelerator: Any) -> None:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)

@@ -135,6 +135,12 @@ class RolloutConfig(ActingConfig):
         if self.admissible and self.strategy != "best-of-k":
             raise ValueError("--admissible applies to --strategy best-of-k in agent envs")
 
+    @property
+    def label(self) -> str:
+        """The run's name in reports and tables: the strategy, or a scripted policy's name (a
+        script is not decoded, so "greedy" would misname it)."""
+        return self.policy if self.policy in SCRIPTED else self.strategy
+
     def collect_config(self, out: str, samples: int, temperature: float) -> CollectConfig:
         """The `CollectConfig` that runs this evaluation's episodes."""
         acting = {**self.acting(), "temperature": temperature}
@@ -402,7 +408,7 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
         "value": cfg.value,
         "reranker": cfg.reranker,
         "seed": cfg.seed,
-        "strategy": cfg.strategy,
+        "strategy": cfg.label,  # how the CLI's table names the row; config holds the strategy
         "k": cfg.k,
         "tasks": n,
         "success_rate": successes / n if n else 0.0,

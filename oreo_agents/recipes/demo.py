@@ -103,24 +103,31 @@ class DemoConfig:
         return {"size": size, **self.env_options, "split": split}
 
 
+Progress = Callable[[float, float | None], None]  # (done, total) of the current stage
+
+
 def run_demo(
     cfg: DemoConfig,
     stage: Callable[[str], None] = print,
     build_model: Callable[[Path, int], Any] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the whole comparison and write ``report.json`` (and ``demo.png`` if matplotlib is
-    installed); returns the report. ``stage`` is told what starts (progress display)."""
+    installed); returns the report. ``stage`` is told what starts (the names of `stage_names`,
+    in order), and ``progress(done, total)`` how far the current stage is, in its own units:
+    optimizer steps, episodes, test tasks or PPO iterations (a progress display)."""
     from oreo_agents.train import TrainConfig, run_train
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    tick = progress or _ignore
 
-    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def timed(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         stage(name)
         t0 = time.perf_counter()
-        result = fn(*args)
+        result = fn(*args, **kwargs)
         timings[name] = round(time.perf_counter() - t0, 2)
         return result
 
@@ -129,19 +136,22 @@ def run_demo(
         build = build_model or (lambda path, seed: _default_model(path, seed, cfg.model))
         timed("build tiny model", build, init, cfg.seed)
     train_opts, test_opts = cfg.task_options("train"), cfg.task_options("test")
-    timed("collect gold", lambda: _collect(cfg, "gold", out / "gold", train_opts, cfg.train_tasks))
+    timed("collect gold", _collect, cfg, "gold", out / "gold", train_opts, cfg.train_tasks,
+          progress=tick)  # fmt: skip
 
     def train(algo: str, data: Any, model: str, dest: Path, overrides: dict[str, Any]) -> str:
         values = {"algo": algo, "data": str(data), "model": model, "out": str(dest)}
         values = {**values, "seed": cfg.seed, "report_to": "none", **overrides}
-        run_train(TrainConfig.from_dict(values))  # resumes, or does nothing when finished
+        # resumes, or does nothing when finished
+        run_train(TrainConfig.from_dict(values), log=lambda r: tick(r["step"], r["total_steps"]))
         return str(dest / "policy")
 
     sft = timed("SFT", lambda: train("sft", out / "gold", str(init), out / "sft", cfg.sft))
     policies = {"sft": sft}
     # Round 1: every method learns from the same episodes of the SFT policy.
     samples = out / "samples-r0"
-    timed("collect from SFT", _collect, cfg, sft, samples, train_opts, cfg.rl_tasks, cfg.samples)
+    timed("collect from SFT", _collect, cfg, sft, samples, train_opts, cfg.rl_tasks, cfg.samples,
+          progress=tick)  # fmt: skip
     for method in METHODS:
         policies[f"{method}-r0"] = timed(
             f"train {method}", train, _algo_of(cfg, method), samples, sft, out / f"{method}-r0",
@@ -149,10 +159,10 @@ def run_demo(
         )  # fmt: skip
     timed("train orm", train, "orm", samples, sft, out / "orm", _rl(cfg, "orm"))
     if cfg.ppo:
-        policies["ppo"] = timed("train ppo", _train_ppo, cfg, sft, out, train_opts)
-    _later_rounds(cfg, out, policies, samples, train_opts, timed, train)
+        policies["ppo"] = timed("train ppo", _train_ppo, cfg, sft, out, train_opts, tick)
+    _later_rounds(cfg, out, policies, samples, train_opts, timed, train, tick)
     last_oreo = out / f"oreo-r{cfg.rounds - 1}"
-    evaluations = _evaluate(cfg, policies, last_oreo, out / "orm" / "value", test_opts, timed)
+    evaluations = _evaluate(cfg, policies, last_oreo, out / "orm" / "value", test_opts, timed, tick)
     report = {
         "env": ENV_ID,
         "config": asdict(cfg),
@@ -163,6 +173,25 @@ def run_demo(
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot(report, out / "demo.png")
     return report
+
+
+def stage_names(cfg: DemoConfig) -> list[str]:
+    """The stages `run_demo` runs, in order (the model is built only when ``cfg.out`` holds
+    none yet)."""
+    names = [] if (Path(cfg.out) / "init" / "config.json").exists() else ["build tiny model"]
+    names += ["collect gold", "SFT", "collect from SFT", *(f"train {m}" for m in METHODS)]
+    names += ["train orm"] + (["train ppo"] if cfg.ppo else [])
+    later = [(r, m) for r in range(1, cfg.rounds) for m in AFRESH]
+    for r, m in later:
+        names += [f"collect r{r + 1} {m}", f"train r{r + 1} {m}"]
+    policies = ["sft", *(f"{m}-r0" for m in METHODS), *(["ppo"] if cfg.ppo else [])]
+    policies += [f"{m}-r{r}" for r, m in later]
+    names += [f"eval {key}" for key in policies]
+    return names + ["eval OREO + beam", "eval OREO + value@K", "eval SFT + ORM rerank"]
+
+
+def _ignore(_done: float, _total: float | None) -> None:
+    pass
 
 
 def _results(evaluations: dict[str, Any], k: int) -> dict[str, dict[str, Any]]:
@@ -195,17 +224,23 @@ def _rl(cfg: DemoConfig, method: str) -> dict[str, Any]:
     return {**cfg.rl, **cfg.method_overrides.get(method, {})}
 
 
-def _train_ppo(cfg: DemoConfig, sft: str, out: Path, train_opts: dict[str, Any]) -> str:
+def _train_ppo(cfg: DemoConfig, sft: str, out: Path, train_opts: dict[str, Any], tick) -> str:
     """Online PPO: samples its own episodes of the train split, from the SFT policy."""
     from oreo_agents.train import TrainConfig, run_train
 
     values = {"algo": "ppo", "data": None, "env": ENV_ID, "env_options": train_opts}
     values.update(model=sft, out=str(out / "ppo"), seed=cfg.seed, report_to="none")
     ppo = TrainConfig.from_dict({**values, "max_new_tokens": cfg.max_new_tokens, **cfg.ppo})
-    return str(run_train(ppo))
+    iterations = ppo.settings.iterations
+
+    def log(record: dict[str, Any]) -> None:  # each iteration's steps log too: not counted
+        if "iteration" in record:
+            tick(record["iteration"] + 1, iterations)
+
+    return str(run_train(ppo, log=log))
 
 
-def _later_rounds(cfg, out, policies, samples, train_opts, timed, train) -> None:
+def _later_rounds(cfg, out, policies, samples, train_opts, timed, train, tick) -> None:
     """Rounds 2.. of OREO and rejection sampling, into ``policies`` (``method-rN``).
 
     Later rounds collect with each method's newest policy. Iterative OREO (Wang et al. 2024,
@@ -219,7 +254,7 @@ def _later_rounds(cfg, out, policies, samples, train_opts, timed, train) -> None
             eps = out / f"samples-r{r}-{method}"
             timed(
                 f"collect r{r + 1} {method}", _collect, cfg, previous, eps, train_opts,
-                cfg.rl_tasks, cfg.samples, r,
+                cfg.rl_tasks, cfg.samples, r, progress=tick,
             )  # fmt: skip
             pools[method].append(eps)
             if afresh:
@@ -236,7 +271,7 @@ def _later_rounds(cfg, out, policies, samples, train_opts, timed, train) -> None
             )  # fmt: skip
 
 
-def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options, timed):
+def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options, timed, tick):
     """Greedy rollouts of every policy (RCRL told its good control text), the last OREO policy
     with value-guided beam and reranking ``search_k`` of its samples, and the ORM's pick among
     K samples of the SFT policy."""
@@ -247,21 +282,21 @@ def _evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options
     for key, path in policies.items():
         control = controls.get(key.partition("-r")[0], "")
         evaluations[key] = timed(
-            f"eval {key}", _rollout, cfg, path, None, options, "greedy", control
+            f"eval {key}", _rollout, cfg, path, None, options, "greedy", control, progress=tick
         )
-    evaluations["oreo+beam"] = timed(
-        "eval OREO + beam", _rollout, cfg, str(last_oreo / "policy"), str(last_oreo / "value"),
-        options, "beam",
-    )  # fmt: skip
     oreo_policy, oreo_value = str(last_oreo / "policy"), str(last_oreo / "value")
+    evaluations["oreo+beam"] = timed(
+        "eval OREO + beam", _rollout, cfg, oreo_policy, oreo_value, options, "beam",
+        progress=tick,
+    )  # fmt: skip
     evaluations["oreo+value@k"] = timed(
-        "eval OREO + value@K",
-        lambda: _rollout(cfg, oreo_policy, oreo_value, options, "best-of-k", k=cfg.search_k),
-    )
+        "eval OREO + value@K", _rollout, cfg, oreo_policy, oreo_value, options, "best-of-k",
+        k=cfg.search_k, progress=tick,
+    )  # fmt: skip
     evaluations["sft+orm"] = timed(
-        "eval SFT + ORM rerank",
-        lambda: _rollout(cfg, policies["sft"], str(orm), options, "best-of-k", k=cfg.samples),
-    )
+        "eval SFT + ORM rerank", _rollout, cfg, policies["sft"], str(orm), options, "best-of-k",
+        k=cfg.samples, progress=tick,
+    )  # fmt: skip
     return evaluations
 
 
@@ -271,7 +306,7 @@ def _default_model(path: Path, seed: int, size: dict[str, Any]) -> Any:
     return chain_model(path, seed=seed, **size)
 
 
-def _collect(cfg, policy, dest, options, tasks, samples=1, round_=0) -> None:
+def _collect(cfg, policy, dest, options, tasks, samples=1, round_=0, progress=_ignore) -> None:
     """Episodes into ``dest``: the gold policy, or a model sampled at temperature 1."""
     import gymnasium
 
@@ -291,12 +326,23 @@ def _collect(cfg, policy, dest, options, tasks, samples=1, round_=0) -> None:
         from oreo_agents.generation import load_backend
 
         kwargs["backend"] = load_backend("hf", policy, batch_size=64)
-    run_collect(cc, lambda: gymnasium.make(ENV_ID, **options), **kwargs)
+    total = [0, 0]  # episodes in the store before this run, and in all
+
+    def on_plan(todo: int, done: int) -> None:
+        total[:] = [done, todo + done]
+        progress(done, todo + done)
+
+    def on_episode(_episode: Any, stats: Any) -> None:
+        progress(total[0] + stats.episodes, total[1])
+
+    run_collect(cc, lambda: gymnasium.make(ENV_ID, **options), **kwargs, on_plan=on_plan,
+                on_episode=on_episode)  # fmt: skip
 
 
 def _rollout(
-    cfg, policy: str, value: str | None, options, strategy: str, control: str = "", k: int = 1
-):
+    cfg, policy: str, value: str | None, options, strategy: str, control: str = "", k: int = 1,
+    progress=_ignore,
+):  # fmt: skip
     import gymnasium
 
     import oreo_envs  # noqa: F401
@@ -329,8 +375,9 @@ def _rollout(
 
         value_fn = ValueScorer.from_pretrained(value, backend.tokenizer, batch_size=64)
     report = run_rollout(
-        rc, lambda: gymnasium.make(ENV_ID, **options, **gran), backend=backend, value_fn=value_fn
-    )
+        rc, lambda: gymnasium.make(ENV_ID, **options, **gran), backend=backend, value_fn=value_fn,
+        progress=progress,
+    )  # fmt: skip
     save_report(report, done)
     return report
 

@@ -41,7 +41,7 @@ from oreo_agents.generation.base import derive_seed
 from oreo_agents.rollout.agent_prompt import THINK_REPLY, AgentPrompt, is_think
 from oreo_agents.rollout.config import CollectConfig
 from oreo_agents.rollout.prompting import Prompter
-from oreo_agents.rollout.scripted import ScriptedPolicy
+from oreo_agents.rollout.scripted import SCRIPTED, ScriptedPolicy, check_scripted
 from oreo_envs.vector import reset_all, step_all
 
 
@@ -136,6 +136,8 @@ def run_collect(
     tokenizer = getattr(backend, "tokenizer", None)
     prompter = make_prompter(cfg, tokenizer, agent_prompt)
     first = make_env()
+    if scripted is not None and cfg.model in SCRIPTED:
+        check_scripted(cfg.model, first, cfg.env)
     chosen = select_tasks(list(first.unwrapped.task_ids), cfg.tasks, cfg.seed)
     rank, world = rank_world()  # under torchrun / accelerate launch: every world-th task
     mine = chosen[rank::world]

@@ -1,15 +1,64 @@
 """Scripted policies ``policy(observation, info) -> action`` that stand in for a model: a math
 env's reference solutions (``gold``), ALFWorld's walkthrough expert (``expert``) and uniformly
-random admissible actions (``random``)."""
+random admissible actions (``random``). Each declares what it needs of an env (`NEEDS`), and
+`check_scripted` refuses an env without it before any episode."""
 
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 ScriptedPolicy = Callable[[str, dict[str, Any]], str]
 SCRIPTED = ("random", "expert", "gold")
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a scripted policy needs of an env, said and checked.
+
+    Attributes:
+        what: The need in words, e.g. "walkthroughs (ALFWorld, TextWorld)".
+        met: Whether an (unwrapped) env has it, from its class, without a reset.
+    """
+
+    what: str
+    met: Callable[[Any], bool]
+
+
+def _walkthroughs(env: Any) -> bool:
+    # the envs whose reset info carries the game's walkthrough; loaded when env is one of them
+    homes = (("oreo_envs.alfworld.env", "AlfWorldEnv"), ("oreo_envs.textworld_env", "TextWorldEnv"))
+    classes = [getattr(sys.modules.get(module), name, None) for module, name in homes]
+    return any(cls is not None and isinstance(env, cls) for cls in classes)
+
+
+NEEDS = {
+    "random": Need(
+        "admissible actions (an agent env: ALFWorld, TextWorld)",
+        lambda env: getattr(env, "kind", None) == "agent",
+    ),
+    "gold": Need(
+        "reference solutions (a math env: Chain, GSMSymbolic, GSM8K, MATH)",
+        lambda env: callable(getattr(env, "task", None)),
+    ),
+    "expert": Need("walkthroughs (ALFWorld, TextWorld)", _walkthroughs),
+}
+
+
+def check_scripted(name: str, env: Any, env_id: str) -> None:
+    """Refuse, before any episode, an env that lacks what the scripted policy ``name`` needs
+    (`NEEDS`): ``random`` on a math env would fail at its first step, and ``expert`` would say
+    "look" on every task and score 0% without a word.
+
+    Raises:
+        ValueError: One line naming the policy, the env and what it lacks.
+    """
+    need = NEEDS[name]
+    if not need.met(env.unwrapped):
+        raise ValueError(f"--policy {name} needs an env with {need.what}; {env_id} has none")
 
 
 class GoldPolicy:

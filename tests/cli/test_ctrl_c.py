@@ -1,0 +1,67 @@
+"""Ctrl-C in any command: one line (what was kept, how to go on), no traceback, exit 130."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from oreo_cli.main import app
+
+# A long folder name: a message that rich wrapped at 80 columns would be two lines.
+OUT = "runs/" + "a-long-folder-name-" * 3
+
+
+def interrupt(*_args, **_kwargs):
+    raise KeyboardInterrupt
+
+
+# command, its arguments, what it calls (patched to be interrupted), what the line says
+COMMANDS = [
+    ("collect", ["--env", "oreo/Chain-v0", "--policy", "gold", "--out", OUT],
+     "oreo_cli.collect.run", "re-run the same command to resume"),
+    ("rollout", ["--env", "oreo/Chain-v0", "--policy", "gold", "--out", OUT + "/r.json"],
+     "oreo_cli.rollout.run", "re-run the same command to evaluate again"),
+    ("convert", ["in.jsonl", OUT, "--from", "oreo-math"],
+     "oreo_agents.data.convert.convert", "re-run the same command to resume"),
+    ("convert", [OUT, "out.jsonl", "--from", "oreo"],
+     "oreo_agents.data.convert.convert", "re-run the same command to export"),
+    ("train", ["--algo", "sft", "--data", "d.jsonl", "--model", "m", "--out", OUT],
+     "oreo_agents.train.run_train", "re-run the same command to resume"),
+    ("demo", ["--fast", "--out", OUT],
+     "oreo_agents.recipes.demo.run_demo", "re-run the same command to resume"),
+    ("play", ["oreo/Chain-v0"], "oreo_cli.play.run_play", "nothing to resume"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command, args, target, says", COMMANDS)
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, tmp_path, command, args, target, says):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(target, interrupt)
+    result = CliRunner().invoke(app, [command, *args])
+    assert result.exit_code == 130, result.output
+    # the last line, whole: what the command printed before (train's settings, the demo's
+    # progress display) is above it
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(("interrupted:", "aborted:", "stopped:")), result.output
+    assert says in last and "Traceback" not in result.output
+
+
+def test_ctrl_c_at_the_play_prompt():
+    """The real signal, where play waits for input."""
+    cmd = [sys.executable, "-m", "oreo_cli", "play", "oreo/Chain-v0"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "80"})  # fmt: skip
+    shown = ""
+    while not shown.endswith("> ") and proc.poll() is None:
+        shown += proc.stdout.read(1)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, shown + rest
+    assert rest.strip() == "stopped: play keeps no record; nothing to resume"
