@@ -110,8 +110,17 @@ class Algorithm:
         """An item's length in tokens, for length-grouped batching."""
         return len(item)
 
-    def collate(self, items: Sequence[Any], pad_id: int) -> Batch:
-        """A micro-batch of tensors from items."""
+    def counts(self, items: Sequence[Any]) -> dict[str, float]:
+        """What this algorithm's loss averages over, counted in ``items`` (an optimizer batch):
+        e.g. ``{"tokens": N}``. The loop hands the batch's totals to each micro-batch as
+        ``batch["normalizers"]`` (`oreo_agents.data.batches.MicroBatches`), so that a loss
+        averages over the optimizer batch, not the micro-batch. {}: the loss is a mean over
+        items, which micro-batches of one size already make the batch's mean."""
+        return {}
+
+    def collate(self, items: Sequence[Any], pad_id: int, max_length: int | None = None) -> Batch:
+        """A micro-batch of tensors from items; a sequence the spec builds from several items
+        (KTO's mismatched pairs) is cut at ``max_length`` as the items were."""
         return collate(items, pad_id)
 
     def value_model(self, model: str, settings: Any) -> tuple[Any, float]:
@@ -136,6 +145,17 @@ class Algorithm:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+def target_tokens(item: TokenizedEpisode) -> int:
+    """The action tokens of an episode that a loss predicts (`shifted` drops the first)."""
+    return sum(item.action_mask[1:])
+
+
+def normalizer(batch: Batch, name: str) -> torch.Tensor | None:
+    """The optimizer batch's count ``name`` per micro-batch (`Algorithm.counts`); None when the
+    loop asks for per-micro-batch means."""
+    return batch.get("normalizers", {}).get(name)
 
 
 def logits(model: Any, batch: Batch) -> torch.Tensor:

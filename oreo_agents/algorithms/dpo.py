@@ -52,7 +52,7 @@ class DPO(Algorithm):
     def length(self, item: Any) -> int:
         return max(len(item[0]), len(item[1]))
 
-    def collate(self, items, pad_id: int) -> dict[str, Any]:
+    def collate(self, items, pad_id: int, max_length: int | None = None) -> dict[str, Any]:
         return collate([c for c, _ in items] + [r for _, r in items], pad_id)
 
     def precomputes_reference(self, settings: DPOConfig) -> bool:

@@ -54,9 +54,9 @@ class KTO(Algorithm):
         bad = len(items) - good
         return replace(settings, desirable_weight=settings.undesirable_weight * bad / good)
 
-    def collate(self, items, pad_id: int) -> dict[str, Any]:
+    def collate(self, items, pad_id: int, max_length: int | None = None) -> dict[str, Any]:
         batch = collate(items, pad_id)
-        batch["mismatched"] = collate(mismatched(items), pad_id)
+        batch["mismatched"] = collate(mismatched(items, max_length), pad_id)
         return batch
 
     def precomputes_reference(self, settings: KTOConfig) -> bool:

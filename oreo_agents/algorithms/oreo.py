@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from oreo_agents.algorithms.base import Algorithm, logits, shifted
+from oreo_agents.algorithms.base import Algorithm, logits, normalizer, shifted, target_tokens
 from oreo_agents.losses import kl_penalty, oreo_loss, token_logps
 
 
@@ -78,6 +78,10 @@ class OREO(Algorithm):
     def value_head_lr(self, settings: OREOConfig) -> float | None:
         return settings.value_head_lr
 
+    def counts(self, items: list[Any]) -> dict[str, float]:
+        """The losses are means over the sequences that have states (any action to predict)."""
+        return {"sequences": sum(target_tokens(x) > 0 for x in items)}
+
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: OREOConfig):
         """Value residuals with the policy's log-ratios held fixed, policy residuals with the
         values from before this update, plus alpha * exact reverse KL."""
@@ -90,14 +94,16 @@ class OREO(Algorithm):
         value = models["value"]
         values = value(batch["input_ids"], batch["attention_mask"], batch["action_mask"])[:, :-1]
         starts = batch["step_starts"][:, 1:] & mask if self.level == "step" else None
-        kwargs = {"beta": settings.beta, "level": self.level, "step_starts": starts}
+        sequences = normalizer(batch, "sequences")
+        kwargs = {"beta": settings.beta, "level": self.level, "step_starts": starts,
+                  "normalizer": sequences}  # fmt: skip
         value_loss, _, value_metrics = oreo_loss(
             policy_lp.detach(), ref_lp, values, batch["rewards"], mask, **kwargs
         )
         _, policy_loss, metrics = oreo_loss(
             policy_lp, ref_lp, values.detach(), batch["rewards"], mask, **kwargs
         )
-        kl, kl_metrics = kl_penalty(policy_logits, ref_logits, mask)
+        kl, kl_metrics = kl_penalty(policy_logits, ref_logits, mask, sequences)
         metrics = {
             **metrics,
             **kl_metrics,

@@ -168,7 +168,9 @@ class PPO(Algorithm):
     def length(self, item: Any) -> int:
         return len(item[0])
 
-    def collate(self, items: Sequence[Any], pad_id: int) -> dict[str, Any]:
+    def collate(
+        self, items: Sequence[Any], pad_id: int, max_length: int | None = None
+    ) -> dict[str, Any]:
         batch = collate([ep for ep, _ in items], pad_id)
         width = batch["input_ids"].shape[1] - 1
         for name in EXPERIENCE_FIELDS:

@@ -3,10 +3,11 @@ successful episodes only; collect + rft repeated is expert iteration)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oreo_agents.algorithms.base import Algorithm, logits, shifted
+from oreo_agents.algorithms.base import Algorithm, logits, normalizer, shifted, target_tokens
 from oreo_agents.losses import sft_loss
 
 
@@ -21,9 +22,13 @@ class SFT(Algorithm):
     config = SFTConfig
     log_keys = ("sft_loss",)
 
+    def counts(self, items: Sequence[Any]) -> dict[str, float]:
+        return {"tokens": sum(target_tokens(x) for x in items)}
+
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: Any):
         labels, mask = shifted(batch)
-        loss, metrics = sft_loss(logits(models["policy"], batch), labels, mask)
+        policy_logits = logits(models["policy"], batch)
+        loss, metrics = sft_loss(policy_logits, labels, mask, normalizer(batch, "tokens"))
         return loss, {**metrics, "sft_loss": loss.detach()}
 
 

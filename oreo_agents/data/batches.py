@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from oreo_agents.data.episodes import Episode, load_episodes
 from oreo_agents.data.inputs import has_ids, tokenizer_id
 from oreo_agents.data.tokenization import (
@@ -51,10 +53,21 @@ def load_training_episodes(path: str) -> list[Episode]:
 
 class MicroBatches(Sequence):
     """The micro-batches of a `TrainPlan` as a sequence of item-index groups, collated on access
-    (``batches[i]`` is a fresh dict of tensors; a slice gives a list of them)."""
+    (``batches[i]`` is a fresh dict of tensors; a slice gives a list of them).
 
-    def __init__(self, plan: TrainPlan, groups: list[list[int]]):
-        self.plan, self.groups = plan, groups
+    Each micro-batch also carries ``normalizers``: for every count the algorithm's loss averages
+    over (`Algorithm.counts`: target tokens, sequences with actions), that count over its whole
+    optimizer batch, every process's share included, divided by the micro-batches it is split
+    into (``accumulation x world``). A loss that divides its micro-batch's sum by it gives, once
+    ``accelerate`` divides by the accumulation steps and DDP averages the processes, the mean
+    over the optimizer batch's tokens: the gradient does not depend on ``--micro-batch-size``
+    or the number of processes. The counts come from the items every process holds, so nothing
+    is communicated.
+    """
+
+    def __init__(self, plan: TrainPlan, groups: list[list[int]], steps: list[list[int]]):
+        self.plan, self.groups, self.steps = plan, groups, steps
+        self._totals: dict[int, dict[str, float]] = {}
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -62,7 +75,21 @@ class MicroBatches(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        return self.plan._collate([self.plan.items[k] for k in self.groups[i]])
+        batch = self.plan._collate([self.plan.items[k] for k in self.groups[i]])
+        if self.plan.batch_means:
+            shares = self.plan.accumulation * self.plan.world
+            batch["normalizers"] = {
+                name: torch.tensor(total / shares) for name, total in self.totals(i).items()
+            }
+        return batch
+
+    def totals(self, i: int) -> dict[str, float]:
+        """The algorithm's counts over the optimizer batch of micro-batch ``i``."""
+        step = i // self.plan.accumulation
+        if step not in self._totals:
+            items = [self.plan.items[k] for k in self.steps[step]]
+            self._totals = {step: self.plan.spec.counts(items)}  # the current step's only
+        return self._totals[step]
 
 
 @dataclass
@@ -80,6 +107,8 @@ class TrainPlan:
     world: int = 1
     length_grouping: bool = True
     token_ids: dict[str, int] | None = None  # episodes read with their logged ids / encoded
+    batch_means: bool = True  # losses average over the optimizer batch (`MicroBatches`)
+    max_length: int | None = None  # what the items were cut at
 
     @property
     def optimizer_steps(self) -> int:
@@ -97,6 +126,7 @@ class TrainPlan:
         micro-batch size or the number of processes.
         """
         groups: list[list[int]] = []
+        steps: list[list[int]] = []  # the items of each optimizer batch, every process's
         lengths = [self.spec.length(x) for x in self.items]
         size = self.micro_batch_size * self.accumulation * world
         batches = length_grouped_batches if self.length_grouping else shuffled_batches
@@ -109,10 +139,11 @@ class TrainPlan:
                     for i in range(0, size, self.micro_batch_size)
                 ]
                 groups += micro[rank::world]
-        return MicroBatches(self, groups)
+                steps.append(batch)
+        return MicroBatches(self, groups, steps)
 
     def _collate(self, items: list[Any]) -> dict[str, Any]:
-        return self.spec.collate(items, self.pad_id)
+        return self.spec.collate(items, self.pad_id, self.max_length)
 
 
 def prepare(cfg: Any, tokenizer: Any, world: int = 1) -> TrainPlan:
@@ -149,6 +180,7 @@ def prepare(cfg: Any, tokenizer: Any, world: int = 1) -> TrainPlan:
     plan = TrainPlan(
         items, tokenizer.pad_token_id, cfg.micro_batch_size, accumulation, cfg.epochs, cfg.seed,
         spec, world, cfg.length_grouping, {"stored": stored, "encoded": len(episodes) - stored},
+        batch_means=not cfg.per_micro_batch_mean, max_length=cfg.max_length,
     )  # fmt: skip
     if plan.optimizer_steps < 1:
         raise ValueError(

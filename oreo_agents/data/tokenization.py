@@ -252,16 +252,20 @@ def collate(items: Sequence[TokenizedEpisode], pad_id: int) -> dict[str, torch.T
     }
 
 
-def mismatched(items: Sequence[TokenizedEpisode]) -> list[TokenizedEpisode]:
-    """Prompt i with the response (actions and observations) of item i+1, for KTO's KL point."""
+def mismatched(
+    items: Sequence[TokenizedEpisode], max_length: int | None = None
+) -> list[TokenizedEpisode]:
+    """Prompt i with the response (actions and observations) of item i+1, for KTO's KL point,
+    cut at ``max_length`` as the items themselves were (TRL cuts both kinds alike)."""
     out = []
+    cut = slice(0, max_length)
     for i, x in enumerate(items):
         y = items[(i + 1) % len(items)]
         out.append(
             TokenizedEpisode(
-                x.input_ids[: x.prompt_len] + y.input_ids[y.prompt_len :],
-                x.action_mask[: x.prompt_len] + y.action_mask[y.prompt_len :],
-                x.step_starts[: x.prompt_len] + y.step_starts[y.prompt_len :],
+                (x.input_ids[: x.prompt_len] + y.input_ids[y.prompt_len :])[cut],
+                (x.action_mask[: x.prompt_len] + y.action_mask[y.prompt_len :])[cut],
+                (x.step_starts[: x.prompt_len] + y.step_starts[y.prompt_len :])[cut],
                 x.prompt_len,
                 y.reward,
                 x.task_id,

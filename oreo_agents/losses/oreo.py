@@ -66,6 +66,7 @@ def oreo_loss(
     beta: float = 0.03,
     level: str = "token",
     step_starts: torch.Tensor | None = None,
+    normalizer: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """OREO value loss (Eq. 8) and policy loss (Eq. 9, or Eq. 10 at response level).
 
@@ -96,6 +97,8 @@ def oreo_loss(
         step_starts: ``[B, T]`` bool or 0/1, required for ``level="step"`` and rejected otherwise.
             Marks the first action token of each step; a step runs until the next mark or the next
             non-action token, so every run of action tokens must begin with a mark.
+        normalizer: The number of sequences to divide the sum of per-sequence means by (None:
+            this batch's sequences with states); a micro-batch's share of its optimizer batch's.
 
     Returns:
         ``(value_loss, policy_loss, metrics)``: two scalar tensors and a dict of detached scalar
@@ -121,8 +124,8 @@ def oreo_loss(
 
     value_residual = values - reward + beta * later_and_now
     policy_residual = values.detach() - reward + beta * segment + beta * later
-    value_loss = _mean_square_over_states(value_residual, states)
-    policy_loss = _mean_square_over_states(policy_residual, states)
+    value_loss = _mean_square_over_states(value_residual, states, normalizer)
+    policy_loss = _mean_square_over_states(policy_residual, states, normalizer)
 
     metrics = _metrics(value_residual, policy_residual, values, log_ratio, reward, mask, states)
     return value_loss, policy_loss, metrics
@@ -146,7 +149,10 @@ def _metrics(value_residual, policy_residual, values, log_ratio, reward, mask, s
 
 
 def kl_penalty(
-    policy_logits: torch.Tensor, ref_logits: torch.Tensor, action_mask: torch.Tensor
+    policy_logits: torch.Tensor,
+    ref_logits: torch.Tensor,
+    action_mask: torch.Tensor,
+    normalizer: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Exact reverse KL(pi_theta || pi_ref) at action positions, the L_reg term of Eq. 9.
 
@@ -164,6 +170,7 @@ def kl_penalty(
         policy_logits: ``[B, T, V]`` policy logits; row t is the distribution of the token at t.
         ref_logits: ``[B, T, V]`` reference-model logits, aligned the same way.
         action_mask: ``[B, T]`` bool or 0/1; 1 on action tokens.
+        normalizer: The number of sequences to divide by (None: this batch's with actions).
 
     Returns:
         ``(kl, metrics)``: a scalar tensor and a dict of detached scalars (mean per-token KL,
@@ -187,7 +194,8 @@ def kl_penalty(
     n_per_sequence = mask.sum(-1)
     has_actions = n_per_sequence > 0
     per_sequence = per_sequence / n_per_sequence.clamp(min=1)
-    kl = per_sequence.sum() / has_actions.sum().clamp(min=1)
+    n = has_actions.sum().clamp(min=1) if normalizer is None else normalizer
+    kl = per_sequence.sum() / n
 
     with torch.no_grad():
         n_tokens = mask.sum()
@@ -273,13 +281,16 @@ def _segment_sums(x: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
     return totals.gather(1, segment_ids)
 
 
-def _mean_square_over_states(residual: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-    """Mean squared residual per sequence over its states, then mean over sequences with states."""
+def _mean_square_over_states(residual: torch.Tensor, states: torch.Tensor,
+                             normalizer: torch.Tensor | float | None) -> torch.Tensor:  # fmt: skip
+    """Mean squared residual per sequence over its states, then the sum over sequences divided
+    by ``normalizer`` (None: the number of sequences with states, i.e. their mean)."""
     squared = torch.where(states, residual, torch.zeros_like(residual)).square()
     n_states = states.sum(-1)
     per_sequence = squared.sum(-1) / n_states.clamp(min=1)
     has_states = n_states > 0
-    return per_sequence.sum() / has_states.sum().clamp(min=1)
+    n = has_states.sum().clamp(min=1) if normalizer is None else normalizer
+    return per_sequence.sum() / n
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

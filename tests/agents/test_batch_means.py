@@ -1,0 +1,138 @@
+"""Losses that average over tokens (or sequences) average over the whole optimizer batch, so one
+optimizer step's gradient does not depend on how the batch is split into micro-batches or
+processes (TRL and transformers' Trainer normalise by the batch's token count the same way).
+
+The gradient is taken from `run_train` itself: a probe records every optimizer's gradients at
+its first step. The data mixes long gold solutions with short wrong answers, so micro-batches
+hold very different numbers of target tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+PROBE = textwrap.dedent("""
+    import os, sys, torch
+    from oreo_agents.train import TrainConfig, run_train
+
+    model, data, out, algo, micro, mean_per_micro_batch = sys.argv[1:7]
+    grads, step = [], torch.optim.AdamW.step
+
+    def probe(self, *args, **kwargs):
+        if len(grads) < 2:  # the policy's optimizer, then the value model's (OREO)
+            grads.append([p.grad.clone() for g in self.param_groups for p in g["params"]])
+        return step(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = probe
+    settings = {"value_lr": 1e-3} if algo == "oreo" else {}
+    run_train(TrainConfig(
+        algo=algo, data=data, model=model, out=out, batch_size=16,
+        micro_batch_size=int(micro), max_steps=1, lr=1e-3, warmup_ratio=0.0, grad_clip=1e9,
+        max_length=1024, report_to="none", settings=settings,
+        per_micro_batch_mean=mean_per_micro_batch == "1",
+    ))
+    if os.environ.get("RANK", "0") == "0":
+        torch.save(grads, out + ".grads")
+""")
+
+
+def gradients(tmp_path, model, data, algo, micro, ranks=1, per_micro_batch=False) -> list:
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    out = tmp_path / f"{algo}-{ranks}x{micro}-{int(per_micro_batch)}"
+    launcher = TORCHRUN if ranks == 2 else [sys.executable]
+    args = [
+        str(script),
+        str(model),
+        str(data),
+        str(out),
+        algo,
+        str(micro),
+        str(int(per_micro_batch)),
+    ]
+    run = subprocess.run([*launcher, *args], capture_output=True, text=True, env=ENV, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    return torch.load(f"{out}.grads")
+
+
+def max_difference(a: list, b: list) -> float:
+    """The largest difference of two runs' gradients beyond fp32's summation-order noise (a
+    relative 1e-5 of each value): 0 when they agree to 1e-6."""
+    return max(
+        ((x - y).abs() - 1e-5 * x.abs()).clamp(min=0).max().item()
+        for ga, gb in zip(a, b, strict=True)
+        for x, y in zip(ga, gb, strict=True)
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["sft", "oreo"])
+def test_one_step_has_the_same_gradient_however_the_batch_is_split(
+    tiny_model_dir, mixed_data, tmp_path, algo
+):
+    whole = gradients(tmp_path, tiny_model_dir, mixed_data, algo, 16)
+    for micro, ranks in ((4, 1), (1, 1), (4, 2)):  # 4 x 4, 16 x 1, 2 ranks x 2 x 4
+        split = gradients(tmp_path, tiny_model_dir, mixed_data, algo, micro, ranks)
+        assert max_difference(whole, split) < 1e-6, (micro, ranks)
+
+
+@pytest.mark.slow
+def test_the_old_per_micro_batch_mean_is_kept_on_request(tiny_model_dir, mixed_data, tmp_path):
+    """``per_micro_batch_mean`` gives back the mean of the micro-batches' token means, which
+    differs from the batch's token mean on micro-batches of unequal token counts."""
+    whole = gradients(tmp_path, tiny_model_dir, mixed_data, "sft", 16)
+    old = gradients(tmp_path, tiny_model_dir, mixed_data, "sft", 4, per_micro_batch=True)
+    new = gradients(tmp_path, tiny_model_dir, mixed_data, "sft", 4)
+    assert max_difference(whole, new) < 1e-6
+    assert max_difference(whole, old) > 1e-4
+
+
+def test_the_normalizers_are_the_batch_counts_over_its_micro_batches(tiny_model_dir, mixed_data):
+    """Hand-counted: each micro-batch carries its optimizer batch's target tokens divided by
+    the micro-batches it is split into, and those tokens are the micro-batches' masks summed."""
+    from oreo_agents.algorithms.base import shifted
+    from oreo_agents.data import batches
+    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.train import TrainConfig
+
+    cfg = TrainConfig(algo="sft", data=str(mixed_data), model=str(tiny_model_dir), out="unused",
+                      batch_size=8, micro_batch_size=2, max_length=1024)  # fmt: skip
+    plan = batches.prepare(cfg, load_tokenizer(cfg.model))
+    micro = plan.micro_batches()
+    assert len(micro) == 8 and plan.accumulation == 4
+    for step in (0, 1):
+        parts = [micro[i] for i in range(4 * step, 4 * step + 4)]
+        tokens = sum(int(shifted(b)[1].sum()) for b in parts)
+        for b in parts:
+            assert b["normalizers"]["tokens"].item() == pytest.approx(tokens / 4)
+
+
+def test_every_kto_sequence_matched_or_mismatched_is_cut_at_max_length(tiny_model_dir, mixed_data):
+    """KTO's mismatched twins (prompt i, response i + 1) are cut at max_length as the matched
+    sequences are; before, a long prompt with another's long response ran past it."""
+    from oreo_agents.data import batches
+    from oreo_agents.data.tokenization import mismatched
+    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.train import TrainConfig
+
+    max_length = 600  # prompts are 309-479 tokens (a byte tokenizer), episodes up to 783
+    cfg = TrainConfig(algo="kto", data=str(mixed_data), model=str(tiny_model_dir), out="unused",
+                      batch_size=8, micro_batch_size=4, max_length=max_length)  # fmt: skip
+    plan = batches.prepare(cfg, load_tokenizer(cfg.model))
+    micro = plan.micro_batches()
+    uncut = max(len(x) for i in range(len(micro))
+                for x in mismatched([plan.items[k] for k in micro.groups[i]]))  # fmt: skip
+    assert uncut > max_length  # the data has twins that would run past it
+    for i in range(len(micro)):
+        batch = micro[i]
+        assert batch["input_ids"].shape[1] <= max_length
+        assert batch["mismatched"]["input_ids"].shape[1] <= max_length
