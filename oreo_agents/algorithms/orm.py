@@ -4,10 +4,11 @@ OUT/value``) as Havrilla et al. 2024 do (after Cobbe et al. 2021). The policy is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oreo_agents.algorithms.base import Algorithm
+from oreo_agents.algorithms.base import Algorithm, normalizer
 from oreo_agents.losses import orm_loss
 
 
@@ -42,7 +43,11 @@ class ORM(Algorithm):
         # a classifier on the last state; the logprob form is OREO's (value_form)
         return ValueModel.from_pretrained(model, form="last"), settings.value_lr
 
+    def counts(self, items: Sequence[Any]) -> dict[str, float]:
+        return {"tokens": sum(sum(x.action_mask) for x in items)}  # every action token, unshifted
+
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: ORMConfig):
         scores = models["value"](batch["input_ids"], batch["attention_mask"])
-        loss, metrics = orm_loss(scores, batch["rewards"], batch["action_mask"])
+        tokens = normalizer(batch, "tokens")
+        loss, metrics = orm_loss(scores, batch["rewards"], batch["action_mask"], tokens)
         return loss, {**metrics, "orm_loss": loss.detach()}

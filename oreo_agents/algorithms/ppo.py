@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from oreo_agents.algorithms.base import Algorithm, logits, shifted
+from oreo_agents.algorithms.base import Algorithm, logits, normalizer, shifted, target_tokens
 from oreo_agents.data.tokenization import TokenizedEpisode, collate
 from oreo_agents.losses import (
     gae,
@@ -187,16 +187,22 @@ class PPO(Algorithm):
         critic = ValueModel.from_pretrained(settings.critic or model, form="last")
         return critic, settings.critic_lr
 
+    def counts(self, items: Sequence[Any]) -> dict[str, float]:
+        return {"tokens": sum(target_tokens(episode) for episode, _ in items)}
+
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: PPOConfig):
         labels, mask = shifted(batch)
+        tokens = normalizer(batch, "tokens")
         logps = sampled_logps(models["policy"], batch, labels, settings.temperature)
         values = models["value"](batch["input_ids"], batch["attention_mask"])[:, :-1]
         policy_loss, metrics = ppo_policy_loss(
-            logps, batch["old_logps"], batch["advantages"], mask, clip=settings.clip
-        )
+            logps, batch["old_logps"], batch["advantages"], mask, clip=settings.clip,
+            normalizer=tokens,
+        )  # fmt: skip
         value_loss, value_metrics = ppo_value_loss(
-            values, batch["old_values"], batch["returns"], mask, clip=settings.value_clip or None
-        )
+            values, batch["old_values"], batch["returns"], mask,
+            clip=settings.value_clip or None, normalizer=tokens,
+        )  # fmt: skip
         metrics = {**metrics, **value_metrics}
         metrics.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach())
         return policy_loss + value_loss, metrics

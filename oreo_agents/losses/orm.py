@@ -10,7 +10,10 @@ from oreo_agents.losses._checks import as_bool_mask, check_float
 
 
 def orm_loss(
-    logits: torch.Tensor, rewards: torch.Tensor, loss_mask: torch.Tensor
+    logits: torch.Tensor,
+    rewards: torch.Tensor,
+    loss_mask: torch.Tensor,
+    normalizer: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Binary cross-entropy of per-token correctness logits against the episode's outcome.
 
@@ -21,6 +24,8 @@ def orm_loss(
         logits: ``[B, T]`` the model's logit of "correct" after reading token t.
         rewards: ``[B]`` episode rewards (1 correct, 0 wrong; clamped into [0, 1]).
         loss_mask: ``[B, T]`` bool or 0/1; 1 on the solution's (action) tokens.
+        normalizer: The N to divide by (None: this batch's masked tokens); a micro-batch's
+            share of its optimizer batch's.
 
     Returns:
         ``(loss, metrics)``: ``orm_accuracy`` (the sign of the logit agrees with the label, over
@@ -40,6 +45,7 @@ def orm_loss(
     if n == 0:
         zero = logits.sum() * 0.0
         return zero, {"orm_accuracy": zero.detach(), "n_tokens": n}
-    loss = F.binary_cross_entropy_with_logits(z, y, reduction="mean")
+    total = F.binary_cross_entropy_with_logits(z, y, reduction="sum")
+    loss = total / (n if normalizer is None else normalizer)
     accuracy = ((z > 0).float() == (y > 0.5).float()).float().mean()
     return loss, {"orm_accuracy": accuracy.detach(), "n_tokens": n}

@@ -10,6 +10,8 @@ the environment's part of a transition, so GAE steps from one action token to th
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from oreo_agents.losses._checks import as_bool_mask, check_float, check_same_shape
@@ -22,8 +24,10 @@ def _checked(mask: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
     return as_bool_mask("mask", mask, next(iter(tensors.values())).shape)
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask, x, torch.zeros_like(x)).sum() / mask.sum().clamp(min=1)
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor, normalizer: Any = None) -> torch.Tensor:
+    """The mean of ``x`` over ``mask``; with ``normalizer``, the sum divided by it instead."""
+    n = mask.sum().clamp(min=1) if normalizer is None else normalizer
+    return torch.where(mask, x, torch.zeros_like(x)).sum() / n
 
 
 def kl_rewards(
@@ -157,6 +161,7 @@ def ppo_policy_loss(
     mask: torch.Tensor,
     *,
     clip: float = 0.2,
+    normalizer: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The clipped surrogate (Schulman et al. 2017, Eq. 7), negated and averaged over action
     tokens: ``-mean_t min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t)``, ``rho_t = exp(log
@@ -168,6 +173,8 @@ def ppo_policy_loss(
         advantages: ``[B, T]`` advantage estimates (fixed).
         mask: ``[B, T]`` bool or 0/1; 1 at action tokens.
         clip: epsilon (0.2).
+        normalizer: The token count to divide by (None: this batch's action tokens); a
+            micro-batch's share of its optimizer batch's.
 
     Returns:
         ``(loss, metrics)``: ``ratio`` (mean rho), ``clip_fraction`` (tokens whose objective is
@@ -185,7 +192,7 @@ def ppo_policy_loss(
     advantages = advantages.detach()
     unclipped = ratio * advantages
     clipped = ratio.clamp(1 - clip, 1 + clip) * advantages
-    loss = -_masked_mean(torch.minimum(unclipped, clipped), mask)
+    loss = -_masked_mean(torch.minimum(unclipped, clipped), mask, normalizer)
     with torch.no_grad():
         metrics = {
             "ratio": _masked_mean(ratio, mask),
@@ -202,6 +209,7 @@ def ppo_value_loss(
     mask: torch.Tensor,
     *,
     clip: float | None = 0.2,
+    normalizer: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The critic's clipped squared error (as in OpenAI baselines' PPO2):
     ``1/2 mean_t max((V_t - R_t)^2, (V_old_t + clip(V_t - V_old_t, -c, c) - R_t)^2)``.
@@ -212,6 +220,7 @@ def ppo_value_loss(
         returns: ``[B, T]`` targets (`gae`'s returns, fixed).
         mask: ``[B, T]`` bool or 0/1; 1 at action tokens.
         clip: c; None for the plain squared error.
+        normalizer: As in `ppo_policy_loss`.
 
     Returns:
         ``(loss, metrics)``: ``value_clip_fraction`` and ``value_error`` (mean absolute error of
@@ -232,7 +241,7 @@ def ppo_value_loss(
         clipped_error = (moved - returns) ** 2
         worst = torch.maximum(error, clipped_error)
         clipped_share = (clipped_error > error).float()
-    loss = 0.5 * _masked_mean(worst, mask)
+    loss = 0.5 * _masked_mean(worst, mask, normalizer)
     with torch.no_grad():
         metrics = {
             "value_clip_fraction": _masked_mean(clipped_share, mask),

@@ -29,11 +29,12 @@ PROBE = textwrap.dedent("""
 
     def probe(self, *args, **kwargs):
         if len(grads) < 2:  # the policy's optimizer, then the value model's (OREO)
-            grads.append([p.grad.clone() for g in self.param_groups for p in g["params"]])
+            params = [p for g in self.param_groups for p in g["params"]]
+            grads.append([torch.zeros(0) if p.grad is None else p.grad.clone() for p in params])
         return step(self, *args, **kwargs)
 
     torch.optim.AdamW.step = probe
-    settings = {"value_lr": 1e-3} if algo == "oreo" else {}
+    settings = {"value_lr": 1e-3} if algo in ("oreo", "orm") else {}
     run_train(TrainConfig(
         algo=algo, data=data, model=model, out=out, batch_size=16,
         micro_batch_size=int(micro), max_steps=1, lr=1e-3, warmup_ratio=0.0, grad_clip=1e9,
@@ -71,11 +72,12 @@ def max_difference(a: list, b: list) -> float:
         ((x - y).abs() - 1e-5 * x.abs()).clamp(min=0).max().item()
         for ga, gb in zip(a, b, strict=True)
         for x, y in zip(ga, gb, strict=True)
+        if x.numel()  # a parameter the loss does not reach (an unused LM head) has no gradient
     )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["sft", "oreo"])
+@pytest.mark.parametrize("algo", ["sft", "oreo", "orm"])
 def test_one_step_has_the_same_gradient_however_the_batch_is_split(
     tiny_model_dir, mixed_data, tmp_path, algo
 ):
@@ -136,3 +138,42 @@ def test_every_kto_sequence_matched_or_mismatched_is_cut_at_max_length(tiny_mode
         batch = micro[i]
         assert batch["input_ids"].shape[1] <= max_length
         assert batch["mismatched"]["input_ids"].shape[1] <= max_length
+
+
+def _losses():
+    from oreo_agents.losses import orm_loss, sft_loss
+    from oreo_agents.losses.ppo import ppo_policy_loss, ppo_value_loss
+
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g)
+
+    logits, labels, x, y, z = rand(4, 9, 7), torch.randint(0, 7, (4, 9), generator=g), *(
+        rand(4, 9) for _ in range(3))  # fmt: skip
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    return {
+        "sft": lambda m, n=None: sft_loss(logits[m.any(1)], labels[m.any(1)], m[m.any(1)], n)[0],
+        "orm": lambda m, n=None: orm_loss(x[m.any(1)], rewards[m.any(1)], m[m.any(1)], n)[0],
+        "ppo_policy": lambda m, n=None: ppo_policy_loss(
+            x[m.any(1)], y[m.any(1)], z[m.any(1)], m[m.any(1)], normalizer=n)[0],
+        "ppo_value": lambda m, n=None: ppo_value_loss(
+            x[m.any(1)], y[m.any(1)], z[m.any(1)], m[m.any(1)], normalizer=n)[0],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("loss", ["sft", "orm", "ppo_policy", "ppo_value"])
+def test_token_means_of_halves_with_the_batch_normalizer_give_the_batch_mean(loss):
+    """Hand-built: rows 0-1 hold 8 target tokens, rows 2-3 hold 2. Each half divided by its
+    share of the batch's 10 tokens (10 / 2), averaged as accumulation averages, is the mean
+    over the 10; each half's own mean, averaged, is not."""
+    fn = _losses()[loss]
+    mask = torch.zeros(4, 9, dtype=torch.bool)
+    mask[0, :4] = mask[1, 2:6] = mask[2, 3] = mask[3, 8] = True
+    first, second = mask.clone(), mask.clone()
+    first[2:], second[:2] = False, False
+    whole = fn(mask)
+    accumulated = (fn(first, torch.tensor(5.0)) + fn(second, torch.tensor(5.0))) / 2
+    per_micro = (fn(first) + fn(second)) / 2
+    assert accumulated.item() == pytest.approx(whole.item(), rel=1e-6)
+    assert abs(per_micro.item() - whole.item()) > 1e-3
