@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from oreo_cli import collect, convert, demo, play, rollout, train
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    """A library warning as the CLI prints it: one line, without the source line that Python's
+    default adds (the user did not write that code)."""
+    return f"warning: {message}\n"
+
+
+warnings.formatwarning = _one_line
 
 app = typer.Typer(
     name="oreo",

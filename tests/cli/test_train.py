@@ -312,3 +312,16 @@ def test_weights_of_another_architecture_are_refused_in_one_line(
     assert f"{model / 'model.safetensors'} does not fit its config.json" in error, output
     assert "architecture GPT2LMHeadModel" in error and "weights are not in it" in error
     assert "Traceback" not in output and "LOAD REPORT" not in output
+
+
+def test_library_warnings_print_as_one_line(tiny_model_dir, mixed_data, tmp_path):
+    """The text-only episodes' warning reaches the user once, as one line, without Python's
+    "file:line: UserWarning" prefix and the source line of the library that raised it."""
+    run = subprocess.run(
+        train_cmd(tiny_model_dir, mixed_data, tmp_path / "out", "sft", "--max-steps", "1"),
+        capture_output=True, text=True, env={**ENV, "COLUMNS": "1000"}, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = [line for line in run.stderr.splitlines() if "carry no token ids" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: 16 of 16 episodes"), run.stderr
+    assert "UserWarning" not in run.stderr and "batches.prepare(" not in run.stderr
