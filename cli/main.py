@@ -25,6 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: rich's option tables cut flag names and defaults at 80 columns
+    rich_markup_mode=None,
 )
 app.command("play", help=play.__doc__)(play.play)
 app.command("collect")(collect.collect)

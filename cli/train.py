@@ -69,8 +69,8 @@ class _TrainCommand(typer.core.TyperCommand):
 
 
 def algorithm_help() -> str:
-    """One paragraph per algorithm: its name, what it is, and its settings with their docs and
-    defaults (``--set`` takes them)."""
+    """A paragraph per algorithm (its name and what it is), then one indented paragraph per
+    setting with its doc and default (``--set`` takes them)."""
     from oreo_agents.algorithms import ALGORITHMS, algorithm_names
 
     paragraphs = ["Algorithms (--algo) and their settings (--set KEY=VALUE):"]
@@ -81,8 +81,8 @@ def algorithm_help() -> str:
             f"{f.name} = {getattr(defaults, f.name)!r}: {docs.get(f.name, '')}"
             for f in fields(spec.config)
         ]
-        text = f"{name}: {spec.description} (lr {spec.default_lr:g})."
-        paragraphs.append(text + "".join(f" - {s}" for s in settings))
+        paragraphs.append(f"{name}: {spec.description} (lr {spec.default_lr:g}).")
+        paragraphs += [f"    {s}" for s in settings]  # one indented paragraph each
     return "\n\n".join(paragraphs)
 
 
