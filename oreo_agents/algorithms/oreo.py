@@ -51,12 +51,17 @@ class OREOConfig:
 
 class OREO(Algorithm):
     """OREO at one level: "token" (Eq. 8, 9), "step" (states at step starts) or "response"
-    (one residual per response, Eq. 10)."""
+    (one residual per response, Eq. 10).
+
+    The value and policy losses are one squared residual under two stop-gradients (Eq. 8 and 9
+    differ in what is held fixed, not in value), so the log shows it once, as ``residual``;
+    ``metrics.jsonl`` keeps both names, and the KL term apart.
+    """
 
     config = OREOConfig
     reference = True
     value = True
-    log_keys = ("value_loss", "policy_loss", "kl")
+    log_keys = ("residual", "kl")
 
     def __init__(self, name: str, description: str, *, level: str, alpha: float):
         super().__init__(name, description)
@@ -107,6 +112,7 @@ class OREO(Algorithm):
         metrics = {
             **metrics,
             **kl_metrics,
+            "residual": value_loss.detach(),  # = policy_loss in value (class docstring)
             "value_loss": value_loss.detach(),
             "policy_loss": policy_loss.detach(),
             "kl": kl.detach(),

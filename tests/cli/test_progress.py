@@ -14,7 +14,7 @@ import time
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "80", "CUDA_VISIBLE_DEVICES": ""}
 STEP_LINE = re.compile(
-    r"^step (\d+)/(\d+)  value_loss \S+  policy_loss \S+  kl \S+  \d+ tok/s  pad \d+%  "
+    r"^step (\d+)/(\d+)  residual \S+  kl \S+  \d+ tok/s  pad \d+%  "
     r"ETA \d+:\d\d$"
 )
 
