@@ -65,7 +65,71 @@ class ScorerSetupError(RuntimeError):
     """The worker could not build the scorer (the factory raised, or start-up timed out)."""
 
 
-class SandboxedScorer:
+class WorkerProcess:
+    """A worker script started by path (so it imports neither this package nor the caller's
+    ``__main__``) and talked to over a socket, one call at a time (a lock); the base of
+    `SandboxedScorer` and of the math verifier's worker (`oreo_envs.verifiers.guard`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running worker, or None."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def close(self) -> None:
+        """Stop the worker (the next call starts a new one)."""
+        with self._lock:
+            self._stop()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's worker (without killing it) and its lock, which
+        a parent thread may have held at the fork."""
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            self._conn.close()  # this process's copy of the socket only
+        self._proc, self._conn = None, None
+
+    def _running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _spawn(self, script: Path, **popen: Any) -> None:
+        """Start ``python SCRIPT FD`` with one end of a socket pair as FD.
+
+        Raises:
+            OSError: The process could not start.
+        """
+        self._stop()
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, str(script), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, **popen,
+            )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+
+    def _stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+
+class SandboxedScorer(WorkerProcess):
     """One lazily started, confined worker running ``factory(**kwargs)``; calls are served one
     at a time (a lock), each bounded by ``timeout`` seconds.
 
@@ -90,11 +154,9 @@ class SandboxedScorer:
             ).encode()
         except TypeError as e:
             raise ValueError(f"the scorer's arguments must be JSON values: {e}") from None
+        super().__init__()
         self.factory, self.timeout = factory, timeout
         self.confinement: list[str] = []  # the layers the running worker applied
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._conn: Connection | None = None
         self._ids = itertools.count()
 
     def __call__(self, *args: Any) -> Verdict:
@@ -138,50 +200,20 @@ class SandboxedScorer:
             return None, "the worker's reply was not valid"
         return (reply, None) if isinstance(reply, dict) else (None, "the reply was not valid")
 
-    @property
-    def pid(self) -> int | None:
-        """Process id of the running worker, or None."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
-
     def start(self) -> None:
         """Start the worker now rather than at the first call."""
         with self._lock:
             self._ensure_started()
 
-    def close(self) -> None:
-        """Stop the worker (the next call starts a new one)."""
-        with self._lock:
-            self._stop()
-
-    def forget_after_fork(self) -> None:
-        """In a forked child: drop the parent's worker (without killing it) and its lock."""
-        self._lock = threading.Lock()
-        if self._conn is not None:
-            self._conn.close()  # this process's copy of the socket only
-        self._proc, self._conn = None, None
-
     def _ensure_started(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._running():
             return
-        self._stop()
-        ours, theirs = socket.socketpair()
         path = os.pathsep.join(p for p in sys.path if p)  # the worker imports what we can
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, str(_WORKER_SCRIPT), str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": path},
-            )
+            self._spawn(_WORKER_SCRIPT, stderr=subprocess.DEVNULL,
+                        env={**os.environ, "PYTHONPATH": path})  # fmt: skip
         except OSError as e:
-            ours.close()
             raise ScorerSetupError(f"could not start the scorer worker: {e}") from None
-        finally:
-            theirs.close()
-        self._conn = Connection(ours.detach())
         try:
             self._conn.send_bytes(self._setup)
             ready = self._conn.poll(STARTUP_TIMEOUT_S) and json.loads(self._conn.recv_bytes())
@@ -192,16 +224,6 @@ class SandboxedScorer:
             why = ready.get("error") if isinstance(ready, dict) else "no answer"
             raise ScorerSetupError(f"the scorer {self.factory} did not start: {why}")
         self.confinement = list(ready.get("confinement", []))
-
-    def _stop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait()
-            self._proc = None
 
 
 _SHARED: dict[tuple[str, str, float, int], SandboxedScorer] = {}

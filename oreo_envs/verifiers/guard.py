@@ -19,12 +19,9 @@ import atexit
 import json
 import logging
 import os
-import socket
-import subprocess
-import sys
-import threading
-from multiprocessing.connection import Connection
 from pathlib import Path
+
+from oreo_envs.sandbox import WorkerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +31,12 @@ _WORKER_SCRIPT = Path(__file__).with_name("_worker.py")
 STARTUP_TIMEOUT_S = 60.0
 
 
-class MathVerifyWorker:
+class MathVerifyWorker(WorkerProcess):
     """One lazily started worker process, shared by all threads through a lock.
 
     Calls from several threads are served one at a time; each call's `timeout` starts when its
     turn comes, so a call that queues behind others can take longer than its own timeout.
     """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._conn: Connection | None = None
 
     def equivalent(self, pred: str, gold: str, timeout: float) -> bool:
         """Ask math-verify whether `pred` equals `gold`; False on timeout, crash or error.
@@ -78,44 +70,14 @@ class MathVerifyWorker:
         with self._lock:
             return self._ensure_started()
 
-    def close(self) -> None:
-        """Stop the worker (it is restarted on the next comparison)."""
-        with self._lock:
-            self._stop()
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the running worker, or None."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
-
-    def forget_after_fork(self) -> None:
-        """In a forked child: drop the parent's worker (without killing it) and its lock."""
-        # The lock may have been held by a parent thread at the fork; the child gets a new one.
-        self._lock = threading.Lock()
-        if self._conn is not None:
-            self._conn.close()  # only this process's copy of the socket
-        self._proc, self._conn = None, None
-
     def _ensure_started(self) -> bool:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._running():
             return True
-        self._stop()
-        ours, theirs = socket.socketpair()
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, str(_WORKER_SCRIPT), str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-            )
+            self._spawn(_WORKER_SCRIPT)
         except (OSError, ValueError):  # ValueError: no pass_fds on this platform
-            ours.close()
             logger.warning("could not start the math-verify worker", exc_info=True)
             return False
-        finally:
-            theirs.close()
-        self._conn = Connection(ours.detach())
         try:
             if self._conn.poll(STARTUP_TIMEOUT_S) and self._conn.recv_bytes(16) == b"ready":
                 return True
@@ -124,16 +86,6 @@ class MathVerifyWorker:
         logger.warning("the math-verify worker did not start; LaTeX answers will grade False")
         self._stop()
         return False
-
-    def _stop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait()
-            self._proc = None
 
 
 _WORKER = MathVerifyWorker()
