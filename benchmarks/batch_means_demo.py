@@ -2,9 +2,10 @@
 
 The demo's SFT has no accumulation (micro-batch = batch = 64), so only the methods trained with
 accumulation and a token-averaged loss can move: rejection sampling and RCRL (micro-batch 16 of
-32; OREO's and the ORM's means are over sequences and do not move). Per seed: the default demo
-(batch means), then a copy of it with those two methods retrained and re-evaluated with
-``per_micro_batch_mean`` (the old rule), side by side in one install.
+32); OREO's means are over sequences, which equal micro-batches already average alike, and the
+ORM ranks samples for one search row. Per seed: the default demo (batch means), then the same
+folder with those two methods retrained and re-evaluated with ``per_micro_batch_mean`` (the old
+rule), side by side in one install.
 
     python benchmarks/batch_means_demo.py --out runs/batch-means --seeds 0 1 2
 
@@ -14,7 +15,7 @@ About 9 minutes a seed on 2 free cores; prints a table and asserts nothing.
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -31,14 +32,18 @@ def main() -> None:
     args = parser.parse_args()
     rows: dict[str, dict[str, list[float]]] = {}
     for seed in args.seeds:
-        new_out, old_out = args.out / f"seed{seed}-batch", args.out / f"seed{seed}-micro"
-        new = run_demo(demo_config(out=str(new_out), seed=seed))
-        if not old_out.exists():
-            shutil.copytree(new_out, old_out, symlinks=True)
+        # One folder per seed (its runs record their absolute paths): the default demo, its
+        # report kept aside and its two methods' folders moved aside, then the same demo with
+        # those two retrained under the old rule; every other stage is re-used as finished.
+        out = args.out / f"seed{seed}"
+        kept = out / "report-batch-means.json"
+        if not kept.exists():
+            new = run_demo(demo_config(out=str(out), seed=seed))
+            kept.write_text(json.dumps(new, indent=2) + "\n")
             for method in METHODS:
-                shutil.rmtree(old_out / f"{method}-r0", ignore_errors=True)
-            (old_out / "report.json").unlink(missing_ok=True)
-        cfg = demo_config(out=str(old_out), seed=seed)
+                (out / f"{method}-r0").rename(out / f"{method}-r0-batch-means")
+        new = json.loads(kept.read_text())
+        cfg = demo_config(out=str(out), seed=seed)
         overrides = dict(cfg.method_overrides)
         for method in METHODS:
             overrides[method] = {**overrides.get(method, {}), "per_micro_batch_mean": True}
