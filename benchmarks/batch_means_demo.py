@@ -2,8 +2,9 @@
 
 The demo's SFT has no accumulation (micro-batch = batch = 64), so only the methods trained with
 accumulation and a token-averaged loss can move: rejection sampling and RCRL (micro-batch 16 of
-32); OREO's means are over sequences, which equal micro-batches already average alike, and the
-ORM ranks samples for one search row. Per seed: the default demo (batch means), then the same
+32); OREO's, DPO's and KTO's means are over sequences, which equal micro-batches already
+average alike. The ORM (a token mean) can move too and is not redone here. Per seed: the
+default demo (batch means), then the same
 folder with those two methods retrained and re-evaluated with ``per_micro_batch_mean`` (the old
 rule), side by side in one install.
 
