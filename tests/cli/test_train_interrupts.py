@@ -259,7 +259,7 @@ def test_two_trains_into_one_out_one_is_refused(tiny_model_dir, mixed_data, tmp_
     out = tmp_path / "run"
     slow = (  # a second per step, so that the second command surely starts while it runs
         "import time\nfrom oreo_agents import train\nreport = train._report\n"
-        "train._report = lambda run, record: (time.sleep(1), report(run, record))\n"
+        "train._report = lambda *args: (time.sleep(1), report(*args))\n"
     )
     args = cmd(tiny_model_dir, mixed_data, out)[3:]
     first = subprocess.Popen([*wrapper(slow), *args], stdout=subprocess.PIPE,
