@@ -214,6 +214,77 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}"[:200]
 
 
+def resume_points(ckpts: CheckpointDir, cfg: Any) -> list[tuple[Path, dict[str, Any]]]:
+    """The checkpoints the run ``cfg`` (a `TrainConfig`) resumes from, best first (the current
+    one, then the one kept before it), each with its progress record; [] for a new run. A
+    checkpoint whose progress record is damaged is passed over with a note.
+
+    Raises:
+        ValueError: The folder holds another run, output that is not a run's, a checkpoint link
+            without its progress record, or only damaged checkpoints.
+    """
+    ckpts.check_link()
+    points, damaged = [], []
+    for folder in ckpts.resumable():
+        try:
+            points.append((folder, read_progress(folder)))
+        except CheckpointDamaged as e:
+            damaged.append(str(e))
+    if not points:
+        if damaged:
+            raise ValueError(f"{damaged[0]}, and no earlier checkpoint is kept; choose another "
+                             "--out, or remove the folder to start over")  # fmt: skip
+        foreign = ckpts.foreign()
+        if foreign:
+            raise ValueError(
+                f"{ckpts.out} holds {', '.join(foreign)} but no oreo train checkpoint; "
+                "choose another --out"
+            )
+        return []
+    old = points[0][1]["config"]
+    changed = cfg.changed(old)
+    if changed:
+        raise ValueError(
+            f"{ckpts.out} holds a run with other settings ({', '.join(changed)}; e.g. algo "
+            f"{old.get('algo')!r}); resume with the same settings or choose another --out"
+        )
+    if damaged:
+        note(f"{damaged[0]}; resuming from step {points[0][1]['step']} ({points[0][0]})")
+    return points
+
+
+def load_first(ckpts: CheckpointDir, points: list[tuple[Path, dict]], accelerator: Any,
+               agree: Callable[[Any, bool], bool]) -> dict[str, Any]:  # fmt: skip
+    """Load the first checkpoint of ``points`` whose state every process can read (``agree``:
+    true on every process when it is on any); returns its progress record. A damaged one (a
+    truncated state file) is passed over with a note.
+
+    Raises:
+        ValueError: No checkpoint's state can be read.
+    """
+    reasons = []
+    for i, (folder, progress) in enumerate(points):
+        try:
+            accelerator.load_state(str(folder / "state"))
+            reason = None
+        except Exception as e:  # a damaged file raises whatever its reader raises
+            reason = describe_error(e)
+        if not agree(accelerator, reason is not None):
+            ckpts.base = folder.name
+            return progress
+        reasons.append(f"the state in {folder} cannot be read ({reason or 'on another rank'})")
+        if i + 1 < len(points) and accelerator.is_main_process:
+            note(f"{reasons[-1]}; resuming from step {points[i + 1][1]['step']}")
+    raise ValueError(f"{reasons[0]}, and no earlier checkpoint can be; choose another --out")
+
+
+def note(text: str) -> None:
+    """One line to the user, whatever logging is configured."""
+    import logging
+
+    logging.getLogger(__name__).warning(text)
+
+
 def write_progress(folder: Path, progress: dict[str, Any]) -> None:
     """The progress record, written last and whole: its presence marks a complete checkpoint."""
     with atomic_write(folder / PROGRESS, text=True) as f:

@@ -219,18 +219,20 @@ def run_train(
             from oreo_agents.online import run_online
 
             return run_online(cfg, log=log)
-        return _train(cfg, log=log, end=end)
+        return _train(cfg, state, log=log, end=end)
 
 
-def _train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None, end: bool) -> Path:
-    """`run_train` of an offline algorithm, with the output folder locked."""
+def _train(cfg: TrainConfig, state: Any, *, log: Callable[[dict[str, Any]], None] | None,
+           end: bool) -> Path:  # fmt: skip
+    """`run_train` of an offline algorithm, with the output folder locked (``state``: the
+    process group's `accelerate.PartialState`)."""
     import logging
 
     import torch
-    from accelerate import Accelerator, PartialState
+    from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
 
-    from oreo_agents.checkpoint import CheckpointDir
+    from oreo_agents.checkpoint import CheckpointDir, load_first, note, resume_points
     from oreo_agents.data import batches
     from oreo_agents.generation.hf import load_tokenizer
     from oreo_agents.train_build import build
@@ -241,11 +243,10 @@ def _train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None, en
 
     out = Path(cfg.out)
     ckpts = CheckpointDir(out)
-    points = _check_resume(cfg, ckpts)
+    points = resume_points(ckpts, cfg)
     tokenizer = load_tokenizer(cfg.model)
     cpu = not torch.cuda.is_available()
-    world = PartialState(cpu=cpu).num_processes
-    plan = batches.prepare(cfg, tokenizer, world)  # raises on bad data before any compute
+    plan = batches.prepare(cfg, tokenizer, state.num_processes)  # bad data fails before compute
     mixed = cfg.mixed_precision or ("no" if cpu else "bf16")
     trackers = _trackers(cfg.report_to)
     accelerator = Accelerator(
@@ -266,12 +267,12 @@ def _train(cfg: TrainConfig, *, log: Callable[[dict[str, Any]], None] | None, en
         accelerator.init_trackers("runs", config=_flat(cfg.flat()))
     set_seed(cfg.seed)
     models, optimizers, schedulers = build(cfg, plan.optimizer_steps, accelerator)
-    progress = _resume(accelerator, ckpts, points) if points else None
+    progress = load_first(ckpts, points, accelerator, _agree) if points else None
     total = plan.optimizer_steps  # the steps this run does (max_steps may stop it sooner)
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     if progress and accelerator.is_main_process:
-        _note(_resume_line(out, progress["step"], total))
+        note(_resume_line(out, progress["step"], total))
     if not points and getattr(cfg.settings, "optimizer_state", ""):  # online: Adam carried
         _load_optimizers(optimizers, Path(cfg.settings.optimizer_state))
     truncate_metrics(out, progress["step"] if progress else 0, accelerator)
@@ -429,83 +430,10 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()}
 
 
-def _check_resume(cfg: TrainConfig, ckpts: Any) -> list[tuple[Path, dict[str, Any]]]:
-    """The checkpoints of the run in ``cfg.out`` to resume from, best first (the current one,
-    then the one kept before it), each with its progress record; [] for a new run. A checkpoint
-    whose progress record is damaged is passed over with a note.
-
-    Raises:
-        ValueError: The folder holds another run, output that is not a run's, a checkpoint link
-            without its progress record, or only damaged checkpoints.
-    """
-    from oreo_agents.checkpoint import CheckpointDamaged, read_progress
-
-    ckpts.check_link()
-    points, damaged = [], []
-    for folder in ckpts.resumable():
-        try:
-            points.append((folder, read_progress(folder)))
-        except CheckpointDamaged as e:
-            damaged.append(str(e))
-    if not points:
-        if damaged:
-            raise ValueError(f"{damaged[0]}, and no earlier checkpoint is kept; choose another "
-                             "--out, or remove the folder to start over")  # fmt: skip
-        foreign = ckpts.foreign()
-        if foreign:
-            raise ValueError(
-                f"{ckpts.out} holds {', '.join(foreign)} but no oreo train checkpoint; "
-                "choose another --out"
-            )
-        return []
-    old = points[0][1]["config"]
-    changed = cfg.changed(old)
-    if changed:
-        raise ValueError(
-            f"{ckpts.out} holds a run with other settings ({', '.join(changed)}; e.g. algo "
-            f"{old.get('algo')!r}); resume with the same settings or choose another --out"
-        )
-    if damaged:
-        _note(f"{damaged[0]}; resuming from step {points[0][1]['step']} ({points[0][0]})")
-    return points
-
-
-def _resume(accelerator: Any, ckpts: Any, points: list[tuple[Path, dict]]) -> dict[str, Any]:
-    """Load the first checkpoint of ``points`` whose state every process can read; returns its
-    progress record. A damaged one (a truncated state file) is passed over with a note.
-
-    Raises:
-        ValueError: No checkpoint's state can be read.
-    """
-    from oreo_agents.checkpoint import describe_error
-
-    reasons = []
-    for i, (folder, progress) in enumerate(points):
-        try:
-            accelerator.load_state(str(folder / "state"))
-            reason = None
-        except Exception as e:  # a damaged file raises whatever its reader raises
-            reason = describe_error(e)
-        if not _agree(accelerator, reason is not None):
-            ckpts.base = folder.name
-            return progress
-        reasons.append(f"the state in {folder} cannot be read ({reason or 'on another rank'})")
-        if i + 1 < len(points) and accelerator.is_main_process:
-            _note(f"{reasons[-1]}; resuming from step {points[i + 1][1]['step']}")
-    raise ValueError(f"{reasons[0]}, and no earlier checkpoint can be; choose another --out")
-
-
 def _resume_line(out: Path, step: int, total: int) -> str:
     if step >= total:
         return f"{out} is finished (step {step} of {total}); nothing to train"
     return f"resuming {out} from step {step} of {total}"
-
-
-def _note(text: str) -> None:
-    """One line to the user, whatever logging is configured."""
-    import logging
-
-    logging.getLogger(__name__).warning(text)
 
 
 def _save(run: _Run, step: int, micro_batches: int) -> None:

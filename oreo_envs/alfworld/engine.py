@@ -20,7 +20,6 @@ The heavy imports (textworld, fast_downward, alfworld) happen on first use, insi
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import functools
 import hashlib
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oreo_envs.alfworld.grammar import GameFileError, evaluate
 from oreo_envs.core import cache_dir, write_cache_file
 
 INSTALL_HINT = "pip install 'oreo[alfworld]'"
@@ -44,10 +44,6 @@ _BANNER = re.compile(r"^\s*-= .* =-\s*\n+")
 GAME_CACHE_SIZE = 8
 # Bump when what `translate` stores changes; the key also holds fast-downward's version.
 _SAS_CACHE_VERSION = 2  # 2: the translation as text (1 was a pickle, which runs code)
-
-
-class GameFileError(ValueError):
-    """A game file that cannot be read, parsed or translated."""
 
 
 @contextlib.contextmanager
@@ -190,7 +186,7 @@ def _expand_special(symbol, ctx: dict) -> list[tuple]:
     """Expand a conditional or eval symbol into (symbol, context) pairs."""
     tg = engine_imports()["textgen"]
     if isinstance(symbol, tg.EvalSymbol):
-        value = _evaluate(_expression(symbol.expression), ctx["variables"])
+        value = evaluate(symbol.expression, ctx["variables"])
         return [(tg.TerminalSymbol(value), ctx)]
     if isinstance(symbol, tg.ConditionalSymbol):
         if not symbol.given:
@@ -198,55 +194,6 @@ def _expand_special(symbol, ctx: dict) -> list[tuple]:
         matches = _matches(ctx["state"], symbol.given, ctx["mapping"])
         return [(symbol.expression, _bind(ctx, m)) for m in matches]
     raise NotImplementedError(f"unknown grammar symbol {symbol!r}")
-
-
-@functools.lru_cache(maxsize=1024)
-def _expression(text: str) -> ast.expr:
-    """A grammar's ``{python}`` expression, parsed and checked once.
-
-    TextWorld evaluates these with ``eval``, so a game file could run any code; ALFWorld's
-    grammar only reads entity fields and joins them (``{o.name}``, ``{r.name or r.id}``,
-    ``{o.indefinite + ' ' + o.name}``), so that is all that is allowed: names, public
-    attributes, ``and`` / ``or``, ``+`` and constants.
-
-    Raises:
-        GameFileError: The expression is anything else.
-    """
-    try:
-        tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
-        raise GameFileError(f"grammar expression {{{text}}} does not parse") from None
-    for node in ast.walk(tree):
-        allowed = isinstance(node, (ast.Name, ast.Load, ast.BoolOp, ast.And, ast.Or, ast.Add))
-        allowed |= isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add)
-        allowed |= isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float))
-        allowed |= isinstance(node, ast.Attribute) and not node.attr.startswith("_")
-        if not allowed:
-            raise GameFileError(
-                f"grammar expression {{{text}}} is not allowed: only names, fields, 'and', "
-                f"'or', '+' and constants are evaluated ({type(node).__name__})"
-            )
-    return tree
-
-
-def _evaluate(node: ast.expr, variables: dict) -> Any:
-    """Evaluate a tree that `_expression` accepted."""
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        if node.id not in variables:
-            raise GameFileError(f"grammar expression names an unknown entity {node.id!r}")
-        return variables[node.id]
-    if isinstance(node, ast.Attribute):
-        return getattr(_evaluate(node.value, variables), node.attr)
-    if isinstance(node, ast.BinOp):  # only Add passes `_expression`
-        return _evaluate(node.left, variables) + _evaluate(node.right, variables)
-    value = None
-    for operand in node.values:  # BoolOp: Python's short-circuit and / or
-        value = _evaluate(operand, variables)
-        if (isinstance(node.op, ast.Or) and value) or (isinstance(node.op, ast.And) and not value):
-            return value
-    return value
 
 
 def _display_list(items: list[tuple], ctx: dict, tg) -> list[tuple]:

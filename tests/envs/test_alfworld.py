@@ -305,7 +305,7 @@ def test_a_game_grammar_cannot_run_code(tmp_path, monkeypatch, expression):
 def test_grammar_expressions_evaluate_as_python_does():
     from types import SimpleNamespace
 
-    from oreo_envs.alfworld.engine import _evaluate, _expression
+    from oreo_envs.alfworld.grammar import _evaluate, _expression
 
     r = SimpleNamespace(name="", id="drawer 1")
     o = SimpleNamespace(name="apple", indefinite="an")
