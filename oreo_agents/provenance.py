@@ -9,11 +9,18 @@ one install are bit-identical; across installs, compare results only with this r
 
 from __future__ import annotations
 
+import hashlib
 import platform
+import re
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = ("oreo", "torch", "transformers", "accelerate", "tokenizers", "numpy", "gymnasium")
+# The lock file README's set-up installs from, at the root of a source checkout (editable
+# installs); an install from a wheel has none.
+LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements.lock"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
 def software() -> dict[str, Any]:
@@ -34,7 +41,33 @@ def software() -> dict[str, Any]:
         found["torch_threads"] = None
     found["cpu"] = _cpu_model() or platform.processor() or None
     found["machine"] = platform.machine()
+    found["lock"] = lock_status()
     return found
+
+
+def lock_status(path: Path = LOCK_FILE) -> dict[str, Any] | None:
+    """``{"sha256": the lock file's hash, "differs": ["name lock-version != installed", ...]}``
+    (an empty list when every pinned package is installed at its pinned version), or None where
+    there is no lock file. Two results with the same hash and no differences were produced by the
+    same package versions (torch apart: the lock leaves it to README's install line, which picks
+    the CPU or CUDA build)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    differs = []
+    for line in text.splitlines():
+        match = _PIN.match(line)
+        if match is None:
+            continue
+        name, pinned = match.groups()
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            differs.append(f"{name} {pinned} != {installed or 'not installed'}")
+    return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "differs": differs}
 
 
 def _cpu_model() -> str:
