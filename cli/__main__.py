@@ -1,5 +1,5 @@
 """``python -m oreo_cli`` (and ``accelerate launch -m oreo_cli ...``)."""
 
-from oreo_cli.main import main
+from oreo_cli.launch import main
 
 main()

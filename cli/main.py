@@ -47,11 +47,3 @@ def envs() -> None:
     for env_id, description in oreo_envs.list_envs():
         table.add_row(env_id, description)
     Console().print(table)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

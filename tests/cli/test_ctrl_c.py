@@ -65,3 +65,34 @@ def test_ctrl_c_at_the_play_prompt():
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, shown + rest
     assert rest.strip() == "stopped: play keeps no record; nothing to resume"
+
+
+class _Importing(type(sys)):
+    """A module whose import is interrupted: Ctrl-C while torch and transformers load."""
+
+    def __getattr__(self, name):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("when", ["importing", "starting"])
+def test_ctrl_c_before_the_command_starts_is_one_line(monkeypatch, capsys, when):
+    from oreo_cli import launch
+
+    if when == "importing":
+        monkeypatch.setitem(sys.modules, "oreo_cli.main", _Importing("oreo_cli.main"))
+    else:  # `oreo envs` has no handler of its own: typer turns it into a silent Exit(130)
+        monkeypatch.setattr("oreo_envs.list_envs", interrupt)
+    with pytest.raises(SystemExit) as exit_:
+        launch.main(["envs"])
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == launch.STARTING + "\n"
+
+
+def test_a_command_that_said_its_line_is_not_followed_by_a_second(monkeypatch, capsys):
+    from oreo_cli import launch
+
+    monkeypatch.setattr("oreo_cli.play.run_play", interrupt)
+    with pytest.raises(SystemExit) as exit_:
+        launch.main(["play", "oreo/Chain-v0"])
+    assert exit_.value.code == 130
+    assert launch.STARTING not in capsys.readouterr().err
