@@ -36,7 +36,7 @@ def demo(
     ] = False,
 ) -> None:
     """SFT -> sample -> train OREO and the baselines from the same episodes -> evaluate."""
-    from oreo_agents.recipes.demo import demo_config, method_label, run_demo, stage_names
+    from oreo_agents.recipes.demo import demo_config, run_demo, stage_names
 
     console = Console()
     stages = None
@@ -65,29 +65,39 @@ def demo(
     except (ValueError, OSError, ImportError) as e:
         console.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2) from None
-    title = f"{report['env']}: test success (greedy unless noted), seed {seed}"
+    print_results(console, report, seed, fast)
+    console.print(f"{report['total_s']:.0f} s; report {out}/report.json, plot {out}/demo.png")
+
+
+def print_results(console: Console, report: dict, seed: int, fast: bool) -> None:
+    """The demo's table, a row per method (and round), in 80 columns: the round in the method's
+    name, the tasks in the title (every method is evaluated on the same ones), the interval in
+    points without its % signs."""
+    from oreo_agents.recipes.demo import round_label
+
+    tasks = sorted({r["tasks"] for r in report["results"].values()})
+    on = f"{tasks[0]} test tasks" if len(tasks) == 1 else "test tasks"
+    title = f"{report['env']}, {on}, seed {seed}: success (greedy unless noted)"
     if fast:  # a model this small on 32 tasks: every method may show the same number
         title = f"PIPELINE CHECK (--fast), not a result: {title}"
     table = Table(title=title)
-    for col in ("method", "round", "success", "95% CI", "tasks", "line acc", "AUROC"):
-        table.add_column(col, justify="left" if col == "method" else "right")
+    for col in ("method", "success", "95% CI", *(["tasks"] if len(tasks) > 1 else []),
+                "line acc", "AUROC"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
     for key, r in report["results"].items():
-        rnd = key.partition("-r")[2]
         low, high = r["ci95"]
         lines = r.get("lines", {}).get("line_accuracy")
         auroc = r.get("value_auroc", {}).get("within_task")
         table.add_row(
-            method_label(key, report["config"]),
-            str(int(rnd) + 1) if rnd else "", f"{r['success_rate']:.1%}",
-            f"{low:.1%}-{high:.1%}", str(r["tasks"]), "" if lines is None else f"{lines:.1%}",
-            "" if auroc is None else f"{auroc:.2f}",
+            round_label(key, report["config"]), f"{r['success_rate']:.1%}",
+            f"{100 * low:.1f}-{100 * high:.1f}", *([str(r["tasks"])] if len(tasks) > 1 else []),
+            "" if lines is None else f"{lines:.1%}", "" if auroc is None else f"{auroc:.2f}",
         )  # fmt: skip
     console.print(table)
     console.print(
         "line acc: right lines of the chains / lines; AUROC: within a test task, how often the "
         "value model (or the ORM) scores a right sample above a wrong one (0.5: chance)"
     )
-    console.print(f"{report['total_s']:.0f} s; report {out}/report.json, plot {out}/demo.png")
 
 
 class Stages:

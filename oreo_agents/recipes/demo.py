@@ -396,7 +396,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     highs = [report["results"][n]["ci95"][1] - r for n, r in zip(names, rates, strict=True)]
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
     ax.bar(range(len(names)), rates, yerr=[lows, highs], capsize=4, color="#4c72b0")
-    labels = [_label(n, report["config"]) for n in names]
+    labels = [round_label(n, report["config"]) for n in names]
     ax.set_xticks(range(len(names)), labels, rotation=30, ha="right")
     ax.set_ylabel("test success rate (greedy unless named)")
     ax.set_ylim(0, 1)
@@ -415,7 +415,8 @@ def method_label(key: str, config: dict[str, Any]) -> str:
     return LABELS.get(method, method).replace("@K", f"@{k}")
 
 
-def _label(key: str, config: dict[str, Any]) -> str:
+def round_label(key: str, config: dict[str, Any]) -> str:
+    """`method_label` with its round where the demo ran rounds: ``OREO (round 2)``."""
     rnd = key.partition("-r")[2]
     name = method_label(key, config)
     return f"{name} (round {int(rnd) + 1})" if rnd else name
