@@ -68,14 +68,17 @@ class _TrainCommand(typer.core.TyperCommand):
         super().format_help(ctx, formatter)
 
 
-def algorithm_help() -> str:
+def algorithm_help(plugins: bool = True) -> str:
     """A paragraph per algorithm (its name and what it is), then one indented paragraph per
-    setting with its doc and default (``--set`` takes them)."""
+    setting with its doc and default (``--set`` takes them). ``plugins=False``: only oreo's
+    own algorithms, whatever is installed (docs/cli.md describes this repository)."""
     from oreo_agents.algorithms import ALGORITHMS, algorithm_names
 
     paragraphs = ["Algorithms (--algo) and their settings (--set KEY=VALUE):"]
     for name in algorithm_names():
         spec = ALGORITHMS[name]
+        if not plugins and not type(spec).__module__.startswith("oreo_agents."):
+            continue
         docs, defaults = field_docs(spec.config), spec.defaults()
         settings = [
             f"{f.name} = {getattr(defaults, f.name)!r}: {docs.get(f.name, '')}"
