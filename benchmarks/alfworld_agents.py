@@ -18,7 +18,13 @@ The recipe (Wang et al. 2024, Sec. 5.2), through the public CLI:
    value-guided acting (K candidate actions per step, its value model picks one) for each K of
    ``--ks``: a table per split with 95% intervals, and ``summary.json``, ``summary.png`` and
    ``summary.md`` (per split: each method's success, games won and lost against SFT on the same
-   games, and success per task type, all with 95% intervals).
+   games, and success per task type, all with 95% intervals);
+6. the seed's record (`write_record`; ``--record``, default ``docs/results/alfworld/seed-N.json``,
+   with ``--fast`` OUT/seed-N.json): every evaluated game's outcome and steps per method and K,
+   the games, their hashes and the step cap, the settings, the stages' wall times and the
+   software. It is small and self-contained, meant to be committed;
+   ``benchmarks/alfworld_records.py`` turns the records of several seeds into docs/results.md's
+   tables.
 
 ``--acting rank`` (the default) makes every policy act by ranking the admissible actions by
 its own likelihood (`oreo rollout --rank-actions`): greedy is the most likely one, samples are
@@ -34,16 +40,27 @@ games, never on the evaluation splits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "docs" / "results" / "alfworld"  # where the seeds' records are committed
+RECORD_VERSION = 1
+# what a record keeps of each run's "embodied" block besides its per-game lists
+EPISODE_NUMBERS = (
+    "nothing_happens_rate",
+    "loop_share_of_lost",
+    "mean_steps_won",
+    "mean_steps_lost",
+)
 OREO = [sys.executable, "-m", "oreo_cli"]
 ENV = "oreo/ALFWorld-v0"
 METHODS = {"oreo": "OREO", "rft": "rejection sampling", "dpo": "DPO"}
@@ -58,6 +75,21 @@ SETTINGS = {
 def sh(args: list[Any]) -> None:
     print("  $ oreo " + " ".join(map(str, args)), flush=True)
     subprocess.run([*OREO, *map(str, args)], check=True, stdout=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def stage(out: Path, name: str):
+    """Add the wall seconds of a stage to OUT/stages.json, summed over the runs of this script
+    in OUT: a stage that resumes adds what the resumption took, a finished one the few seconds
+    of finding it done."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        path = out / "stages.json"
+        stages = json.loads(path.read_text()) if path.exists() else {}
+        stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - started, 1)
+        path.write_text(json.dumps(stages, indent=2) + "\n")
 
 
 def data_dir(source: Path, out: Path) -> Path:
@@ -140,10 +172,32 @@ def train_all(p: Plan) -> dict[str, Path]:
     out = p.out
     print("1. expert episodes", flush=True)
     expert = out / "expert"
-    sh(["collect", "--env", ENV, *p.train_env, "--model", "expert", "--tasks", p.games,
-        "--seed", p.seed, "--env-workers", 2, "--out", expert])  # fmt: skip
+    with stage(out, "expert"):
+        sh(["collect", "--env", ENV, *p.train_env, "--model", "expert", "--tasks", p.games,
+            "--seed", p.seed, "--env-workers", 2, "--out", expert])  # fmt: skip
     print("2. model and SFT", flush=True)
     init = out / "init"
+    with stage(out, "sft"):
+        _sft(p, expert, init)
+    policies = {"sft": out / "sft" / "policy"}
+    print("3. samples of the SFT policy", flush=True)
+    samples = out / "samples"
+    with stage(out, "samples"):
+        sh(["collect", "--env", ENV, *p.train_env, *p.limit, "--model", policies["sft"],
+            "--tasks", p.sample_games, "--samples", p.samples, "--temperature", 1.0, *p.acting,
+            "--out", samples])  # fmt: skip
+    print("4. OREO, rejection sampling, DPO", flush=True)
+    for method, extra in SETTINGS.items():
+        with stage(out, method):
+            sh(["train", "--algo", method, "--data", f"{samples},{expert}", "--model",
+                policies["sft"], "--out", out / method, *p.rl, *p.loop, *extra])  # fmt: skip
+        policies[method] = out / method / "policy"
+    return policies
+
+
+def _sft(p: Plan, expert: Path, init: Path) -> None:
+    """Step 2: the from-scratch model and its tokenizer, then SFT on the expert episodes."""
+    out = p.out
     if not (init / "config.json").exists():
         from oreo_agents.data.episodes import load_episodes
         from oreo_agents.models.tiny import agent_model
@@ -156,18 +210,6 @@ def train_all(p: Plan) -> dict[str, Path]:
         agent_model(init, texts, seed=p.seed, **p.model)
     sh(["train", "--algo", "sft", "--data", expert, "--model", init, "--out", out / "sft",
         *p.sft, *p.loop])  # fmt: skip
-    policies = {"sft": out / "sft" / "policy"}
-    print("3. samples of the SFT policy", flush=True)
-    samples = out / "samples"
-    sh(["collect", "--env", ENV, *p.train_env, *p.limit, "--model", policies["sft"], "--tasks",
-        p.sample_games, "--samples", p.samples, "--temperature", 1.0, *p.acting,
-        "--out", samples])  # fmt: skip
-    print("4. OREO, rejection sampling, DPO", flush=True)
-    for method, extra in SETTINGS.items():
-        sh(["train", "--algo", method, "--data", f"{samples},{expert}", "--model",
-            policies["sft"], "--out", out / method, *p.rl, *p.loop, *extra])  # fmt: skip
-        policies[method] = out / method / "policy"
-    return policies
 
 
 def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
@@ -184,16 +226,129 @@ def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
         rows = summary.setdefault(split, {})
         runs = greedy + (guided if split in p.value_splits else [])
         for name, policy, extra in runs:
-            report = p.out / "eval" / split / f"{name.replace(' ', '_').replace('=', '')}.json"
+            report = report_path(p, split, name)
             if not report.exists():
-                sh(["rollout", "--env", ENV, *where, *p.limit, "--policy", policy, *tasks,
-                    *p.acting, *extra, "--out", report])  # fmt: skip
+                with stage(p.out, f"eval {split}"):
+                    sh(["rollout", "--env", ENV, *where, *p.limit, "--policy", policy, *tasks,
+                        *p.acting, *extra, "--out", report])  # fmt: skip
             r = json.loads(report.read_text())
             rows[name] = {key: r[key] for key in ("success_rate", "ci95", "tasks")}
             rows[name]["task_type"] = r["subsets"].get("task_type", {})
             rows[name]["wins"] = {rec["task_id"]: rec["success"] for rec in r["records"]}
             rows[name]["wall_s"] = r.get("timings", {}).get("total_s")
     return summary
+
+
+def report_path(p: Plan, split: str, name: str) -> Path:
+    """Where the rollout report of one run (``sft``, ``oreo+value K=2``...) on a split lives."""
+    return p.out / "eval" / split / f"{name.replace(' ', '_').replace('=', '')}.json"
+
+
+def write_record(p: Plan, args: argparse.Namespace, summary: dict[str, Any], path: Path) -> Path:
+    """Step 6: the seed's record, from the rollout reports of ``summary``'s runs.
+
+    ``splits[split]`` holds the ordered ``games`` with ``task_types`` aligned to them, the
+    reports' ``games_sha256``, ``game_files_sha256``, ``step_cap`` and engine ``versions``, and
+    per run (``sft``, ``oreo``, ``rft``, ``dpo``, ``oreo+value K=k``) its ``decoding`` block,
+    ``won`` and ``steps`` (one entry per game, aligned), ``success_rate``, the report's
+    "Nothing happens." rate, loop share and mean steps of won and lost games, and ``wall_s``
+    (the rollout's own time). ``settings`` holds the arguments and the plan (every flag passed
+    to ``oreo``); ``timings`` the stages' wall seconds (OUT/stages.json) and their sum;
+    ``provenance`` the software (`oreo_agents.provenance.software`) and the git commit. No
+    weights: kilobytes.
+
+    Raises:
+        SystemExit: A report has no ``embodied`` block (written by an older oreo: delete
+            OUT/eval and run again) or two runs of a split evaluated different games.
+    """
+    from oreo_agents.provenance import software
+
+    splits: dict[str, Any] = {}
+    for split, rows in summary.items():
+        block: dict[str, Any] = {}
+        runs: dict[str, Any] = {}
+        for name in rows:
+            report = report_path(p, split, name)
+            r = json.loads(report.read_text())
+            e = r.get("embodied")
+            if e is None:
+                raise SystemExit(f"{report} has no 'embodied' block (an older oreo wrote it): "
+                                 f"delete {p.out / 'eval'} and run again")  # fmt: skip
+            if not block:
+                block = {key: e[key] for key in ("games", "games_sha256", "game_files_sha256",
+                                                  "step_cap", "versions")}  # fmt: skip
+                block["task_types"] = [rec["subset"].get("task_type") for rec in r["records"]]
+            elif e["games_sha256"] != block["games_sha256"]:
+                raise SystemExit(f"{report} evaluated other games than the {split} runs before it")
+            runs[name] = {
+                "label": _label(name),
+                "decoding": e["decoding"],
+                "won": [_number(rec["success"]) for rec in r["records"]],
+                "steps": [
+                    _number(_mean([s["steps"] for s in rec["samples"]])) for rec in r["records"]
+                ],
+                "success_rate": r["success_rate"],
+                **{key: e[key] for key in EPISODE_NUMBERS},
+                "wall_s": round(r["timings"]["total_s"], 1),
+            }
+        splits[split] = {"split": split, **block, "runs": runs}
+    stages_file = p.out / "stages.json"
+    stages = json.loads(stages_file.read_text()) if stages_file.exists() else {}
+    record = {
+        "record_version": RECORD_VERSION,
+        "benchmark": "benchmarks/alfworld_agents.py",
+        "env": ENV,
+        "seed": p.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {"args": vars(args), "plan": asdict(p), "methods": SETTINGS},
+        "timings": {"stages": stages, "total_s": round(sum(stages.values()), 1)},
+        "provenance": {"software": software(), "git": git_state()},
+        "splits": splits,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(record) + "\n")
+    return path
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def _number(x: float) -> float | int:
+    """An int where the value is whole (a game's outcome, steps), to keep the record short."""
+    return int(x) if float(x).is_integer() else round(x, 4)
+
+
+def git_state() -> dict[str, Any]:
+    """The checkout's commit and whether tracked files differ from it (None without git).
+    ``--no-optional-locks``: reading the state never writes git's index."""
+    git = ["git", "--no-optional-locks", "-C", str(ROOT)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()  # fmt: skip
+        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def dumps(value: Any, indent: str = "") -> str:
+    """JSON with one key per line and short lists (a run's per-game outcomes and steps, flags)
+    on one line, so a record reads and diffs well."""
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(str(k))}: {dumps(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, (list, tuple)):
+        flat = json.dumps(value, default=str)
+        numbers = all(isinstance(x, (int, float)) or x is None for x in value)
+        scalars = all(isinstance(x, (str, int, float)) or x is None for x in value)
+        if numbers or (scalars and len(flat) <= 100):
+            return flat
+        items = [f"{inner}{dumps(v, inner)}" for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + indent + "]"
+    return json.dumps(value, default=str)
 
 
 def markdown(summary: dict[str, dict[str, Any]]) -> str:
@@ -283,9 +438,15 @@ def main() -> None:
         "value-guided acting; sampled by likelihood at temperature 1); generate: write actions",
     )  # fmt: skip
     parser.add_argument("--fast", action="store_true", help="bundled games, tiny sizes")
+    parser.add_argument(
+        "--record", type=Path,
+        help="the seed's record (default docs/results/alfworld/seed-N.json; --fast: "
+        "OUT/seed-N.json)",
+    )  # fmt: skip
     args = parser.parse_args()  # fmt: skip
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
+    record = args.record or (args.out if args.fast else RECORDS) / f"seed-{args.seed}.json"
     p = plan(args)
     summary = evaluate(p, train_all(p))
     wall = round(time.perf_counter() - started, 1)
@@ -294,6 +455,7 @@ def main() -> None:
     print_summary(summary)
     _plot(summary, p.ks, args.out / "summary.png")
     print(f"\n{wall:.0f} s; {args.out / 'summary.json'}")
+    print(f"record: {write_record(p, args, summary, record)}")
 
 
 def _plot(summary: dict[str, Any], ks: list[int], path: Path) -> None:

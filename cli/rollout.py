@@ -6,10 +6,12 @@ import inspect
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from oreo_agents.distributed import device, rank_world
 from oreo_agents.evaluation.evaluate import RolloutConfig
@@ -147,7 +149,6 @@ def _implicit(backend: Any, cfg: Any) -> Any:
 def print_report(console: Console, report: dict) -> None:
     """The overall row (success with its 95% interval, curves, cost) and one table per subset."""
     title = f"{report['env']} ({report['split'] or 'default split'}): {report['model']}"
-    table = Table(title=title, title_justify="left")
     cols = ["strategy", "tasks", "success", "95% CI"]
     cells = [
         report["strategy"],
@@ -174,10 +175,9 @@ def print_report(console: Console, report: dict) -> None:
         f"{report['mean_tokens_per_task']:.0f}",
         f"{report['timings']['s_per_task']:.2f}",
     ]
-    for col in cols:
-        table.add_column(col, justify="right")
-    table.add_row(*cells)
-    console.print(table)
+    console.print(row_table(console, title, cols, cells))
+    if "embodied" in report:
+        print_episodes(console, report["embodied"])
     for key, groups in report["subsets"].items():
         sub = Table(title=f"success by {key}", title_justify="left")
         sub.add_column(key)
@@ -186,3 +186,44 @@ def print_report(console: Console, report: dict) -> None:
         for label, row in groups.items():
             sub.add_row(label, str(row["tasks"]), f"{row['success_rate']:.1%}")
         console.print(sub)
+
+
+def print_episodes(console: Console, block: dict) -> None:
+    """An agent env's episodes (the report's ``embodied`` block): the games and step cap in the
+    title; episodes won and lost, their mean steps, the share of actions answered "Nothing
+    happens." and the share of lost episodes that end in a loop."""
+    cap = block["step_cap"] if block["step_cap"] is not None else "none"
+    title = (f"episodes: {len(block['games'])} games (sha256 {block['games_sha256'][:12]}), "
+             f"step cap {cap}")  # fmt: skip
+    cols = ("won", "lost", "steps won", "steps lost", "Nothing happens.", "lost in loop")
+    cells = [
+        str(block["won"]),
+        str(block["lost"]),
+        _either(block["mean_steps_won"], "{:.1f}"),
+        _either(block["mean_steps_lost"], "{:.1f}"),
+        f"{block['nothing_happens_rate']:.1%}",
+        _either(block["loop_share_of_lost"], "{:.1%}"),
+    ]
+    console.print(row_table(console, title, cols, cells))
+
+
+def row_table(console: Console, title: str, cols: list[str], cells: list[str]) -> Group:
+    """One result under its title: a row under its column names, or, where that row is wider
+    than the console, a column of (name, value) rows. A cell is never cut or wrapped, and the
+    title keeps the console's width whatever the table's."""
+    table = Table()
+    for col in cols:
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_row(*cells)
+    wide = console.options.update_width(10**4)  # the row's natural width, not the console's
+    if Measurement.get(console, wide, table).maximum > console.width:
+        table = Table(show_header=False)
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        for col, cell in zip(cols, cells, strict=True):
+            table.add_row(col, cell)
+    return Group(Text(title, style="italic"), table)
+
+
+def _either(value: float | None, spec: str) -> str:
+    return "-" if value is None else spec.format(value)

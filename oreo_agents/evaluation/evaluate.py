@@ -17,7 +17,11 @@ ALFWorld ``task_type``, the split), timings and one record per task; the numbers
 the pure functions of `oreo_agents.evaluation.metrics`. With K > 1 ranked samples, ``value_auroc``
 says how well the value model separates successes from failures (overall and within a task);
 on envs that label their lines (``oreo/Chain-v0``), ``lines`` gives the chains' per-line
-accuracy, the rate of fully right chains and the share of successes with a wrong line.
+accuracy, the rate of fully right chains and the share of successes with a wrong line. Agent
+envs (ALFWorld, TextWorld) add an ``embodied`` block: the evaluated games and their hashes, the
+step cap, the engine's versions, the decoding settings, the steps of won and lost games, the
+"Nothing happens." rate and the share of lost games that end in a loop
+(`oreo_agents.evaluation.embodied`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 from oreo_agents.data.episodes import Episode, load_episodes
 from oreo_agents.data.inputs import episode_state
 from oreo_agents.distributed import gather, rank_world
+from oreo_agents.evaluation.embodied import embodied_block, episode_flags
 from oreo_agents.evaluation.metrics import (
     curves,
     line_metrics,
@@ -198,7 +203,7 @@ def run_rollout(
         records = _acting_records(cfg, make_env, task_ids, backend, value_fn, progress)
     else:
         records = _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress,
-                                   reranker_fn)  # fmt: skip
+                                   reranker_fn, agent=agent)  # fmt: skip
     if world > 1:
         order = {t: i for i, t in enumerate(every)}
         records = sorted((r for part in gather(records) for r in part),
@@ -207,7 +212,8 @@ def run_rollout(
         record["subset"] = _subset(unwrapped, record)
     env.close()
     elapsed = time.perf_counter() - started
-    return _report(cfg, records, unwrapped, elapsed)
+    embodied = embodied_block(cfg, env, records) if agent else None
+    return _report(cfg, records, unwrapped, elapsed, embodied)
 
 
 def _counter(progress, total: int) -> Callable[[float], None] | None:
@@ -224,7 +230,8 @@ def _counter(progress, total: int) -> Callable[[float], None] | None:
     return advance
 
 
-def _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress, reranker):
+def _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progress, reranker,
+                     agent=False):  # fmt: skip
     """greedy / sample / math best-of-k: K episodes per task through `run_collect`."""
     samples = 1 if cfg.strategy == "greedy" else cfg.k
     temperature = 0.0 if cfg.strategy == "greedy" else cfg.temperature
@@ -242,7 +249,7 @@ def _collect_records(cfg, make_env, task_ids, backend, scripted, value_fn, progr
     by_task: dict[str, list[Episode]] = {t: [] for t in task_ids}
     for ep in sorted(episodes, key=lambda e: e.meta["sample"]):
         by_task[ep.task_id].append(ep)
-    records = [_record(t, [_sample(e) for e in eps]) for t, eps in by_task.items()]
+    records = [_record(t, [_sample(e, agent) for e in eps]) for t, eps in by_task.items()]
     flat = [
         (s, e)
         for r, eps in zip(records, by_task.values(), strict=True)
@@ -337,13 +344,14 @@ def _acting_records(cfg, make_env, task_ids, backend, value_fn, progress):
     )
     records = []
     for ep in episodes:
-        sample = _sample(ep)
+        sample = _sample(ep, agent=True)
         sample["candidates"] = ep.meta.get("candidates", 0)
         records.append(_record(ep.task_id, [sample]))
     return records
 
 
-def _sample(ep: Episode) -> dict[str, Any]:
+def _sample(ep: Episode, agent: bool = False) -> dict[str, Any]:
+    """A sample of a record; an agent env's adds the `episode_flags` fields."""
     return {
         "success": bool(ep.success),
         "answer": ep.info.get("answer"),
@@ -352,6 +360,7 @@ def _sample(ep: Episode) -> dict[str, Any]:
         "value": None,
         "text": ep.response,
         **_labels(ep.info),
+        **(episode_flags(ep.steps) if agent else {}),
     }
 
 
@@ -388,7 +397,8 @@ def task_success(record: dict[str, Any], strategy: str) -> float:
     return float(samples[0]["success"])
 
 
-def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str, Any]:
+def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float,
+            embodied: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     for r in records:
         r["success"] = task_success(r, cfg.strategy)
     n = len(records)
@@ -419,6 +429,7 @@ def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float) -> dict[str,
         "mean_steps": sum(s["steps"] for s in all_samples) / max(len(all_samples), 1),
         "mean_tokens_per_task": tokens / max(n, 1),
         "subsets": subsets(records),
+        **({"embodied": embodied} if embodied is not None else {}),
         "timings": {
             "total_s": elapsed,
             "s_per_task": elapsed / max(n, 1),
