@@ -68,7 +68,10 @@ def run(cfg: Any, console: Console) -> None:
         from oreo_agents.generation import load_backend
 
         console.print(f"loading [bold]{cfg.model}[/] ({cfg.backend} backend)...")
-        backend = load_backend(cfg.backend, cfg.model, batch_size=cfg.batch_size, device=device())
+        backend = load_backend(
+            cfg.backend, cfg.model, batch_size=cfg.batch_size, device=device(),
+            **cfg.backend_options(),
+        )  # fmt: skip
     columns = (
         TextColumn("[bold]collect[/]"),
         BarColumn(),

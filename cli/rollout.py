@@ -87,7 +87,10 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
         from oreo_agents.generation import load_backend
 
         console.print(f"loading [bold]{cfg.policy}[/] ({cfg.backend} backend)...")
-        backend = load_backend(cfg.backend, cfg.policy, batch_size=cfg.batch_size, device=device())
+        backend = load_backend(
+            cfg.backend, cfg.policy, batch_size=cfg.batch_size, device=device(),
+            **cfg.backend_options(),
+        )  # fmt: skip
     if cfg.value is not None and cfg.strategy in ("greedy", "sample"):
         console.print(f"[yellow]note[/]: --strategy {cfg.strategy} does not use --value")
     elif "implicit" in cfg.scorer:

@@ -148,7 +148,7 @@ def _values(value_fn: Any, states: list[tuple[Slot, list[tuple]]]) -> list[float
 
 def _candidate_ids(slot: Slot, action: str, _tokens: int, completion: Any) -> list[int]:
     """The ids a candidate adds to the slot's context (module docstring)."""
-    if completion is not None:
+    if completion is not None and not completion.text_only:
         split = split_generation(
             slot.tokenizer, completion.token_ids, completion.text, completion.eos_id, action,
             following_action(slot, action),

@@ -1,4 +1,4 @@
-"""The backend interface shared by the Hugging Face and vLLM implementations."""
+"""The backend interface shared by the Hugging Face, vLLM and served-model implementations."""
 
 from __future__ import annotations
 
@@ -62,12 +62,17 @@ class Completion:
         finish_reason: "eos" (the model stopped), "stop" (a stop string) or "length".
         eos_id: With "eos", the end-of-sequence id the model emitted (chat models have several,
             e.g. ``<|im_end|>`` and ``<|endoftext|>``); training appends that one.
+        text_only: ``token_ids`` are not the ids the model generated but the text encoded
+            again (or empty without a tokenizer): a served model whose server did not return
+            its ids (`oreo_agents.generation.openai_backend`). The collector logs such an
+            action as re-encoded text.
     """
 
     text: str
     token_ids: list[int]
     finish_reason: Literal["eos", "stop", "length"]
     eos_id: int | None = None
+    text_only: bool = False
 
 
 Prompt = str | Sequence[int]
@@ -118,10 +123,13 @@ def _cuda() -> bool:
 
 
 def load_backend(name: str, model: str, **kwargs: Any) -> Backend:
-    """Build a backend by name: "hf", "vllm", or "auto" (vLLM when installed and on a GPU).
+    """Build a backend by name: "hf", "vllm", "openai" (a served model: ``model`` is its served
+    name, ``base_url`` the server's API root), or "auto" (vLLM when installed and on a GPU).
 
     Raises:
-        ValueError: An unknown name.
+        ValueError: An unknown name; "openai" without ``base_url``, or with a model the server
+            does not serve or a key it rejects (`ServedModelError`).
+        ConnectionError: "openai" with no server answering at ``base_url``.
         ImportError: "vllm" asked for but not installed (names the extra to add).
     """
     if name == "auto":
@@ -134,4 +142,8 @@ def load_backend(name: str, model: str, **kwargs: Any) -> Backend:
         from oreo_agents.generation.vllm_backend import VLLMBackend
 
         return VLLMBackend(model, **kwargs)
-    raise ValueError(f"unknown backend {name!r}; use 'auto', 'hf' or 'vllm'")
+    if name == "openai":
+        from oreo_agents.generation.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(model, **kwargs)
+    raise ValueError(f"unknown backend {name!r}; use 'auto', 'hf', 'vllm' or 'openai'")

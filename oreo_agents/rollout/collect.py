@@ -184,7 +184,8 @@ def make_prompter(cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None) ->
     """
     if cfg.chat_template and tokenizer is None:
         raise ValueError("--chat-template renders prompts with a model's tokenizer; a scripted "
-                         "policy has none")  # fmt: skip
+                         "policy has none, nor does --backend openai without --tokenizer (or a "
+                         "local folder as --model)")  # fmt: skip
     agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
     chat = tokenizer if cfg.chat_template else None
     return Prompter(agent_prompt, tokenizer=chat, control=cfg.control)
@@ -426,10 +427,11 @@ def _record(slot: Slot, action: str, generated: tuple, result: tuple, cfg):
 
 def _log_ids(slot: Slot, completion: Any) -> None:
     """Log the last step's ids and extend the slot's context with them: the generated ids where
-    the logged action is what was generated (`split_generation`), else the action encoded."""
+    the logged action is what was generated (`split_generation`) and the backend has them (not
+    `Completion.text_only`), else the action encoded."""
     tok, step = slot.tokenizer, slot.steps[-1]
     split = None
-    if completion is not None:
+    if completion is not None and not completion.text_only:
         split = split_generation(
             tok, completion.token_ids, completion.text, completion.eos_id,
             step["action"], step["observation"],

@@ -21,7 +21,19 @@ class ActingConfig:
             and the OREO paper samples search candidates at 1).
         top_p: Nucleus sampling mass.
         top_k: Top-k sampling (0 = off).
-        backend: "auto", "hf" or "vllm".
+        backend: "auto", "hf", "vllm" or "openai" (a model served behind the OpenAI-compatible
+            API at --base-url, e.g. by ``vllm serve``; --model is its served name, and the API
+            key is read from $OPENAI_API_KEY).
+        base_url: The server's API root for --backend openai, e.g. http://127.0.0.1:8000/v1.
+        tokenizer: The served model's tokenizer, a local folder or hub id (--backend openai):
+            prompts then go to the server as token ids and episodes keep the sampled ids, as
+            with the in-process backends; default: --model when it is a local folder, else
+            none (text only, no --chat-template).
+        concurrency: Requests in flight at once to the server (--backend openai).
+        request_timeout: Seconds one request to the server may take before it is retried
+            (--backend openai).
+        max_retries: Retries of a failed request to the server (429, 5xx, timeouts, dropped
+            connections), with exponential backoff (--backend openai).
         batch_size: Episodes run side by side (and sequences per HF generate call).
         seed: Seeds the task sample, the envs and the sampler.
         chat_template: Format every prompt with the model tokenizer's chat template (answer
@@ -51,6 +63,11 @@ class ActingConfig:
     top_p: float = 1.0
     top_k: int = 0
     backend: str = "auto"
+    base_url: str | None = None
+    tokenizer: str | None = None
+    concurrency: int = 8
+    request_timeout: float = 600.0
+    max_retries: int = 5
     batch_size: int = 32
     seed: int = 0
     chat_template: bool = False
@@ -68,12 +85,38 @@ class ActingConfig:
         SamplingParams(**self.sampling())  # raises on a bad token budget, temperature, top-p/k
         if self.env_workers < 0:
             raise ValueError(f"env_workers must be >= 0, got {self.env_workers}")
-        if self.backend not in ("auto", "hf", "vllm"):
-            raise ValueError(f"backend must be 'auto', 'hf' or 'vllm', got {self.backend!r}")
+        if self.backend not in ("auto", "hf", "vllm", "openai"):
+            raise ValueError(
+                f"backend must be 'auto', 'hf', 'vllm' or 'openai', got {self.backend!r}"
+            )
+        if (self.base_url is not None) != (self.backend == "openai"):
+            raise ValueError("--backend openai and --base-url go together: pass both or neither")
+        if self.tokenizer is not None and self.backend != "openai":
+            raise ValueError("--tokenizer names a served model's tokenizer (--backend openai); "
+                             "the other backends load their model's own")  # fmt: skip
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be > 0, got {self.request_timeout}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
 
     def acting(self) -> dict[str, Any]:
         """The shared fields as keyword arguments (to make another `ActingConfig` kind)."""
         return {f.name: getattr(self, f.name) for f in fields(ActingConfig)}
+
+    def backend_options(self) -> dict[str, Any]:
+        """What `oreo_agents.generation.load_backend` needs besides the model and batch size:
+        the server's address and client settings for "openai", nothing for the others."""
+        if self.backend != "openai":
+            return {}
+        return {
+            "base_url": self.base_url,
+            "tokenizer": self.tokenizer,
+            "concurrency": self.concurrency,
+            "request_timeout": self.request_timeout,
+            "max_retries": self.max_retries,
+        }
 
     def sampling(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,423 @@
+"""Generation by a model served behind the OpenAI-compatible HTTP API (``vllm serve``, SGLang,
+TGI, llama.cpp's server): ``--backend openai --base-url URL --model SERVED_NAME``.
+
+The backend is a client: it sends one ``/v1/completions`` request per prompt, up to
+``concurrency`` of them in flight, and retries what a network or a busy server makes fail
+(429, 5xx, dropped connections, timeouts) with exponential backoff and jitter. What cannot work
+(no server at the URL, a model the server does not serve, a rejected key) is found by one
+``/v1/models`` request when the backend is made, and raised at once on one line.
+
+Token ids. When ``--model`` names a local folder (``vllm serve /models/qwen`` serves the model
+under its path unless ``--served-model-name`` says otherwise), or ``--tokenizer`` names the
+served model's tokenizer (a folder or hub id), that tokenizer is loaded here: prompts go to the
+server as token ids (vLLM's completions endpoint takes a list of ints), the collector keeps each
+context as ids, and the ids the server sampled (asked for with vLLM's
+``return_tokens_as_token_ids``) are logged with the episode, as the in-process backends log
+theirs. Without either there is no tokenizer: prompts go as text and episodes are stored as text
+(no ``prompt_ids``; training encodes them segment by segment). A completion whose ids the server
+did not return is marked ``Completion.text_only``; with a tokenizer its text is encoded instead,
+and the collector counts that action in ``meta["reencoded_actions"]``.
+
+Chat models. ``--chat-template`` renders every prompt with that tokenizer's chat template
+and sends the rendered text to ``/v1/completions``, which is what the server's
+``/v1/chat/completions`` would do with the same template, but keeps the context's ids exact and
+the transcript append-only. The chat endpoint itself is not used: the prompt layer renders
+texts, not message lists (`oreo_agents.rollout.prompting`).
+
+The API key is read from the ``OPENAI_API_KEY`` environment variable (never a flag, so it is not
+in shell histories, logs or reports); without it no ``Authorization`` header is sent.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from oreo_agents.generation.base import Completion, Prompt, SamplingParams, eos_ids
+
+API_KEY_VARIABLE = "OPENAI_API_KEY"
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+CHECK_TIMEOUT = 2.5  # seconds: a bad URL, model name or key is reported within 3 s
+
+
+class ServedModelError(ValueError):
+    """A request the server refused for good (a wrong model name, a rejected key, a bad
+    request): retrying cannot help. One line, which the CLI prints as it is."""
+
+
+class ServerUnreachable(ConnectionError):
+    """No answer from the server: nothing listens at the URL, or it kept failing through every
+    retry. One line, which the CLI prints as it is."""
+
+
+class OpenAIBackend:
+    """The `Backend` interface over an OpenAI-compatible server (module docstring).
+
+    Args:
+        model: The served model name (``/v1/models`` lists them); a local folder's path also
+            gives the tokenizer.
+        tokenizer: A tokenizer, or a local folder or hub id to load it from; None: load it
+            from ``model`` when that is a local folder (else there is none: text only).
+        base_url: The API's root, e.g. ``http://127.0.0.1:8000/v1``.
+        concurrency: Requests in flight at once.
+        request_timeout: Seconds one request may take before it is retried.
+        max_retries: Retries of one request after a retryable failure (0: none).
+        backoff: Seconds before the first retry; each later one waits twice as long (at most
+            `max_backoff`), scaled by a random factor in [0.5, 1) so clients that failed
+            together do not retry together. A ``Retry-After`` header is honoured.
+        max_backoff: Longest wait between two tries.
+        **ignored: Other backends' options (``batch_size``, ``device``, ``seed``), accepted
+            for a uniform signature.
+
+    Raises:
+        ServerUnreachable: Nothing answers at ``base_url``.
+        ServedModelError: The server rejects the key or does not serve ``model``.
+        ValueError: A bad option or URL, or a tokenizer that does not load.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        tokenizer: Any = None,
+        *,
+        base_url: str | None = None,
+        concurrency: int = 8,
+        request_timeout: float = 600.0,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        **ignored: Any,
+    ):
+        try:
+            import httpx
+        except ImportError as e:
+            raise ImportError("the openai backend needs httpx: pip install 'oreo[served]'") from e
+        if not base_url:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if request_timeout <= 0:
+            raise ValueError(f"request_timeout must be > 0, got {request_timeout}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.model_name = model
+        self.base_url = base_url.rstrip("/")
+        self.concurrency, self.max_retries = concurrency, max_retries
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self.request_timeout = request_timeout
+        self._httpx = httpx
+        headers = {}
+        key = os.environ.get(API_KEY_VARIABLE)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._client = httpx.Client(headers=headers, limits=limits, timeout=request_timeout)
+        self.check()  # before the tokenizer: a wrong URL fails in seconds, not after a load
+        if tokenizer is None and os.path.isdir(model):
+            tokenizer = model
+        source = tokenizer if isinstance(tokenizer, str) else model
+        if isinstance(tokenizer, str):
+            from oreo_agents.generation.hf import load_tokenizer
+
+            tokenizer = load_tokenizer(tokenizer)
+        self.tokenizer = tokenizer
+        self.eos_ids = eos_ids(_generation_config(source), tokenizer) if tokenizer else []
+
+    def check(self) -> None:
+        """Ask ``/v1/models`` once, briefly: the server answers, accepts the key and serves
+        the model.
+
+        Raises:
+            ServerUnreachable: No connection, or no answer within `CHECK_TIMEOUT`.
+            ServedModelError: The key is rejected (401, 403), or the model is not listed.
+        """
+        url = f"{self.base_url}/models"
+        try:
+            # httpx's timeouts are per phase (connect, then read): half of it each
+            response = self._client.get(url, timeout=CHECK_TIMEOUT / 2)
+        except (self._httpx.InvalidURL, self._httpx.UnsupportedProtocol) as e:
+            raise ValueError(f"--base-url {self.base_url!r} is not an http(s) URL: {e}") from None
+        except self._httpx.TimeoutException:
+            raise ServerUnreachable(
+                f"the server at {self.base_url} did not answer {url} within {CHECK_TIMEOUT:g} s"
+            ) from None
+        except self._httpx.TransportError as e:
+            raise ServerUnreachable(
+                f"cannot reach a server at {self.base_url} ({_reason(e)}); is it running, and "
+                "does --base-url end with /v1?"
+            ) from None
+        if response.status_code in (401, 403):
+            raise ServedModelError(_key_error(self.base_url, response))
+        if response.status_code == 404:
+            raise ServedModelError(
+                f"{url} was not found (404): --base-url {self.base_url} is not an "
+                "OpenAI-compatible API root (it usually ends with /v1)"
+            )
+        if response.status_code >= 400:
+            raise ServerUnreachable(f"{url} answered {_status(response)}")
+        try:
+            served = [m["id"] for m in response.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            raise ServedModelError(f"{url} did not answer with a model list") from None
+        if self.model_name not in served:
+            raise ServedModelError(
+                f"the server at {self.base_url} does not serve the model {self.model_name!r}; "
+                f"it serves {', '.join(map(repr, served)) or 'none'} (pass one as --model)"
+            )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def request(self, prompt: Prompt, params: SamplingParams, seed: int | None) -> dict[str, Any]:
+        """The ``/v1/completions`` body for one prompt: the standard fields, and vLLM's
+        extensions that make the text the ids' text and give back the sampled ids (servers
+        without them ignore them)."""
+        if isinstance(prompt, str) and self.tokenizer is not None:
+            from oreo_agents.data.inputs import encode_prompt
+
+            prompt = encode_prompt(self.tokenizer, prompt)  # ids, as the other backends send
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "prompt": prompt if isinstance(prompt, str) else list(prompt),
+            "n": params.n,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "logprobs": 0,  # the sampled tokens' entries, which carry their ids
+            "return_tokens_as_token_ids": True,
+            "skip_special_tokens": False,  # special tokens the model wrote stay in the text
+        }
+        if not isinstance(prompt, str):
+            body["add_special_tokens"] = False  # the ids already hold their BOS
+        if params.top_k > 0:
+            body["top_k"] = params.top_k
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if self.eos_ids:
+            body["stop_token_ids"] = list(self.eos_ids)  # every EOS of the generation config
+        if seed is not None:
+            body["seed"] = seed % 2**63  # derive_seed's 63 bits; vLLM takes any int64
+        return body
+
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[list[Completion]]:
+        """``params.n`` completions per prompt, one request per prompt, up to ``concurrency``
+        in flight. Prompt i is seeded with ``seeds[i]`` (default ``params.seed``); whether its
+        samples then depend on the seed only is the server's to keep (vLLM's per-request
+        seeds do).
+
+        Raises:
+            ServerUnreachable: A request failed through every retry.
+            ServedModelError: The server refused a request (e.g. a prompt too long for it).
+        """
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+        bodies = [
+            self.request(p, params, seeds[i] if seeds is not None else params.seed)
+            for i, p in enumerate(prompts)
+        ]
+        answers = self.post_all("/completions", bodies)
+        return [self.completions(answer, params) for answer in answers]
+
+    def post_all(self, path: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`post` every body, up to ``concurrency`` at once; the answers in order.
+
+        The workers are daemon threads, so a Ctrl-C or a failed request ends the call at once
+        (the process does not wait for requests still in flight); after a failure no new
+        request starts, and the first failure is raised.
+        """
+        if len(bodies) <= 1:
+            return [self.post(path, b) for b in bodies]
+        answers: list[Any] = [None] * len(bodies)
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(bodies)):
+            todo.put(i)
+        failures: list[BaseException] = []
+        finished = threading.Semaphore(0)
+
+        def work() -> None:
+            try:
+                while not failures:
+                    try:
+                        i = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    answers[i] = self.post(path, bodies[i])
+            except BaseException as e:  # handed to the caller's thread
+                failures.append(e)
+            finally:
+                finished.release()
+
+        workers = min(self.concurrency, len(bodies))
+        for _ in range(workers):
+            threading.Thread(target=work, daemon=True).start()
+        for _ in range(workers):
+            finished.acquire()  # interruptible by Ctrl-C
+            if failures:
+                raise failures[0]
+        return answers
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` and return the JSON answer, retrying 429, 5xx, timeouts and dropped
+        connections with backoff (class docstring).
+
+        Raises:
+            ServerUnreachable: Every try failed.
+            ServedModelError: A final refusal (4xx other than 408, 409, 425 and 429).
+        """
+        url = f"{self.base_url}{path}"
+        for attempt in range(self.max_retries + 1):
+            wait = None
+            try:
+                response = self._client.post(url, json=body)
+            except self._httpx.TransportError as e:  # refused, dropped, timed out
+                failure = _reason(e)
+            else:
+                if response.status_code < 400:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        failure = "an answer that is not JSON"
+                elif response.status_code in (401, 403):
+                    raise ServedModelError(_key_error(self.base_url, response))
+                elif response.status_code not in RETRY_STATUS:
+                    raise ServedModelError(f"{url} refused a request: {_status(response)}")
+                else:
+                    failure = _status(response)
+                    wait = _retry_after(response)
+            if attempt < self.max_retries:
+                time.sleep(self.delay(attempt) if wait is None else min(wait, self.max_backoff))
+        raise ServerUnreachable(
+            f"{url} failed {self.max_retries + 1} times, last with {failure} (--max-retries, "
+            "--request-timeout)"
+        )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt + 1``: exponential, capped, jittered."""
+        base = min(self.backoff * 2**attempt, self.max_backoff)
+        return base * random.uniform(0.5, 1.0)
+
+    def completions(self, answer: dict[str, Any], params: SamplingParams) -> list[Completion]:
+        """Our completions of one ``/v1/completions`` answer, in the order of their index."""
+        try:
+            choices = sorted(answer["choices"], key=lambda c: c.get("index", 0))
+        except (KeyError, TypeError):
+            raise ServedModelError(
+                f"the server answered without choices: {str(answer)[:200]}"
+            ) from None
+        if len(choices) != params.n:
+            raise ServedModelError(
+                f"asked the server for {params.n} completions, got {len(choices)}"
+            )
+        return [self.completion(choice, params) for choice in choices]
+
+    def completion(self, choice: dict[str, Any], params: SamplingParams) -> Completion:
+        """Our `Completion` of one choice, its finish reason mapped as `VLLMBackend` maps vLLM's.
+
+        ``finish_reason`` "length" stays "length". "stop" is a stop string when vLLM's
+        ``stop_reason`` (SGLang's ``matched_stop``) names one, or, from servers with neither,
+        when the text ends with one; else it is the model's EOS: an int ``stop_reason`` is the
+        EOS id, and an EOS id at the end of the returned ids is cut from them, as the in-process
+        backends do. Servers cut the stop string (and an EOS token's text) from the text; the
+        stop string is put back, so a step keeps its delimiter. With the sampled ids and a
+        local tokenizer, the text is the ids' text, as the in-process backends' is (it ends
+        with the token that completed the stop string, which may reach past it).
+        """
+        text = choice.get("text") or ""
+        ids = _token_ids(choice)
+        reason = choice.get("finish_reason")
+        stop_reason = choice.get("stop_reason", choice.get("matched_stop"))
+        finish, eos_id = "length", None
+        if reason != "length":
+            matched = _stop_string(text, stop_reason, params.stop)
+            if matched is not None:
+                finish = "stop"
+                if not text.endswith(matched):  # servers stop at its first occurrence
+                    text += matched
+            else:
+                finish = "eos"
+                if isinstance(stop_reason, int):
+                    eos_id = stop_reason
+                # vLLM returns the EOS id among the sampled ones; without a local tokenizer
+                # its ``stop_reason`` None means the tokenizer's own EOS, the last id.
+                unknown = not self.eos_ids and stop_reason is None
+                if ids and (ids[-1] in self.eos_ids or ids[-1] == eos_id or unknown):
+                    eos_id = ids.pop()
+                if eos_id is None and self.tokenizer is not None:
+                    eos_id = self.tokenizer.eos_token_id
+        text_only = ids is None
+        if ids is None:
+            from oreo_agents.data.inputs import encode_text
+
+            ids = encode_text(self.tokenizer, text) if self.tokenizer is not None else []
+        elif self.tokenizer is not None:
+            text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        return Completion(text=text, token_ids=ids, finish_reason=finish, eos_id=eos_id,
+                          text_only=text_only)  # fmt: skip
+
+
+def _token_ids(choice: dict[str, Any]) -> list[int] | None:
+    """The sampled ids of a choice: vLLM's ``token_ids`` field where given, else its logprobs
+    tokens written ``token_id:N`` (``return_tokens_as_token_ids``); None when it has neither."""
+    if isinstance(choice.get("token_ids"), list):
+        return [int(t) for t in choice["token_ids"]]
+    tokens = (choice.get("logprobs") or {}).get("tokens")
+    if not tokens or not all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
+        return None
+    return [int(t.removeprefix("token_id:")) for t in tokens]
+
+
+def _stop_string(text: str, stop_reason: Any, stops: tuple[str, ...]) -> str | None:
+    """The stop string that ended a "stop" choice, None when it was the model's EOS."""
+    if isinstance(stop_reason, str) and stop_reason in stops:
+        return stop_reason
+    if stop_reason is None:
+        for s in stops:
+            if text.endswith(s):
+                return s
+    return None
+
+
+def _retry_after(response: Any) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (None: absent or a date)."""
+    try:
+        return max(float(response.headers.get("retry-after", "")), 0.0)
+    except ValueError:
+        return None
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _status(response: Any) -> str:
+    """``503 Service Unavailable: <the server's message>``, on one line."""
+    detail = response.text.strip().replace("\n", " ")[:200]
+    return f"{response.status_code} {response.reason_phrase}" + (f": {detail}" if detail else "")
+
+
+def _key_error(base_url: str, response: Any) -> str:
+    have = "was rejected" if API_KEY_VARIABLE in os.environ else "is not set"
+    return (f"the server at {base_url} refused the request ({response.status_code}): the API key "
+            f"in ${API_KEY_VARIABLE} {have}")  # fmt: skip
+
+
+def _generation_config(model: str) -> Any:
+    """The local folder's ``generation_config.json`` (its EOS ids), None if absent."""
+    if not os.path.isdir(model):
+        return None
+    try:
+        from transformers import GenerationConfig
+
+        return GenerationConfig.from_pretrained(model)
+    except (OSError, ValueError):
+        return None
