@@ -25,18 +25,18 @@ from oreo_cli.options import duration
 def demo(
     out: Annotated[str, typer.Option(help="Output folder (re-run to resume).")] = "runs/demo",
     seed: Annotated[int, typer.Option(help="Seeds data, models and sampling.")] = 0,
-    fast: Annotated[bool, typer.Option(help="A ~1 minute version (checks the pipeline).")] = False,
+    fast: Annotated[bool, typer.Option(help="A 15-second version (checks the pipeline).")] = False,
     full: Annotated[bool, typer.Option(help="Evaluate on 500 test tasks instead of 200.")] = False,
     rounds: Annotated[
         int, typer.Option(help="Collect+train rounds for OREO and rejection sampling.")
     ] = 1,
     oreo_algo: Annotated[str, typer.Option(help="oreo | oreo-step | oreo-response.")] = "oreo",
     ppo: Annotated[
-        bool, typer.Option(help="Also train online PPO from the SFT policy (about 5 minutes).")
+        bool, typer.Option(help="Also train online PPO from the SFT policy (about 4.5 minutes).")
     ] = False,
 ) -> None:
     """SFT -> sample -> train OREO and the baselines from the same episodes -> evaluate."""
-    from oreo_agents.recipes.demo import demo_config, run_demo, stage_names
+    from oreo_agents.recipes.demo import demo_config, expected_seconds, run_demo, stage_names
 
     console = Console()
     stages = None
@@ -44,7 +44,7 @@ def demo(
         cfg = demo_config(
             out=out, seed=seed, fast=fast, full=full, rounds=rounds, oreo_algo=oreo_algo, ppo=ppo
         )
-        with Stages(console, stage_names(cfg)) as stages:
+        with Stages(console, stage_names(cfg), expected_seconds(cfg)) as stages:
             report = run_demo(cfg, stages.start, progress=stages.advance)
     except TrainingInterrupted as e:
         console.print(
@@ -108,7 +108,9 @@ class Stages:
     ``progress``.
     """
 
-    def __init__(self, console: Console, names: list[str]):
+    def __init__(self, console: Console, names: list[str], expected: dict[str, float]):
+        from oreo_agents.recipes.eta import StageClock
+
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -119,7 +121,8 @@ class Stages:
         # a 2-minute window: an ETA that follows the stage's pace without jumping at each step
         self.progress = Progress(*columns, console=console, speed_estimate_period=120)
         self.names, self.current = names, ""
-        self.overall = self.progress.add_task("", total=len(names), overall=True)
+        self.clock = StageClock(expected)
+        self.overall = self.progress.add_task("", total=len(names), clock=self.clock)
         self.task: Any = None
         self._describe(0)
 
@@ -137,10 +140,12 @@ class Stages:
         self.current = name
         self._describe(done)
         self.task = self.progress.add_task(f"  {name}", total=None)
+        self.clock.start(name)
 
     def advance(self, done: float, total: float | None) -> None:
         # rich's pace leaves out the first update: a resumed stage's jump is not "speed"
         self.progress.update(self.task, completed=done, total=total)
+        self.clock.progress(done, total)
 
     def _finish(self) -> int:
         """Close the current stage's row (a line above the display); returns stages done."""
@@ -154,6 +159,7 @@ class Stages:
         )
         self.progress.remove_task(self.task)
         self.task = None
+        self.clock.finish()
         self.progress.update(self.overall, completed=done + 1)
         return done + 1
 
@@ -166,10 +172,12 @@ class Stages:
 
 
 class _Remaining(ProgressColumn):
-    """A stage's time left; none on the overall line (stages take very different times)."""
+    """A stage's time left at its recent pace; on the overall line, the run's, from each
+    stage's expected time scaled by this machine's pace (`StageClock`)."""
 
     def render(self, task: Any) -> Text:
-        left = task.time_remaining
-        if task.fields.get("overall") or left is None or task.finished:
+        clock = task.fields.get("clock")
+        left = clock.remaining() if clock is not None else task.time_remaining
+        if left is None or task.finished:
             return Text("")
         return Text(f"ETA {duration(left)}", style="progress.remaining")

@@ -1,5 +1,5 @@
 """An outcome reward model (ORM): a value-model-shaped classifier trained on episodes labelled by
-the verifier, to rerank K samples (rerank@K: ``oreo rollout --strategy best-of-k --value
+the verifier, to rerank K samples (rerank@K: ``oreo rollout --strategy sample --k K --reranker
 OUT/value``) as Havrilla et al. 2024 do (after Cobbe et al. 2021). The policy is not trained."""
 
 from __future__ import annotations

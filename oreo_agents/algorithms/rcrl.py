@@ -44,7 +44,7 @@ class RCRLConfig:
 
 
 class RCRL(SFT):
-    """SFT on all episodes, each with its control text after the prompt (module docstring)."""
+    """SFT on every episode, its control text a prefix of the prompt (module docstring)."""
 
     config = RCRLConfig
 

@@ -24,7 +24,7 @@ def assert_fits(text: str, cells: list[str]) -> None:
 def test_the_demo_table_fits_80_columns_with_every_method_and_rounds():
     from oreo_cli.demo import print_results
 
-    config = {"search_k": 16, "samples": 16}
+    config = {"search_k": 16, "samples": 16, "rounds": 2}
     results = {}
     for method in LABELS:  # every row the demo can print, OREO and rejection sampling in rounds
         for key in ([f"{method}-r0", f"{method}-r1"] if method in ("oreo", "rft") else [method]):
@@ -36,6 +36,8 @@ def test_the_demo_table_fits_80_columns_with_every_method_and_rounds():
     labels = [round_label(key, config) for key in results]
     assert "rejection sampling (round 2)" in labels and "OREO + value@16" in labels
     assert_fits(text, [*labels, "100.0%", "99.1-100.0", "0.88"])
+    one_round = render(print_results, {**report, "config": {**config, "rounds": 1}}, 0, False)
+    assert "(round" not in one_round and "OREO + value@16" in one_round
     assert "PIPELINE CHECK (--fast), not a result" in text and "500 test tasks" in text
 
 
