@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,34 @@ MATH_RECORDS = [
         "unique_id": "test/algebra/2.json",
     },
 ]
+
+
+@dataclass
+class CliRun:
+    """What `oreo_in_process` returns: what `subprocess.run(..., capture_output=True)` would."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def oreo_in_process(*args: object, env: dict[str, str] | None = None, input: str | None = None):
+    """`oreo ARGS` run in this process (typer's CliRunner), without the 3-6 s of importing torch
+    and transformers that a new process pays.
+
+    For tests of what a command does. Tests of the process itself (a signal or a kill, the
+    ``oreo`` executable, torchrun, a worker process) start one. An exception the command did
+    not turn into an exit code is raised here, with its traceback.
+    """
+    from typer.testing import CliRunner
+
+    from oreo_cli.main import app
+
+    env = {"COLUMNS": "160", "HF_HUB_OFFLINE": "1", **(env or {})}
+    result = CliRunner().invoke(app, [str(a) for a in args], input=input, env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliRun(result.exit_code, result.stdout, result.stderr)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:

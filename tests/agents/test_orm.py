@@ -4,12 +4,12 @@ classifier (OUT/value), which `oreo rollout --value` then uses to rerank samples
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 
 import pytest
 import torch
 
+from conftest import oreo_in_process
 from oreo_agents.losses import orm_loss
 
 
@@ -36,7 +36,7 @@ def train_orm(model, data, out, *, steps, lr):
         "--max-steps", str(steps), "--set", f"value_lr={lr}", "--report-to", "none",
         "--save-minutes", "0",
     ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return oreo_in_process(*cmd[3:])
 
 
 def test_train_orm_learns_the_classifier_and_leaves_the_policy(
@@ -73,8 +73,7 @@ def test_rollout_reports_rerank_at_k_beside_maj_and_value(tiny_model_dir, mixed_
         "--value", str(orm / "value"), "--reranker", str(orm / "value"), "--tasks", "3",
         "--max-new-tokens", "8", "--out", str(report_path),
     ]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "COLUMNS": "200"})  # fmt: skip
+    run = oreo_in_process(*cmd[3:], env={"COLUMNS": "200"})
     assert run.returncode == 0, run.stdout + run.stderr
     assert "rerank@4" in run.stdout and "maj@4" in run.stdout
     report = json.loads(report_path.read_text())

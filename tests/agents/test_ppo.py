@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from conftest import oreo_in_process
 from oreo_agents.algorithms import get_algorithm
 from oreo_agents.algorithms.ppo import PPOConfig, group_advantages, make_experience
 from oreo_agents.data.episodes import Episode
@@ -140,7 +141,7 @@ def ppo_cmd(model, out, *extra):
 
 
 def run(cmd, ok=True):
-    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    done = oreo_in_process(*cmd[3:])
     if ok:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done

@@ -5,19 +5,16 @@ OREO -> greedy, likelihood-ranked and value-guided (best-of-K) acting with `oreo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
+from conftest import oreo_in_process
+
 ALFWORLD = ["--env", "oreo/ALFWorld-v0", "-o", "split=bundled"]
 
 
 def oreo(*args):
-    run = subprocess.run([sys.executable, "-m", "oreo_cli", *map(str, args)],
-                         capture_output=True, text=True, env=ENV, timeout=600)  # fmt: skip
+    run = oreo_in_process(*args)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run.stdout
 

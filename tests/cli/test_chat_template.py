@@ -5,11 +5,11 @@ observation), and the episodes hold the ids the model was fed."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
 
+from conftest import oreo_in_process
 from oreo_agents.data.episodes import load_episodes
 from oreo_agents.data.tokenization import tokenize_episode
 
@@ -34,7 +34,7 @@ def test_chat_template_collect_works_for_every_env(chat_model_dir, tmp_path, env
         str(chat_model_dir), "--out", str(out), "--chat-template", "--max-new-tokens", "8",
         *CASES[env_id],
     ]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    run = oreo_in_process(*cmd[3:])
     assert run.returncode == 0, run.stdout + run.stderr
     episodes = load_episodes(out)
     assert len(episodes) == 2

@@ -1,4 +1,5 @@
-"""`oreo collect` end to end through a subprocess: files, counts, resume after SIGINT/SIGKILL."""
+"""`oreo collect` end to end: files, counts, resume after SIGINT/SIGKILL (the killed runs in a
+process of their own, the rest in this one)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import oreo_in_process
 from oreo_agents.data.episodes import load_episodes
 
 # Pinned to the CPU (gloo, fp32) on a GPU machine too: these tests hold the CPU path to exact
@@ -38,7 +40,7 @@ def test_collect_writes_every_task_sample_once(tiny_model_dir, tmp_path, granula
         tiny_model_dir, out, "--samples", "2", "--tasks", "3", "--max-new-tokens", "12",
         "--batch-size", "4", "-o", f"granularity={granularity}", "--seed", "5",
     )  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    run = oreo_in_process(*cmd[3:])
     assert run.returncode == 0, run.stdout + run.stderr
     assert "pass@2" in run.stdout and "success rate" in run.stdout
     episodes = load_episodes(out)
@@ -55,7 +57,7 @@ def test_collect_writes_every_task_sample_once(tiny_model_dir, tmp_path, granula
     if granularity == "step":
         assert any(len(e.steps) > 1 for e in episodes)
     # Re-running the finished command adds nothing.
-    again = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    again = oreo_in_process(*cmd[3:])
     assert again.returncode == 0 and len(load_episodes(out)) == 6
 
 
@@ -100,7 +102,7 @@ def test_killed_collect_resumes_without_duplicates_or_gaps(tiny_model_dir, tmp_p
     assert 3 <= len(partial) < 24, "the kill should land mid-way"
     if sig == signal.SIGINT:
         assert proc.returncode == 130
-    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    done = oreo_in_process(*cmd[3:])
     assert done.returncode == 0, done.stdout + done.stderr
     final = keys(out)
     assert len(final) == 24 and len(set(final)) == 24
@@ -110,8 +112,7 @@ def test_killed_collect_resumes_without_duplicates_or_gaps(tiny_model_dir, tmp_p
     # The same episodes as an uninterrupted run, byte for byte but for the timestamps, even
     # one batched differently: each episode samples from its own (seed, task, sample) stream.
     straight = tmp_path / "straight"
-    run = subprocess.run(kill_cmd(tiny_model_dir, straight, "--batch-size", "3"),
-                         capture_output=True, text=True, env=ENV, timeout=300)  # fmt: skip
+    run = oreo_in_process(*kill_cmd(tiny_model_dir, straight, "--batch-size", "3")[3:])
     assert run.returncode == 0, run.stdout + run.stderr
     assert untimed(out) == untimed(straight)
 
@@ -129,9 +130,8 @@ def untimed(out: Path) -> dict[tuple[str, int], str]:
     return lines
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "oreo_cli", "collect", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+def run_cli(*args: str):
+    return oreo_in_process("collect", *args)
 
 
 @pytest.mark.parametrize("granularity", ["response", "step"])
@@ -233,6 +233,6 @@ def test_env_workers_exit_with_a_killed_collect(tiny_model_dir, tmp_path, sig):
     while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.1)
     assert not any(alive(w) for w in workers), "env workers outlived the collector"
-    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    done = oreo_in_process(*cmd[3:])
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(set(keys(out))) == 24

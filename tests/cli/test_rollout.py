@@ -13,6 +13,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from conftest import oreo_in_process
 from oreo_agents.evaluation.evaluate import RolloutConfig, load_report
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
@@ -42,7 +43,7 @@ def trained(tiny_model_dir, tmp_path_factory):
         "--micro-batch-size", "4", "--max-steps", "2", "--set", "lr=1e-3",
         "--set", "value_lr=1e-3", "--set", "max_length=1024",
     ]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    run = oreo_in_process(*cmd[3:])
     assert run.returncode == 0, run.stdout + run.stderr
     return root / "run"
 
@@ -157,24 +158,23 @@ def test_command_line_writes_report_and_plot(trained, tmp_path):
     assert report["software"]["torch"] == torch.__version__  # what produced it
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     gold = [*cmd[:10], "--policy", "gold", "--out", str(tmp_path / "gold.json")]
-    run = subprocess.run(gold, capture_output=True, text=True, env=ENV, timeout=300)
+    run = oreo_in_process(*gold[3:])
     assert run.returncode == 0, run.stdout + run.stderr
     assert load_report(tmp_path / "gold.json")["success_rate"] == 1.0
-    bad = subprocess.run(
-        cmd[:-4] + ["--strategy", "beam"], capture_output=True, text=True, env=ENV, timeout=120
-    )
+    bad = oreo_in_process(*cmd[3:-4], "--strategy", "beam")
     assert bad.returncode == 2 and "pass --value DIR" in bad.stdout
 
 
 @pytest.mark.parametrize("out", ["runs", "runs/", "missing/sub/r.json", "afile/r.json"])
-def test_an_out_that_cannot_be_written_is_refused_before_evaluating(tmp_path, out):
+def test_an_out_that_cannot_be_written_is_refused_before_evaluating(tmp_path, monkeypatch, out):
     """An existing folder (or a path under a file) as --out: refused in one line before any
     task runs, with no temporary file left in the working folder."""
     (tmp_path / "runs").mkdir()
     (tmp_path / "afile").write_text("")
     cmd = [sys.executable, "-m", "oreo_cli", "rollout", "--env", MATH, "-o", "size=20",
            "--policy", "gold", "--out", out]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run = oreo_in_process(*cmd[3:])
     if out.startswith("missing"):  # missing folders are created, as before
         assert run.returncode == 0, run.stdout + run.stderr
         assert load_report(tmp_path / out)["tasks"] == 20

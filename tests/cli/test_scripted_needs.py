@@ -4,15 +4,12 @@ env without it in one line, before any episode; a scripted rollout is named by i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from conftest import oreo_in_process
 from oreo_agents.rollout.scripted import NEEDS, SCRIPTED
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "CUDA_VISIBLE_DEVICES": ""}
 MISUSES = [
     ("expert", "oreo/Chain-v0", [], "walkthroughs (ALFWorld, TextWorld)"),
     ("random", "oreo/Chain-v0", [], "admissible actions"),
@@ -21,9 +18,8 @@ MISUSES = [
 ]
 
 
-def oreo(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "oreo_cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
+def oreo(*args: str):
+    return oreo_in_process(*args, env={"COLUMNS": "200"})
 
 
 def test_every_scripted_policy_declares_what_it_needs():

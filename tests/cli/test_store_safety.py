@@ -1,6 +1,6 @@
 """Nothing lost, ever: `oreo convert` never eats its input, one writer per store, a failed start
 does not block the retry, a full disk loses nothing and the re-run resumes, garbage input is
-named (subprocess runs of the real CLI)."""
+named (the real CLI; in a process of its own where the test is about processes)."""
 
 from __future__ import annotations
 
@@ -16,15 +16,21 @@ from pathlib import Path
 
 import pytest
 
+from conftest import oreo_in_process
 from oreo_agents.data.episodes import EpisodeWriter, load_episodes
 
 # A wide console so rich does not wrap the long tmp paths inside the messages we match.
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "1000"}
 
 
-def oreo(*args: str, **kwargs) -> subprocess.CompletedProcess:
+def oreo(*args: str):
+    """The CLI in this process; a test of another process's lock starts one (`oreo_process`)."""
+    return oreo_in_process(*args, env={"COLUMNS": "1000"})
+
+
+def oreo_process(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "oreo_cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, **kwargs)
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
 
 
 def collect_args(out: Path, policy: str = "gold", tasks: int = 20, samples: int = 1) -> list[str]:
@@ -64,7 +70,7 @@ def test_collect_is_refused_while_another_process_writes(tmp_path):
     out = tmp_path / "cc"
     manifest = {"env_id": "oreo/GSMSymbolic-v0", "env_options": {}, "model": "gold"}
     with EpisodeWriter(out, manifest):  # this test process holds the store
-        run = oreo(*collect_args(out))
+        run = oreo_process(*collect_args(out))
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"another process (pid {os.getpid()}) is writing to {out}" in run.stdout
     assert not list(out.glob("episodes-*.jsonl"))
@@ -124,7 +130,7 @@ app(prog_name="oreo")
 """
 
 
-def check_full_disk_run(run: subprocess.CompletedProcess, out: Path) -> int:
+def check_full_disk_run(run, out: Path) -> int:
     """The run that met a full disk: one line naming the shard and what was kept, no temporary
     file, and a manifest that counts no episode that is not on disk. Returns the kept count."""
     assert run.returncode == 2, run.stdout + run.stderr
@@ -145,7 +151,7 @@ def check_full_disk_run(run: subprocess.CompletedProcess, out: Path) -> int:
     return kept
 
 
-def check_resumed(out: Path, run: subprocess.CompletedProcess, kept: int, total: int) -> None:
+def check_resumed(out: Path, run, kept: int, total: int) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"resuming: {kept} episodes already in" in run.stdout
     counts = collections.Counter(e.key for e in load_episodes(out))

@@ -1,4 +1,5 @@
-"""`oreo train` end to end on a tiny model: every algorithm, checkpoints, resume, bad input."""
+"""`oreo train` end to end on a tiny model: every algorithm, checkpoints, resume, bad input (the
+CLI in this process, but for kills and what a new process prints)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 import pytest
 import torch
 
+from conftest import oreo_in_process
 from oreo_agents.models.value import ValueModel
 from oreo_agents.train import TrainConfig, run_train
 
@@ -51,10 +53,7 @@ def test_every_algorithm_trains_and_saves_loadable_checkpoints(
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / algo
-    run = subprocess.run(
-        train_cmd(tiny_model_dir, mixed_data, out, algo, "--max-steps", "2"),
-        capture_output=True, text=True, env=ENV, timeout=300,
-    )  # fmt: skip
+    run = oreo_in_process(*train_cmd(tiny_model_dir, mixed_data, out, algo, "--max-steps", "2")[3:])
     assert run.returncode == 0, run.stdout + run.stderr
     assert "saved the policy" in run.stdout
     assert [m["step"] for m in metrics(out)] == [1, 2]
@@ -77,7 +76,7 @@ def test_every_algorithm_trains_and_saves_loadable_checkpoints(
 def test_resume_after_sigkill_gives_the_same_loss_curve(tiny_model_dir, mixed_data, tmp_path):
     straight = tmp_path / "straight"
     cmd = train_cmd(tiny_model_dir, mixed_data, straight, "oreo", "--epochs", "2")
-    assert subprocess.run(cmd, capture_output=True, env=ENV, timeout=300).returncode == 0
+    assert oreo_in_process(*cmd[3:]).returncode == 0
     resumed = tmp_path / "resumed"
     cmd = train_cmd(
         tiny_model_dir, mixed_data, resumed, "oreo", "--epochs", "2", "--set", "save_every=1"
@@ -92,7 +91,7 @@ def test_resume_after_sigkill_gives_the_same_loss_curve(tiny_model_dir, mixed_da
     proc.wait(timeout=60)
     killed_at = checkpoint_step(resumed)
     assert 2 <= killed_at < 8, "the kill should land mid-run (8 optimizer steps in all)"
-    run = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    run = oreo_in_process(*cmd[3:])
     assert run.returncode == 0, run.stdout + run.stderr
     a, b = metrics(straight), metrics(resumed)
     assert [m["step"] for m in b] == list(range(1, 9))
@@ -131,10 +130,7 @@ def test_gradient_accumulation_1x8_equals_8x1(tiny_model_dir, mixed_data, tmp_pa
 def test_bad_data_is_refused_before_training(tiny_model_dir, tmp_path, algo, rows, message):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows) or "\n")
-    run = subprocess.run(
-        train_cmd(tiny_model_dir, data, tmp_path / "out", algo),
-        capture_output=True, text=True, env=ENV, timeout=120,
-    )  # fmt: skip
+    run = oreo_in_process(*train_cmd(tiny_model_dir, data, tmp_path / "out", algo)[3:])
     assert run.returncode == 2 and message in " ".join(run.stdout.split()), run.stdout + run.stderr
     assert not (tmp_path / "out" / "state").exists()
 
@@ -227,11 +223,8 @@ def test_a_separate_wider_value_backbone_trains_beside_the_policy(
     out = tmp_path / "sep"
     # Three steps: step 1 is warm-up (lr 0) and step 2 moves the head from zero, so the
     # backbone's first gradient comes with step 3.
-    run = subprocess.run(
-        train_cmd(tiny_model_dir, mixed_data, out, "oreo", "--value", str(wide),
-                  "--max-steps", "3"),
-        capture_output=True, text=True, env=ENV, timeout=300,
-    )  # fmt: skip
+    run = oreo_in_process(*train_cmd(tiny_model_dir, mixed_data, out, "oreo", "--value", str(wide),
+                                     "--max-steps", "3")[3:])  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert AutoConfig.from_pretrained(out / "value").hidden_size == 128
     assert AutoConfig.from_pretrained(out / "policy").hidden_size == 64
@@ -302,10 +295,8 @@ def test_weights_of_another_architecture_are_refused_in_one_line(
     config.update(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=32, n_layer=2,
                   n_head=4)  # fmt: skip
     (model / "config.json").write_text(json.dumps(config))
-    run = subprocess.run(
-        train_cmd(model, mixed_data, tmp_path / "out", "sft"),
-        capture_output=True, text=True, env={**ENV, "COLUMNS": "1000"}, timeout=120,
-    )  # fmt: skip
+    run = oreo_in_process(*train_cmd(model, mixed_data, tmp_path / "out", "sft")[3:],
+                          env={"COLUMNS": "1000"})
     output = run.stdout + run.stderr
     assert run.returncode == 2, output
     (error,) = [line for line in run.stdout.splitlines() if "error:" in line]
