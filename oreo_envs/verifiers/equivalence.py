@@ -6,7 +6,8 @@ covers nearly every GSM8K answer and most MATH answers without starting the work
 symbolic LaTeX (`\\sqrt`, `\\pi`, variables, `\\pm`, ...) goes to math-verify.
 
 Conventions where answers are ambiguous:
-    * `1,000` (groups of three digits) is one thousand; `1,2` and `12,3456` are lists.
+    * `1,000` (groups of three digits) is one thousand; `1,2` and `12,3456` are lists; so
+      the set `\\{1, 000\\}` is not `1,000`.
     * A percentage equals its number and its hundredth: `50%` == `50` == `0.5`.
     * An integer right before a fraction is a mixed number: `1\\frac{4}{5}` == `9/5`.
     * Bare comma lists and `\\{...\\}` are sets (order ignored); `(...)`/`[...]` are ordered and
@@ -233,6 +234,9 @@ def _sequence_verdict(pred: str, gold: str, pred_num, gold_num) -> bool | None:
         seq = pred_seq or gold_seq
         scalar = pred_num if pred_seq is None else gold_num
         return False if scalar is not None and len(seq[1]) > 1 else None
+    if (pred_num is None) != (gold_num is None):
+        # A number with thousands separators is not a list: `\{500, 58\}` != `58,500`.
+        return False
     (pred_kind, pred_items), (gold_kind, gold_items) = pred_seq, gold_seq
     pred_values = [parse_number(item) for item in pred_items]
     gold_values = [parse_number(item) for item in gold_items]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from oreo_envs.verifiers.normalize import sanitize
+from oreo_envs.verifiers.equivalence import fast_equivalent
+from oreo_envs.verifiers.normalize import MAX_ANSWER_CHARS, normalize, sanitize, squash
 
 STYLES = ("auto", "gsm8k", "math")
 MODES = ("strict", "lenient")
@@ -26,11 +27,15 @@ def extract_answer(text: str, *, style: str = "auto", mode: str = "lenient") -> 
 
     Tries, in order: the style's marker (`#### N` for "gsm8k", the last `\\boxed{...}` or
     `\\fbox{...}` for "math", whichever comes later for "auto"; the other marker second), then a
-    "the answer is X" / "final answer: X" phrase. That is all in "strict" mode (an explicit final
-    answer is required, as the OREO paper's prompts ask: the mode for training rewards). In
-    "lenient" mode (models that do not box their answers), a response without either is
-    answered by its last math span (`$...$`, `\\(...\\)`, `\\[...\\]`) that reads as math,
-    not prose, and then by its last number.
+    "the answer is X" / "final answer: X" phrase, such as the closing "Final Answer: The final
+    answer is X. I hope it is correct." of Minerva-style prompts. Several boxes at the end of
+    a response joined only by "and", "or", commas or "x =" (one per solution), and several math
+    spans so joined in the phrase's sentence, are one set answer `\\{a, b\\}`: see
+    `_final_boxes`. That is all in "strict" mode (an explicit final answer is required, as the
+    OREO paper's prompts ask: the mode for training rewards). In "lenient" mode (models that
+    do not box their answers), a response without either is answered by its last math span
+    (`$...$`, `\\(...\\)`, `\\[...\\]`) that reads as math, not prose, and then by its last
+    number.
 
     Args:
         text: A model response or a reference solution.
@@ -50,7 +55,7 @@ def extract_answer(text: str, *, style: str = "auto", mode: str = "lenient") -> 
     if not isinstance(text, str):
         return None
     text = sanitize(text)
-    hashes, boxed = _after_hashes(text), _last_boxed(text)
+    hashes, boxed = _after_hashes(text), _final_boxes(text)
     if style == "gsm8k":
         markers = [hashes, boxed]
     elif style == "math":
@@ -175,6 +180,13 @@ def _last_boxed(text: str) -> tuple[str, int] | None:
     start = max(text.rfind(command) for command in _BOX_COMMANDS)
     if start < 0:
         return None
+    found = _box_at(text, start)
+    return (found[0], start) if found is not None else None
+
+
+def _box_at(text: str, start: int) -> tuple[str, int] | None:
+    """Content and end (one past the box) of the box command at `start`, or None when it is
+    unclosed, empty-handed or another command such as `\\boxedfoo`."""
     i = start + (len("\\boxed") if text.startswith("\\boxed", start) else len("\\fbox"))
     if i < len(text) and text[i].isalpha():
         return None  # some other command, e.g. \boxedfoo
@@ -183,13 +195,87 @@ def _last_boxed(text: str) -> tuple[str, int] | None:
         j += 1
     if j < len(text) and text[j] == "{":
         content = _braced(text, j)
-        return (content, start) if content is not None else None
+        return (content, j + len(content) + 2) if content is not None else None
     if j == i:
         return None
     end = j
     while end < len(text) and not text[end].isspace() and text[end] != "$":
         end += 1
-    return (text[j:end], start) if end > j else None
+    return (text[j:end], end) if end > j else None
+
+
+_MAX_BOXES = 16
+_MAX_GAP_CHARS = 80
+# Text between two boxes that makes them one answer: "and", "or", commas, "x =", spacing and
+# math delimiters. `\text{ and }` is read as its words; anything else ("then", ".") is not.
+_GAP_TEXT = re.compile(r"\\(?:text|mbox|textbf|mathrm)\s*\{([^{}]*)\}")
+_GAP_NOISE = re.compile(r"\$|\\[()\[\]]|\\(?:quad|qquad|[,;:! ])|~|\*\*|&")
+_GAP_NAME = r"(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?"
+_GAP = re.compile(
+    rf"(?:\s|,|;|\band\b|\bor\b|{_GAP_NAME}\s*=|\(\s*{_GAP_NAME}(?:\s*,\s*{_GAP_NAME})+\s*\)\s*=)*"
+)
+
+
+def _final_boxes(text: str) -> tuple[str, int] | None:
+    """The boxed answer, with the position of the last box: the last box's content, or a set
+    `\\{a, b\\}` when the response ends with several boxes joined only by connecting text.
+
+    Chat models box each root of "find all solutions" separately (`$x = \\boxed{2}$ and
+    $x = \\boxed{-3}$`), where the gold lists them together (`2, -3`). Only the trailing run of
+    boxes counts, and only when the text between them connects answers (`_joins`): a box for
+    an intermediate value followed by "so the answer is \\boxed{10}" leaves the last box alone.
+    Boxes of one value (`\\boxed{15\\frac{39}{40}}, or \\boxed{\\frac{639}{40}}`) count once;
+    several different values stay a set, which never equals a single gold value, so boxing
+    two candidates does not earn the reward for one of them. The set is written with `\\{\\}`
+    rather than as a bare list, where `2, 500` would read as two thousand five hundred.
+    """
+    last = _last_boxed(text)
+    if last is None or not last[0].strip():
+        return last
+    contents, start = [last[0]], last[1]
+    while len(contents) < _MAX_BOXES:
+        previous = max(text.rfind(command, 0, start) for command in _BOX_COMMANDS)
+        if previous < 0:
+            break
+        found = _box_at(text, previous)
+        if found is None or not found[0].strip() or not _joins(text, found[1], start):
+            break
+        contents.append(found[0])
+        start = previous
+    return _as_set(contents[::-1]), last[1]
+
+
+def _joins(text: str, end: int, start: int) -> bool:
+    """Whether `text[end:start]`, the text between two answers, only connects them."""
+    if end > start or start - end > _MAX_GAP_CHARS:
+        return False
+    gap = _GAP_NOISE.sub(" ", _GAP_TEXT.sub(r" \1 ", text[end:start]))
+    return _GAP.fullmatch(gap.lower()) is not None
+
+
+def _as_set(answers: list[str]) -> str:
+    """One answer, or the set `\\{a, b\\}` of several after dropping repeats of a value (those
+    the exact fast path finds equal: an undecided pair stays two elements)."""
+    kept: list[str] = []
+    for answer in reversed(answers):
+        answer = _tidy(answer)
+        if answer and not any(_same_value(answer, other) for other in kept):
+            kept.append(answer)
+    kept.reverse()
+    if len(kept) <= 1:
+        return kept[0] if kept else ""
+    return "\\{" + ", ".join(kept) + "\\}"
+
+
+def _same_value(a: str, b: str) -> bool:
+    if squash(a) == squash(b):
+        return True
+    if len(a) > MAX_ANSWER_CHARS or len(b) > MAX_ANSWER_CHARS:
+        return False
+    try:
+        return fast_equivalent(normalize(a), normalize(b)) is True
+    except Exception:  # extraction must never raise on model output
+        return False
 
 
 def _braced(text: str, open_at: int) -> str | None:
@@ -211,7 +297,16 @@ def _braced(text: str, open_at: int) -> str | None:
 
 
 def _phrase_answer(text: str) -> tuple[str, int] | None:
-    """What follows the last "the answer is" / "final answer:" phrase, up to the sentence end."""
+    """What follows the last "the answer is" / "final answer:" phrase, up to the sentence end.
+
+    Covers the Minerva-style closing line that MATH evaluations prompt for, "Final Answer: The
+    final answer is $N$. I hope it is correct." (Lewkowycz et al. 2022): the sentence ends at
+    a period followed by a space or the end (not the point of `3.5`), at a line break, or at
+    "I hope it is correct"; a period inside `$...$` ends nothing. The first math span of the
+    sentence is the answer, or a set of all of them when they are joined only by connecting
+    text (`$2$ and $-3$`, as `_final_boxes` reads boxes). A phrase that ends its line takes a
+    display-math answer on the lines below (`The final answer is\n$$\n5\n$$`).
+    """
     lowered = text.lower()
     # Overlapping phrases ("the answer is", "answer is") end at the same place: the end decides.
     end = max(
@@ -220,18 +315,53 @@ def _phrase_answer(text: str) -> tuple[str, int] | None:
     )
     if end < 0:
         return None
-    rest = text[end : end + _PHRASE_WINDOW].lstrip(" :")
-    newline = rest.find("\n")
-    if newline >= 0:
-        rest = rest[:newline]
-    if rest.count("$") >= 2:
-        first = rest.find("$")
-        return rest[first + 1 : rest.find("$", first + 1)], end
-    for stop in (". ", ".\t"):
-        cut = rest.find(stop)
-        if cut >= 0:
-            rest = rest[:cut]
-    return rest, end
+    rest = text[end : end + _PHRASE_WINDOW].lstrip(" \t:*")
+    if rest.startswith(("\n", "\r")):
+        below = rest.lstrip()
+        rest = below if below.startswith(("$$", "\\[")) else ""
+    hope = rest.lower().find(_HOPE)
+    if hope >= 0:
+        rest = rest[:hope]
+    sentence, spans = _sentence(rest)
+    if not spans:
+        return sentence, end
+    joined = all(_joins(sentence, spans[k][2], spans[k + 1][1]) for k in range(len(spans) - 1))
+    if len(spans) > 1 and joined:
+        return _as_set([content for content, _, _ in spans]), end
+    return spans[0][0], end
+
+
+_HOPE = "i hope it is correct"
+_SPAN_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+
+
+def _sentence(text: str) -> tuple[str, list[tuple[str, int, int]]]:
+    """The first sentence of `text` and its math spans as (content, start, end) where
+    `text[start:end]` is the span with its delimiters. An unclosed delimiter is plain text."""
+    spans: list[tuple[str, int, int]] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        opened = False
+        for open_, close in _SPAN_DELIMITERS:
+            if text.startswith(open_, i):
+                stop = text.find(close, i + len(open_))
+                while stop > 0 and close == "$" and text[stop - 1] == "\\":
+                    stop = text.find(close, stop + 1)  # `\$36`: a dollar sign, not a delimiter
+                inline = open_ in ("$", "\\(")
+                if stop >= 0 and not (inline and "\n" in text[i:stop]):
+                    spans.append((text[i + len(open_) : stop], i, stop + len(close)))
+                    i, opened = stop + len(close), True
+                break
+        if opened:
+            continue
+        if char == "\\":
+            i += 2  # an escaped character such as \$ or \.
+            continue
+        if char in "\r\n" or (char == "." and (i + 1 == len(text) or text[i + 1].isspace())):
+            break
+        i += 1
+    return text[:i], spans
 
 
 def _last_number(text: str) -> tuple[str, int] | None:

@@ -139,6 +139,9 @@ def test_unknown_style_raises(function):
         "#### " + "1," * 500_000,
         "$" * 1_000_000,
         "1." * 500_000,
+        "\\boxed{1}, " * 100_000,
+        "$x = \\boxed{" * 100_000 + "1}$ and " * 100_000,
+        "Final Answer: The final answer is $1$ and " * 25_000,
     ],
 )
 def test_megabyte_responses_scan_in_linear_time(text):

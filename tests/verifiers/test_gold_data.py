@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from oreo_envs.verifiers import grade, gsm8k_gold, is_equivalent
+from oreo_envs.verifiers.normalize import normalize, parse_number
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -87,3 +88,40 @@ def test_math500_solution_does_not_match_the_next_problem(math500):
             wrong.append((i, row["answer"], other))
     print(f"MATH-500 cross check: {shared} shared answers, {time.perf_counter() - start:.2f}s")
     assert wrong == []
+
+
+def test_math500_chat_forms_grade_without_false_positives(math500):
+    """Each gold answer written as chat models write it: the Minerva-style closing sentence,
+    one box per element of a list answer (in reverse order), and, against a single-value gold,
+    the gold boxed beside the next problem's answer (a hedge that must never be rewarded)."""
+    missed, hedges = [], []
+    for i, row in enumerate(math500):
+        gold, other = row["answer"], math500[(i + 1) % len(math500)]["answer"]
+        sentence = f"Final Answer: The final answer is ${gold}$. I hope it is correct."
+        # `58,500` is one number: only lists of solutions are boxed item by item
+        number = parse_number(normalize(gold)) is not None
+        parts = [gold] if number else [part for part in _top_level_items(gold) if part]
+        boxes = " and ".join(f"$x = \\boxed{{{part}}}$" for part in reversed(parts))
+        for mode in ("strict", "lenient"):
+            if not grade(sentence, gold, mode=mode, timeout=5.0):
+                missed.append((i, mode, "sentence", gold))
+            if len(parts) > 1 and "\\{" not in gold and not grade(boxes, gold, mode=mode):
+                missed.append((i, mode, "boxes", gold))
+            if len(parts) == 1 and not is_equivalent(gold, other, timeout=5.0):
+                hedge = f"$\\boxed{{{gold}}}$ or $\\boxed{{{other}}}$"
+                if grade(hedge, gold, mode=mode, timeout=5.0):
+                    hedges.append((i, mode, gold, other))
+    print(f"MATH-500 chat forms: {len(missed)} missed, {len(hedges)} hedges rewarded")
+    assert hedges == []
+    assert len(missed) <= 0.01 * 2 * len(math500), missed
+
+
+def _top_level_items(answer: str) -> list[str]:
+    """The comma-separated items of an answer outside any brackets."""
+    items, depth, start = [], 0, 0
+    for k, char in enumerate(answer):
+        depth += (char in "([{") - (char in ")]}")
+        if char == "," and depth == 0:
+            items.append(answer[start:k].strip())
+            start = k + 1
+    return [*items, answer[start:].strip()]
