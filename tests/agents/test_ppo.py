@@ -202,6 +202,7 @@ def adam_steps(train_out):
     return counts
 
 
+@pytest.mark.slow
 def test_carried_optimizers_count_every_iterations_steps_and_resume_exactly(
     chain_dir, random_orm, tmp_path
 ):
@@ -225,6 +226,7 @@ def test_carried_optimizers_count_every_iterations_steps_and_resume_exactly(
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
+@pytest.mark.slow
 def test_ppo_killed_mid_run_resumes_to_the_end(chain_dir, tmp_path):
     out = tmp_path / "killed"
     cmd = ppo_cmd(chain_dir, out, "--set", "iterations=3")

@@ -106,6 +106,7 @@ def test_two_process_run_stopped_by_sigterm_resumes_to_the_same_weights(
     assert_same_weights(one, out)
 
 
+@pytest.mark.slow
 def test_two_process_ppo_scores_every_episode_once_and_trains_like_one(chat_model_dir, tmp_path):
     """PPO on a byte-level BPE chat model (two EOS ids) under torchrun: the ranks split the
     collection and the scoring, rank 0 writes one experience file holding every episode, each

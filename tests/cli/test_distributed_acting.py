@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 # Pinned to the CPU (gloo, fp32) on a GPU machine too: these tests hold the CPU path to exact
 # equalities that CUDA's kernels do not promise (batch-invariant sampling, bitwise-deterministic
 # backward passes, one device per process); tests/gpu holds CUDA to its own tolerances.
@@ -49,6 +51,7 @@ def comparable(record):
     return {k: record[k] for k in ("task_id", "prompt", "prompt_ids", "steps", "reward")}
 
 
+@pytest.mark.slow
 def test_two_process_collect_writes_each_key_once_and_equals_one_process(chat_model_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run([sys.executable, *collect_args(chat_model_dir, one)])
@@ -66,6 +69,7 @@ def test_two_process_collect_writes_each_key_once_and_equals_one_process(chat_mo
     assert "resuming: 10 episodes" in again.stdout and len(lines(two)) == 10
 
 
+@pytest.mark.slow
 def test_two_process_rollout_reports_every_task_on_rank_0(chat_model_dir, tmp_path):
     def args(out):
         return [

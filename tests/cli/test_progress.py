@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "80", "CUDA_VISIBLE_DEVICES": ""}
 STEP_LINE = re.compile(
     r"^step (\d+)/(\d+)  residual \S+  kl \S+  \d+ tok/s  pad \d+%  "
@@ -41,6 +43,7 @@ def lines_of(path):
     return path.read_text().splitlines() if path.exists() else []
 
 
+@pytest.mark.slow
 def test_train_shows_step_of_total_and_eta_and_the_rerun_says_where_it_resumes(
     tiny_model_dir, mixed_data, tmp_path
 ):
@@ -76,6 +79,7 @@ def test_train_shows_step_of_total_and_eta_and_the_rerun_says_where_it_resumes(
     assert [int(m[1]) for m in logged] == list(range(stopped + 1, 17))
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_demo_is_one_line_and_the_rerun_resumes(tmp_path):
     """Interrupted while it trains the SFT model (a checkpoint is saved); the re-run resumes
     that training, re-uses what was done, and shows a line per stage as it finishes."""

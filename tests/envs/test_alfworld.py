@@ -184,6 +184,7 @@ def test_real_splits_have_the_published_size(split, size):
 
 
 @needs_data
+@pytest.mark.slow
 @pytest.mark.parametrize("split", ["valid_seen", "valid_unseen"])
 def test_real_games_match_alfworlds_own_env(split):
     """One game per task type: won by its walkthrough, with ALFWorld's exact texts."""
