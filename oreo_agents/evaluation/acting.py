@@ -73,9 +73,9 @@ def act_with_value(
     if backend is None and not admissible:
         raise ValueError("value-guided acting samples actions from a policy: pass a backend")
     tokenizer = getattr(backend, "tokenizer", None) or value_fn.tokenizer
-    prompter = make_prompter(cfg, tokenizer, agent_prompt)
-    pending = [(t, 0) for t in reversed(task_ids)]
     first = make_env()
+    prompter = make_prompter(cfg, tokenizer, agent_prompt, first)
+    pending = [(t, 0) for t in reversed(task_ids)]
     n = min(cfg.batch_size, len(pending))
     envs, close_envs = make_envs(make_env, n, cfg.env_workers, first)
     try:
@@ -84,6 +84,8 @@ def act_with_value(
         )
     finally:
         close_envs()
+        if prompter.fewshot is not None:
+            prompter.fewshot.close()
     return [done[t] for t in task_ids]
 
 

@@ -184,8 +184,9 @@ def decoding(cfg: Any) -> dict[str, Any]:
     action), None for a scripted policy; then ``top_p``, ``top_k``, ``max_new_tokens``,
     ``rank_actions`` (play admissible actions ranked by the policy's likelihood),
     ``constrain_actions``, ``admissible`` (best-of-k scores every admissible action), ``scorer``
-    (what ranks best-of-k's candidates; None for other strategies), ``think`` and
-    ``chat_template``. Model paths are left to the report's ``model`` and ``value``, so seeds of
+    (what ranks best-of-k's candidates; None for other strategies), ``think``,
+    ``chat_template`` and ``fewshot`` (solved episodes shown before each game; each sample names
+    their games). Model paths are left to the report's ``model`` and ``value``, so seeds of
     one evaluation share this block.
     """
     from oreo_agents.rollout.scripted import SCRIPTED
@@ -213,6 +214,7 @@ def decoding(cfg: Any) -> dict[str, Any]:
         "scorer": cfg.scorer if guided else None,
         "think": cfg.think,
         "chat_template": cfg.chat_template,
+        "fewshot": cfg.fewshot,
     }
 
 

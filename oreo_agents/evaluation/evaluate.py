@@ -271,7 +271,7 @@ def _beam_records(cfg, env, task_ids, backend, value_fn, progress):
     from oreo_envs.verifiers import has_final_answer
 
     u = env.unwrapped
-    prompter = make_prompter(cfg, backend.tokenizer, None)
+    prompter = make_prompter(cfg, backend.tokenizer, None, env)
     prompts = [
         prompter.first("answer", *env.reset(seed=cfg.seed, options={"task_id": t}))
         for t in task_ids
@@ -361,6 +361,7 @@ def _sample(ep: Episode, agent: bool = False) -> dict[str, Any]:
         "text": ep.response,
         **_labels(ep.info),
         **(episode_flags(ep.steps) if agent else {}),
+        **({"fewshot": ep.meta["fewshot"]} if "fewshot" in ep.meta else {}),
     }
 
 

@@ -16,6 +16,7 @@ Two renderings of the same interaction:
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,6 +154,14 @@ class AgentPrompt:
         self.think = think
         self.instruction = instruction + (THINK_INSTRUCTION if think else "")
         self.examples = [e if think else e.without_thoughts() for e in examples]
+
+    def with_examples(self, examples: Sequence[Example]) -> AgentPrompt:
+        """This prompt with ``examples`` shown after its own (one episode's few-shot examples,
+        `oreo_agents.rollout.fewshot`); thoughts are dropped from them as from the others."""
+        clone = copy.copy(self)
+        added = [e if self.think else e.without_thoughts() for e in examples]
+        clone.examples = self.examples + added
+        return clone
 
     def _history(self, history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         return [(a.strip(), o.strip()) for a, o in history]

@@ -61,6 +61,7 @@ class Slot:
     env_obs: str = ""  # the env's latest raw observation (what scripted policies read)
     first_obs: str = ""
     formatter: Any = None  # agent envs: the Prompter that renders the conversation
+    fewshot: list[str] = field(default_factory=list)  # the games shown as examples
     history: list[tuple[str, str]] = field(default_factory=list)
     # With a model's tokenizer the slot keeps its context as ids (`oreo_agents.data.inputs`):
     # the prompt's, then each action's as generated and each observation's.
@@ -134,8 +135,8 @@ def run_collect(
     if (backend is None) == (scripted is None):
         raise ValueError("pass exactly one of backend and scripted")
     tokenizer = getattr(backend, "tokenizer", None)
-    prompter = make_prompter(cfg, tokenizer, agent_prompt)
     first = make_env()
+    prompter = make_prompter(cfg, tokenizer, agent_prompt, first)
     if scripted is not None and cfg.model in SCRIPTED:
         check_scripted(cfg.model, first, cfg.env)
     chosen = select_tasks(list(first.unwrapped.task_ids), cfg.tasks, cfg.seed)
@@ -152,9 +153,14 @@ def run_collect(
         "tasks": len(chosen),
         "chat_template": cfg.chat_template,
         "tokenizer": tokenizer_id(tokenizer) if tokenizer is not None else None,
+        # only when on, so that stores made before the option resume (None == None)
+        **({"fewshot": prompter.fewshot.describe()} if prompter.fewshot else {}),
     }
     stats = CollectStats()
-    with EpisodeWriter(cfg.out, manifest, rank=rank, world=world) as writer:
+    # The examples change every prompt: a store of other examples is another run's.
+    resume_keys = ("env_id", "env_options", "model", "sampling", "seed", "fewshot")
+    writer = EpisodeWriter(cfg.out, manifest, resume_keys=resume_keys, rank=rank, world=world)
+    with writer:
         pending = [(t, s) for t in mine for s in range(cfg.samples) if (t, s) not in writer.done]
         pending.reverse()  # pop() from the end keeps task order
         if on_plan is not None:
@@ -169,18 +175,24 @@ def run_collect(
                     on_episode(episode, stats)
         finally:
             close_envs()
+            if prompter.fewshot is not None:
+                prompter.fewshot.close()
         # Rank 0 counts every rank's shards into the manifest when its writer closes: only
         # once all have written (a rank that finished first counted 6 of 10 episodes).
         wait_for_everyone()
     return stats
 
 
-def make_prompter(cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None) -> Prompter:
-    """The run's `Prompter`: ``agent_prompt`` (default: plain, with thoughts when ``cfg.think``)
-    and, with ``cfg.chat_template``, the tokenizer's chat template for every env.
+def make_prompter(
+    cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None, env: Any = None
+) -> Prompter:
+    """The run's `Prompter`: ``agent_prompt`` (default: plain, with thoughts when ``cfg.think``),
+    with ``cfg.chat_template`` the tokenizer's chat template for every env, and with
+    ``cfg.fewshot`` the examples of each episode, drawn from ``env``'s expert demonstrations.
 
     Raises:
-        ValueError: A chat template asked for without a model tokenizer (a scripted policy).
+        ValueError: A chat template asked for without a model tokenizer (a scripted policy), or
+            few-shot examples from an env that has none (or no ``env``).
     """
     if cfg.chat_template and tokenizer is None:
         raise ValueError("--chat-template renders prompts with a model's tokenizer; a scripted "
@@ -188,7 +200,14 @@ def make_prompter(cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None) ->
                          "local folder as --model)")  # fmt: skip
     agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
     chat = tokenizer if cfg.chat_template else None
-    return Prompter(agent_prompt, tokenizer=chat, control=cfg.control)
+    fewshot = None
+    if getattr(cfg, "fewshot", 0):
+        if env is None:
+            raise ValueError("--fewshot needs the env whose demonstrations it shows")
+        from oreo_agents.rollout.fewshot import FewShot
+
+        fewshot = FewShot(env, cfg.fewshot, cfg.seed)
+    return Prompter(agent_prompt, tokenizer=chat, control=cfg.control, fewshot=fewshot)
 
 
 def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episode]:
@@ -259,13 +278,14 @@ def start_episodes(
     slots = []
     for env, key, (obs, info) in zip(envs, keys, reset_all(envs, calls), strict=True):
         kind = oreo_envs.env_kind(env)
-        prompt = prompter.first(kind, obs, info)
+        episode_prompter = prompter.for_task(key[0], info) if kind == "agent" else prompter
+        prompt = episode_prompter.first(kind, obs, info)
         if kind == "agent" and prompter.control:
             raise ValueError("--control conditions answer envs' prompts, not agent envs'")
         slot = Slot(env=env, key=key, prompt=prompter.control + prompt, info=info, env_obs=obs,
                     first_obs=obs)  # fmt: skip
         if kind == "agent":
-            slot.formatter = prompter
+            slot.formatter, slot.fewshot = episode_prompter, episode_prompter.example_ids
         if tokenizer is not None:  # the control text is a segment of its own, as in training
             slot.tokenizer = tokenizer
             slot.prompt_ids = with_control(
@@ -416,6 +436,7 @@ def _record(slot: Slot, action: str, generated: tuple, result: tuple, cfg):
             "sampling": cfg.sampling(),
             "seed": cfg.seed,
             "sample": slot.key[1],
+            **({"fewshot": slot.fewshot} if slot.fewshot else {}),
             "eos": slot.eos,
             **({"eos_id": slot.eos_id} if slot.eos and slot.eos_id is not None else {}),
             "generated_tokens": slot.tokens,

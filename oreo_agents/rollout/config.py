@@ -50,6 +50,11 @@ class ActingConfig:
             has nothing to snap).
         think: In agent envs, let the agent write ``think: ...`` lines (ReAct): the env never
             sees them, the reply is "OK.", and each takes a turn of the step limit.
+        fewshot: In agent envs, show N solved episodes before each game, as ReAct's prompts do:
+            expert walkthroughs of train games of the game's task type (ALFWorld; for split
+            "bundled", the other bundled games, of other types), chosen by (seed, task id) and
+            never an evaluated game; each episode's meta names them. Lets a pretrained chat
+            model play without fine-tuning; 0 for none.
         env_workers: Run the envs in this many worker processes, stepped in parallel
             (`oreo_envs.vector.EnvPool`; for CPU-heavy envs such as ALFWorld); 0 keeps them
             in this process.
@@ -75,6 +80,7 @@ class ActingConfig:
     constrain_actions: bool = False
     rank_actions: bool = False
     think: bool = False
+    fewshot: int = 0
     env_workers: int = 0
 
     def __post_init__(self):
@@ -83,6 +89,8 @@ class ActingConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         SamplingParams(**self.sampling())  # raises on a bad token budget, temperature, top-p/k
+        if self.fewshot < 0:
+            raise ValueError(f"fewshot must be >= 0, got {self.fewshot}")
         if self.env_workers < 0:
             raise ValueError(f"env_workers must be >= 0, got {self.env_workers}")
         if self.backend not in ("auto", "hf", "vllm", "openai"):

@@ -9,7 +9,8 @@ through the model tokenizer's chat template (``--chat-template``):
   rendered with the assistant's turn opened, and the response continues it;
 - agent envs (ALFWorld, TextWorld): an `AgentPrompt` renders the whole conversation, as a
   ReAct transcript or as chat turns (one assistant turn per action, one user turn per
-  observation).
+  observation); with few-shot examples (``--fewshot N``, `oreo_agents.rollout.fewshot`),
+  `Prompter.for_task` gives each episode a prompter whose `AgentPrompt` shows its own.
 """
 
 from __future__ import annotations
@@ -29,13 +30,20 @@ class Prompter:
         tokenizer: A tokenizer whose chat template formats every prompt; None for plain text.
         control: Text that precedes an answer env's prompt as a segment of its own (a
             return-conditioned policy's control text); the collector puts it in front.
+        fewshot: Picks each agent episode's examples (a `oreo_agents.rollout.fewshot.FewShot`);
+            None shows only ``agent_prompt``'s own.
+
+    Attributes:
+        example_ids: The games shown as few-shot examples (a prompter of `for_task`).
     """
 
     def __init__(
-        self, agent_prompt: AgentPrompt | None = None, *, tokenizer: Any = None, control: str = ""
-    ):
+        self, agent_prompt: AgentPrompt | None = None, *, tokenizer: Any = None, control: str = "",
+        fewshot: Any = None,
+    ):  # fmt: skip
         self.agent = agent_prompt or AgentPrompt()
-        self.tokenizer, self.control = tokenizer, control
+        self.tokenizer, self.control, self.fewshot = tokenizer, control, fewshot
+        self.example_ids: list[str] = []
         if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
             render_chat(tokenizer, [])  # raises the no-template error
 
@@ -43,6 +51,17 @@ class Prompter:
     def think(self) -> bool:
         """Whether agents may write ``think:`` lines (`AgentPrompt`)."""
         return self.agent.think
+
+    def for_task(self, task_id: str, info: dict[str, Any]) -> Prompter:
+        """The prompter of one agent episode: this one, or with few-shot examples chosen for
+        ``task_id`` (``info`` is its reset info) when there are any to choose."""
+        if self.fewshot is None:
+            return self
+        chosen = self.fewshot(task_id, info)
+        agent = self.agent.with_examples([example for _, example in chosen])
+        episode = Prompter(agent, tokenizer=self.tokenizer, control=self.control)
+        episode.example_ids = [game for game, _ in chosen]
+        return episode
 
     def first(self, kind: str, observation: str, info: dict[str, Any]) -> str:
         """The prompt of an episode from the env's first observation and info."""

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from oreo_envs.alfworld.data import has_data, load_split
+from oreo_envs.alfworld.demos import ExpertDemos
 from oreo_envs.core import TextEnv
 
 # "put X in/on Y" (the 2.1.1 games' verb, used by ReAct, ETO and the OREO paper's prompts)
@@ -49,7 +50,7 @@ class AlfWorldEnv(TextEnv):
         if split is None:
             split = "valid_unseen" if data_dir is not None or has_data() else "bundled"
         self.games = {g.task_id: g for g in load_split(split, data_dir, task_types)}
-        self.split = split
+        self.split, self.data_dir = split, data_dir
         super().__init__(list(self.games), render_mode=render_mode)
         self._engine = None
 
@@ -61,6 +62,15 @@ class AlfWorldEnv(TextEnv):
 
             self._engine = AlfredEngine()
         return self._engine
+
+    def expert_demos(self) -> ExpertDemos:
+        """Walkthrough episodes of train games (other bundled games for "bundled"), never of
+        an evaluated game: the few-shot examples an agent prompt may show (``--fewshot N``).
+
+        Raises:
+            FileNotFoundError: The train games are not in the data folder.
+        """
+        return ExpertDemos(self.split, self.data_dir)
 
     def _start(self, task_id: str) -> tuple[str, dict[str, Any]]:
         from oreo_envs.alfworld.engine import strip_banner

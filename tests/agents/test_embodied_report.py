@@ -148,6 +148,7 @@ def test_decoding_block_says_how_actions_were_chosen():
     assert ranked["temperature"] == 0.0  # the K most likely actions: nothing is sampled
     expert = cfg(policy="expert")
     assert expert["scripted"] == "expert" and expert["temperature"] is None
+    assert greedy["fewshot"] == 0 and cfg(fewshot=2)["fewshot"] == 2  # what the prompt showed
 
 
 def report(seed, success, loop_share=0.5, **changes):
