@@ -1,6 +1,7 @@
 """An OpenAI-compatible server for tests, written here: a ``/v1`` API over an in-process backend
 (the tiny HF model in the tests), answering as vLLM does (``stop_reason``, ids as
-``token_id:N``), with faults to inject (429, 500, slow answers, dropped connections).
+``token_id:N``, the prompt's log-probs for ``echo: true``), with faults to inject (429, 500,
+slow answers, dropped connections).
 
 A module of its own so that the backend's tests (tests/agents/test_openai_backend.py) and the
 tests of commands run through it (tests/cli/test_served_collect.py) share one server."""
@@ -27,10 +28,14 @@ class Server:
         key: The API key it accepts; None accepts any request.
         ids: Whether it returns the sampled ids (``return_tokens_as_token_ids``).
         delay: Seconds it takes for every completion request.
+        echo: Whether it honours ``echo`` (the prompt's tokens and log-probs, computed by the
+            backend's model, before the completion's), as vLLM does; False ignores it, as
+            servers without prompt log-probs do.
     """
 
-    def __init__(self, backend=None, name="tiny", *, key=None, ids=True, delay=0.0):
+    def __init__(self, backend=None, name="tiny", *, key=None, ids=True, delay=0.0, echo=True):
         self.backend, self.name, self.key, self.ids, self.delay = backend, name, key, ids, delay
+        self.echo = echo
         # "429", "500", "400", "slow", "drop": one per request, in order
         self.faults: list[str] = []
         self.requests = 0
@@ -101,6 +106,8 @@ class Server:
                 if body["model"] != server.name:
                     return self.reply(404, {"error": {"message": "no such model"}})
                 time.sleep(server.delay)
+                if self.path.endswith("/chat/completions"):
+                    return self.reply(200, {"choices": server.chat_choices(body)})
                 self.reply(200, {"choices": server.choices(body)})
 
         return Handler
@@ -109,8 +116,9 @@ class Server:
         if self.backend is None:
             return [{"index": 0, "text": "ok", "finish_reason": "length"}]
         params = SamplingParams(
-            n=body["n"], max_new_tokens=body["max_tokens"], temperature=body["temperature"],
-            top_p=body["top_p"], top_k=body.get("top_k", 0), stop=tuple(body.get("stop", ())),
+            n=body.get("n", 1), max_new_tokens=body.get("max_tokens", 16),
+            temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0),
+            top_k=body.get("top_k", 0), stop=tuple(body.get("stop", ())),
         )  # fmt: skip
         seeds = [body["seed"]] if "seed" in body else None
         out = []
@@ -130,5 +138,41 @@ class Server:
             }  # fmt: skip
             if self.ids and body.get("return_tokens_as_token_ids"):
                 choice["logprobs"] = {"tokens": [f"token_id:{t}" for t in ids]}
+            if self.echo and body.get("echo") and body.get("logprobs") is not None:
+                self.echoed(choice, body["prompt"])
             out.append(choice)
         return out
+
+    def chat_choices(self, body):
+        """``/v1/chat/completions``: the messages rendered by the backend tokenizer's chat
+        template, the assistant's turn opened, and continued as a completion; each choice's
+        text is its message's content (ids are not returned, as chat answers have none)."""
+        tok = self.backend.tokenizer
+        text = tok.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
+        body = {k: v for k, v in body.items() if k not in ("messages", "logprobs")}
+        out = []
+        for c in self.choices({**body, "prompt": text}):
+            c["message"] = {"role": "assistant", "content": c.pop("text")}
+            out.append(c)
+        return out
+
+    def echoed(self, choice, prompt):
+        """``choice`` with the prompt before its completion, as vLLM echoes it: the prompt's
+        text and tokens, and its tokens' log-probs (None for the first, which nothing
+        predicts) before the completion's (None here: no test reads them)."""
+        import torch
+
+        tok = self.backend.tokenizer
+        if isinstance(prompt, str):
+            prompt = tok(prompt, add_special_tokens=False)["input_ids"]
+        ids = list(prompt)
+        model = self.backend.model
+        with torch.no_grad():
+            logits = model(torch.tensor([ids], device=model.device)).logits[0].float()
+        logps = torch.log_softmax(logits, dim=-1)
+        scores = [None] + [logps[j - 1, t].item() for j, t in enumerate(ids) if j > 0]
+        logprobs = choice.setdefault("logprobs", {})
+        generated = logprobs.get("tokens", [])
+        logprobs["tokens"] = [f"token_id:{t}" for t in ids] + generated
+        logprobs["token_logprobs"] = scores + [None] * len(generated)
+        choice["text"] = tok.decode(ids, skip_special_tokens=False) + choice["text"]

@@ -18,11 +18,16 @@ theirs. Without either there is no tokenizer: prompts go as text and episodes ar
 did not return is marked ``Completion.text_only``; with a tokenizer its text is encoded instead,
 and the collector counts that action in ``meta["reencoded_actions"]``.
 
-Chat models. ``--chat-template`` renders every prompt with that tokenizer's chat template
-and sends the rendered text to ``/v1/completions``, which is what the server's
+Chat models. With a local tokenizer, ``--chat-template`` renders every prompt with its chat
+template and sends the rendered text to ``/v1/completions``, which is what the server's
 ``/v1/chat/completions`` would do with the same template, but keeps the context's ids exact and
-the transcript append-only. The chat endpoint itself is not used: the prompt layer renders
-texts, not message lists (`oreo_agents.rollout.prompting`).
+the transcript append-only. Without one, the template is only the server's: an agent's
+conversation goes to ``/v1/chat/completions`` as messages (`chat_messages`, a prompt that is a
+list of role/content dicts, `oreo_agents.rollout.prompting`), and its episodes are text only.
+
+Ranking actions. ``--rank-actions`` scores admissible actions by the served model's
+log-probabilities of their tokens after the context, which the server returns as the echoed
+prompt's log-probs (`OpenAIBackend.score_continuations`); it needs the local tokenizer.
 
 The API key is read from the ``OPENAI_API_KEY`` environment variable (never a flag, so it is not
 in shell histories, logs or reports); without it no ``Authorization`` header is sent.
@@ -130,6 +135,12 @@ class OpenAIBackend:
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids(_generation_config(source), tokenizer) if tokenizer else []
 
+    @property
+    def chat_messages(self) -> bool:
+        """Whether ``--chat-template`` sends chat messages (no local tokenizer to render the
+        template with): the collector then gives `generate` message lists."""
+        return self.tokenizer is None
+
     def check(self) -> None:
         """Ask ``/v1/models`` once, briefly: the server answers, accepts the key and serves
         the model.
@@ -224,8 +235,72 @@ class OpenAIBackend:
             self.request(p, params, seeds[i] if seeds is not None else params.seed)
             for i, p in enumerate(prompts)
         ]
+        if any(_is_messages(p) for p in prompts):
+            if not all(_is_messages(p) for p in prompts):
+                raise ValueError("a batch mixes chat messages and completion prompts")
+            for body in bodies:
+                del body["return_tokens_as_token_ids"]  # completions' field; no ids here
+                body["messages"] = body.pop("prompt")
+                body["logprobs"] = False
+            answers = self.post_all("/chat/completions", bodies)
+            return [self.completions(_as_completion(answer), params) for answer in answers]
         answers = self.post_all("/completions", bodies)
         return [self.completions(answer, params) for answer in answers]
+
+    def score_continuations(
+        self, context: Sequence[int], continuations: Sequence[Sequence[int]]
+    ) -> list[float]:
+        """The served model's log-probability of each continuation after ``context``, summed
+        over its tokens: what `HFBackend.score_continuations` computes, for ``--rank-actions``.
+
+        One ``/v1/completions`` request per continuation (up to ``concurrency`` in flight),
+        its prompt the ids of context and continuation, with ``echo: true, logprobs: 0,
+        max_tokens: 1``: the standard way to have the prompt's tokens and their log-probs
+        (``token_logprobs``) sent back, which vLLM implements from its prompt log-probs.
+        (vLLM's own ``prompt_logprobs`` field would do as well, but only vLLM has it; echo is
+        the OpenAI API's.) ``max_tokens`` is 1 because some servers refuse 0; the one sampled
+        token is ignored. With a prefix cache (vLLM's is on by default) the shared context
+        costs one pass, not one per continuation.
+
+        Raises:
+            ServedModelError: The server's answer holds no log-probs for the prompt's tokens.
+        """
+        if not continuations or not all(continuations):
+            raise ValueError("every continuation needs at least one token")
+        context = list(context)
+        bodies = [
+            {
+                "model": self.model_name,
+                "prompt": context + list(c),
+                "max_tokens": 1,
+                "temperature": 0,
+                "echo": True,
+                "logprobs": 0,
+                "add_special_tokens": False,  # the ids already hold their BOS
+            }
+            for c in continuations
+        ]
+        answers = self.post_all("/completions", bodies)
+        return [
+            self.prompt_logprob_sum(answer, len(context), len(c))
+            for answer, c in zip(answers, continuations, strict=True)
+        ]
+
+    def prompt_logprob_sum(self, answer: dict[str, Any], start: int, length: int) -> float:
+        """The summed log-probs of prompt tokens ``start .. start + length`` in an echoed
+        answer (`score_continuations`)."""
+        try:
+            logprobs = answer["choices"][0]["logprobs"]["token_logprobs"]
+            scores = logprobs[start : start + length]
+            if len(scores) == length and all(isinstance(x, (int, float)) for x in scores):
+                return float(sum(scores))
+        except (KeyError, IndexError, TypeError):
+            pass
+        raise ServedModelError(
+            f"the server at {self.base_url} returns no prompt log-probs; --rank-actions needs "
+            "them (vLLM's /v1/completions returns them for echo=true with logprobs; a server "
+            "that ignores echo cannot rank actions)"
+        )
 
     def post_all(self, path: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`post` every body, up to ``concurrency`` at once; the answers in order.
@@ -362,6 +437,25 @@ class OpenAIBackend:
             text = self.tokenizer.decode(ids, skip_special_tokens=False)
         return Completion(text=text, token_ids=ids, finish_reason=finish, eos_id=eos_id,
                           text_only=text_only)  # fmt: skip
+
+
+def _is_messages(prompt: Any) -> bool:
+    """Whether a prompt is chat messages (a list of role/content dicts)."""
+    return isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], dict)
+
+
+def _as_completion(answer: dict[str, Any]) -> dict[str, Any]:
+    """A ``/v1/chat/completions`` answer as a ``/v1/completions`` one: each choice's message
+    content as its text (finish and stop reasons are the same fields)."""
+    try:
+        choices = [
+            {**{k: v for k, v in c.items() if k not in ("message", "logprobs")},
+             "text": (c.get("message") or {}).get("content") or ""}
+            for c in answer["choices"]
+        ]  # fmt: skip
+    except (KeyError, TypeError, AttributeError):
+        return answer  # `completions` reports it
+    return {**answer, "choices": choices}
 
 
 def _token_ids(choice: dict[str, Any]) -> list[int] | None:

@@ -136,7 +136,8 @@ def run_collect(
         raise ValueError("pass exactly one of backend and scripted")
     tokenizer = getattr(backend, "tokenizer", None)
     first = make_env()
-    prompter = make_prompter(cfg, tokenizer, agent_prompt, first)
+    chat_messages = getattr(backend, "chat_messages", False)
+    prompter = make_prompter(cfg, tokenizer, agent_prompt, first, chat_messages=chat_messages)
     if scripted is not None and cfg.model in SCRIPTED:
         check_scripted(cfg.model, first, cfg.env)
     chosen = select_tasks(list(first.unwrapped.task_ids), cfg.tasks, cfg.seed)
@@ -184,20 +185,28 @@ def run_collect(
 
 
 def make_prompter(
-    cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None, env: Any = None
-) -> Prompter:
+    cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None, env: Any = None, *,
+    chat_messages: bool = False,
+) -> Prompter:  # fmt: skip
     """The run's `Prompter`: ``agent_prompt`` (default: plain, with thoughts when ``cfg.think``),
     with ``cfg.chat_template`` the tokenizer's chat template for every env, and with
     ``cfg.fewshot`` the examples of each episode, drawn from ``env``'s expert demonstrations.
+    ``chat_messages``: the backend takes chat messages (a served model without a local
+    tokenizer), so ``cfg.chat_template`` without a tokenizer sends agents' conversations as
+    messages (`Prompter`).
 
     Raises:
         ValueError: A chat template asked for without a model tokenizer (a scripted policy), or
             few-shot examples from an env that has none (or no ``env``).
     """
-    if cfg.chat_template and tokenizer is None:
+    messages = bool(cfg.chat_template and tokenizer is None and chat_messages)
+    if messages and env is not None and oreo_envs.env_kind(env) != "agent":
+        messages = False  # answer envs' prompts are texts to continue: refused below
+    if cfg.chat_template and tokenizer is None and not messages:
         raise ValueError("--chat-template renders prompts with a model's tokenizer; a scripted "
                          "policy has none, nor does --backend openai without --tokenizer (or a "
-                         "local folder as --model)")  # fmt: skip
+                         "local folder as --model), which sends chat messages only for agent "
+                         "envs' episodes")  # fmt: skip
     agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
     chat = tokenizer if cfg.chat_template else None
     fewshot = None
@@ -207,7 +216,8 @@ def make_prompter(
         from oreo_agents.rollout.fewshot import FewShot
 
         fewshot = FewShot(env, cfg.fewshot, cfg.seed)
-    return Prompter(agent_prompt, tokenizer=chat, control=cfg.control, fewshot=fewshot)
+    return Prompter(agent_prompt, tokenizer=chat, control=cfg.control, fewshot=fewshot,
+                    chat_messages=messages)  # fmt: skip
 
 
 def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episode]:
@@ -308,8 +318,11 @@ def context(slot: Slot) -> str:
     return slot.prompt + "".join(s["action"] + s["observation"] for s in slot.steps)
 
 
-def model_input(slot: Slot) -> str | list[int]:
-    """What the backend continues: the context's ids when the slot keeps them, else its text."""
+def model_input(slot: Slot) -> str | list[int] | list[dict[str, str]]:
+    """What the backend continues: the context's ids when the slot keeps them, else its text,
+    or an agent's conversation as chat messages when the prompter sends them."""
+    if slot.formatter is not None and slot.formatter.chat_messages:
+        return slot.formatter.messages(slot.first_obs, slot.history)
     return slot.ids if slot.ids is not None else context(slot)
 
 

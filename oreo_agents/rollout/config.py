@@ -37,7 +37,9 @@ class ActingConfig:
         batch_size: Episodes run side by side (and sequences per HF generate call).
         seed: Seeds the task sample, the envs and the sampler.
         chat_template: Format every prompt with the model tokenizer's chat template (answer
-            envs: the task's messages; agent envs: one turn per action and observation).
+            envs: the task's messages; agent envs: one turn per action and observation). A
+            served model without a local tokenizer gets agent envs' turns as chat messages
+            (``/v1/chat/completions``; episodes are then text only).
         control: Text before every prompt, as its own segment (a return-conditioned policy's
             good control text, e.g. ``<good>`` for ``--algo rcrl``); "" for none.
         constrain_actions: In agent envs, replace an inadmissible action by the closest
@@ -46,8 +48,9 @@ class ActingConfig:
             log-probability of it (its tokens and closing newline, after the context) instead
             of a generated one: the most likely at temperature 0, else one sampled in
             proportion to exp(log-prob / temperature). A small model that cannot yet write
-            valid actions still acts in the env's terms (HF backend; ``constrain_actions`` then
-            has nothing to snap).
+            valid actions still acts in the env's terms (``constrain_actions`` then has
+            nothing to snap). With ``--backend openai`` the server computes the log-probs
+            (its echoed prompt log-probs), and the served model's tokenizer is needed here.
         think: In agent envs, let the agent write ``think: ...`` lines (ReAct): the env never
             sees them, the reply is "OK.", and each takes a turn of the step limit.
         fewshot: In agent envs, show N solved episodes before each game, as ReAct's prompts do:

@@ -11,6 +11,11 @@ through the model tokenizer's chat template (``--chat-template``):
   ReAct transcript or as chat turns (one assistant turn per action, one user turn per
   observation); with few-shot examples (``--fewshot N``, `oreo_agents.rollout.fewshot`),
   `Prompter.for_task` gives each episode a prompter whose `AgentPrompt` shows its own.
+
+A served model without a local tokenizer (``--backend openai --chat-template`` without
+``--tokenizer``) cannot have its template applied here: its agent conversations go to the
+server as chat messages (``chat_messages``, `Prompter.messages`), the server applies the
+template, and the text rendering, the plain transcript, is only what the episode stores.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class Prompter:
             return-conditioned policy's control text); the collector puts it in front.
         fewshot: Picks each agent episode's examples (a `oreo_agents.rollout.fewshot.FewShot`);
             None shows only ``agent_prompt``'s own.
+        chat_messages: Agent conversations are sent as chat messages (`messages`), rendered
+            by the server's template; only agent envs have them (module docstring).
 
     Attributes:
         example_ids: The games shown as few-shot examples (a prompter of `for_task`).
@@ -39,10 +46,11 @@ class Prompter:
 
     def __init__(
         self, agent_prompt: AgentPrompt | None = None, *, tokenizer: Any = None, control: str = "",
-        fewshot: Any = None,
+        fewshot: Any = None, chat_messages: bool = False,
     ):  # fmt: skip
         self.agent = agent_prompt or AgentPrompt()
         self.tokenizer, self.control, self.fewshot = tokenizer, control, fewshot
+        self.chat_messages = chat_messages
         self.example_ids: list[str] = []
         if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
             render_chat(tokenizer, [])  # raises the no-template error
@@ -59,7 +67,8 @@ class Prompter:
             return self
         chosen = self.fewshot(task_id, info)
         agent = self.agent.with_examples([example for _, example in chosen])
-        episode = Prompter(agent, tokenizer=self.tokenizer, control=self.control)
+        episode = Prompter(agent, tokenizer=self.tokenizer, control=self.control,
+                           chat_messages=self.chat_messages)  # fmt: skip
         episode.example_ids = [game for game, _ in chosen]
         return episode
 
@@ -67,6 +76,10 @@ class Prompter:
         """The prompt of an episode from the env's first observation and info."""
         if kind == "agent":
             return self.render(observation, [])
+        if self.chat_messages:
+            raise ValueError("--chat-template without the served model's tokenizer sends agent "
+                             "envs' conversations as chat messages; for answer envs pass "
+                             "--tokenizer")  # fmt: skip
         if self.tokenizer is None:
             return observation
         messages = info.get("messages") or [{"role": "user", "content": observation}]
@@ -75,3 +88,10 @@ class Prompter:
     def render(self, first_observation: str, history: Sequence[tuple[str, str]]) -> str:
         """An agent's conversation so far, ready for its next action."""
         return self.agent.render(first_observation, history, self.tokenizer)
+
+    def messages(
+        self, first_observation: str, history: Sequence[tuple[str, str]]
+    ) -> list[dict[str, str]]:
+        """An agent's conversation so far as chat messages, the next turn the assistant's: what
+        a server applies its own chat template to (``chat_messages``)."""
+        return self.agent.messages(first_observation, history)

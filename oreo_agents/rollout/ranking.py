@@ -1,7 +1,8 @@
 """Acting by ranking an agent env's admissible actions by the policy's own log-probability of
 each (``--rank-actions``): the ids an action known as text adds to a context, as training
 encodes them, and the policy's scores of all of them after the context (one pass over the
-cached context, `oreo_agents.generation.hf.HFBackend.score_continuations`)."""
+cached context, `oreo_agents.generation.hf.HFBackend.score_continuations`; a served model's
+prompt log-probs, `oreo_agents.generation.openai_backend.OpenAIBackend.score_continuations`)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,17 @@ def score_admissible(backend: Backend, slot: Slot, env_id: str):
     """A slot's admissible actions (once each, in the env's order), their ids (`action_ids`)
     and the policy's log-probability of each after the context: ``(actions, ids, logps)``."""
     if not hasattr(backend, "score_continuations"):
-        raise ValueError(f"rank_actions scores actions with the hf backend, not {backend.name}")
+        raise ValueError(
+            f"rank_actions scores actions with the hf or openai backend, not {backend.name}"
+        )
     admissible = list(dict.fromkeys(slot.info.get("admissible_actions") or []))
-    if env_kind(slot) != "agent" or not admissible or slot.ids is None:
+    if env_kind(slot) != "agent" or not admissible:
         raise ValueError(f"rank_actions needs an agent env with admissible actions: {env_id}")
+    if slot.tokenizer is None or slot.ids is None:  # a served model known by name only
+        raise ValueError(
+            "rank_actions scores actions by their tokens and needs the model's tokenizer: with "
+            "--backend openai pass --tokenizer, or serve a local folder and name it as --model"
+        )
     ids = [action_ids(slot, a) for a in admissible]
     return admissible, ids, backend.score_continuations(slot.ids, ids)
 

@@ -301,3 +301,79 @@ def test_cli_errors_are_one_line(serve, tmp_path):
         assert run.exit_code == 2, run.output
         errors = [line for line in run.output.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "Traceback" not in run.output, run.output
+
+
+ALFWORLD = ("--env", "oreo/ALFWorld-v0", "-o", "split=bundled", "-o", "max_episode_steps=4")
+
+
+def test_served_continuation_scores_equal_the_hf_backend(hf, serve, tiny_model_dir):
+    """Each action's summed log-probability from the server's echoed prompt log-probs."""
+    server = serve(hf, name=str(tiny_model_dir))
+    backend = client(server)
+    tok = hf.tokenizer
+    context = tok("You are in a room.\n> go to shelf 1\nOn it a mug.\n> ")["input_ids"]
+    actions = [tok(t, add_special_tokens=False)["input_ids"] for t in ("look\n", "take mug\n")]
+    want = hf.score_continuations(context, actions)
+    assert backend.score_continuations(context, actions) == pytest.approx(want, abs=1e-4)
+
+
+def test_ranked_rollout_through_the_server_plays_the_hf_actions(hf, serve, tiny_model_dir,
+                                                                 tmp_path):  # fmt: skip
+    server = serve(hf, name=str(tiny_model_dir))
+    args = (*ALFWORLD, "--model", str(tiny_model_dir), "--rank-actions", "--temperature", "0")
+    local = cli("rollout", *args, "--backend", "hf", "--out", str(tmp_path / "hf.json"))
+    assert local.exit_code == 0, local.output
+    served = cli("rollout", *args, "--backend", "openai", "--base-url", server.url,
+                 "--out", str(tmp_path / "served.json"))  # fmt: skip
+    assert served.exit_code == 0, served.output
+
+    def texts(name):
+        report = json.loads((tmp_path / name).read_text())
+        return [[s["text"] for s in r["samples"]] for r in report["records"]]
+
+    want = texts("hf.json")
+    assert len(want) >= 2 and all(t and "\n> " in t[0] for t in want)  # actions were played
+    assert texts("served.json") == want
+
+
+def test_a_server_without_prompt_logprobs_gives_one_line(hf, serve, tiny_model_dir, tmp_path):
+    server = serve(hf, name=str(tiny_model_dir), echo=False)
+    run = cli("rollout", *ALFWORLD, "--model", str(tiny_model_dir), "--rank-actions",
+              "--backend", "openai", "--base-url", server.url, "--tasks", "1",
+              "--out", str(tmp_path / "r.json"))  # fmt: skip
+    assert run.exit_code != 0
+    errors = [line for line in run.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in run.output, run.output
+    assert f"the server at {server.url} returns no prompt log-probs" in errors[0]
+
+
+def test_ranking_a_served_model_without_a_tokenizer_is_refused(hf, serve, tmp_path):
+    server = serve(hf)  # served under a name only: no tokenizer here
+    run = cli("rollout", *ALFWORLD, "--model", "tiny", "--rank-actions", "--backend", "openai",
+              "--base-url", server.url, "--tasks", "1",
+              "--out", str(tmp_path / "r.json"))  # fmt: skip
+    errors = [line for line in run.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "needs the model's tokenizer" in errors[0], run.output
+
+
+def test_chat_messages_without_a_tokenizer_play_the_hf_chat_template_actions(
+    serve, chat_model_dir, tmp_path
+):
+    """A served chat model known by name only: agents' conversations go to
+    ``/v1/chat/completions`` as messages, the server applies the template, and greedy play
+    chooses the actions the HF backend chooses with the same template here."""
+    server = serve(load_backend("hf", str(chat_model_dir), batch_size=4), name="chat")
+    args = (*ALFWORLD, "--tasks", "2", "--temperature", "0", "--max-new-tokens", "12",
+            "--chat-template")  # fmt: skip
+    local = cli("collect", *args, "--backend", "hf", "--model", str(chat_model_dir),
+                "--out", str(tmp_path / "hf"))  # fmt: skip
+    assert local.exit_code == 0, local.output
+    served = cli("collect", *args, "--backend", "openai", "--base-url", server.url,
+                 "--model", "chat", "--out", str(tmp_path / "served"))  # fmt: skip
+    assert served.exit_code == 0, served.output
+    want, got = episodes(tmp_path / "hf"), episodes(tmp_path / "served")
+    assert len(got) == 2
+    for w, g in zip(want, got, strict=True):
+        actions = [[s["action"].strip() for s in e.steps] for e in (w, g)]
+        assert actions[0] == actions[1] and actions[0]
+        assert g.prompt_ids is None  # text only
