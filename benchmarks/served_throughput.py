@@ -11,17 +11,25 @@ of its own on 127.0.0.1 that waits ``--delay`` seconds per request and answers "
 table measures the client alone; with ``--base-url`` it times a real server (the speed-up then
 also says how well the server batches concurrent requests). Each concurrency generates the same
 ``--prompts`` prompts once after an untimed warm-up request; the speed-up is against the first
-concurrency listed (1 by default). Prints a table; asserts nothing.
+concurrency listed (1 by default). A second table times `oreo collect --backend openai` itself
+(``--episodes`` one-step GSMSymbolic episodes, ``--batch-size`` envs side by side, in this
+process) against the fake server: episodes/s beside concurrency / delay, what a collector that
+keeps ``--concurrency`` requests in flight reaches. Prints tables; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
+import shutil
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from oreo_agents.generation import SamplingParams, load_backend
 
@@ -61,6 +69,26 @@ def fake_server(delay: float, name: str) -> ThreadingHTTPServer:
     return httpd
 
 
+def collect_rate(base_url: str, model: str, concurrency: int, episodes: int, batch: int) -> float:
+    """Episodes per second of `oreo collect --backend openai` (one-step episodes), in process."""
+    from oreo_cli.launch import main as oreo
+
+    out = Path(tempfile.mkdtemp()) / "eps"
+    args = ["collect", "--env", "oreo/GSMSymbolic-v0", "--backend", "openai", "--base-url",
+            base_url, "--model", model, "--tasks", str(episodes), "--batch-size", str(batch),
+            "--concurrency", str(concurrency), "--max-new-tokens", "8", "--out", str(out)]
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # collect's own progress and table
+            oreo(args)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
+    seconds = time.perf_counter() - start
+    shutil.rmtree(out.parent)
+    return episodes / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", help="a real server's API root (default: a fake one)")
@@ -69,6 +97,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--episodes", type=int, default=64, help="collect's table (fake server)")
+    parser.add_argument("--batch-size", type=int, default=32, help="collect's envs side by side")
     args = parser.parse_args()
     httpd = None
     if args.base_url is None:
@@ -92,6 +122,12 @@ def main() -> None:
     for c, seconds, ideal, rate, speedup in rows:
         print(f"{c:>11} {seconds:>8.2f} {ideal:>8.2f} {rate:>9.1f} {speedup:>7.1f}x")
     if httpd is not None:
+        print(f"\noreo collect: {args.episodes} one-step episodes, --batch-size {args.batch_size}")
+        print(f"{'concurrency':>11} {'episodes/s':>10} {'C / delay':>9} {'ratio':>6}")
+        for c in args.concurrency:
+            rate = collect_rate(args.base_url, args.model, c, args.episodes, args.batch_size)
+            ideal = min(c, args.batch_size) / args.delay
+            print(f"{c:>11} {rate:>10.1f} {ideal:>9.1f} {rate / ideal:>6.0%}")
         httpd.shutdown()
 
 
