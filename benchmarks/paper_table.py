@@ -3,7 +3,7 @@
 Run by hand (CPU, about 7 minutes per seed on 2 free cores; it prints a table and asserts
 nothing)::
 
-    python benchmarks/paper_table.py --out runs/paper --seeds 0 1 2 --write docs/results.md
+    python benchmarks/paper_table.py --out runs/paper --seeds 0 1 2 --write runs/paper/table.md
 
 Each seed is one full ``oreo demo`` run (its own folder under ``--out``, resumable). The table
 gives, per method, the mean test success over seeds (greedy unless the row names a search), the
