@@ -317,6 +317,7 @@ def test_served_continuation_scores_equal_the_hf_backend(hf, serve, tiny_model_d
     assert backend.score_continuations(context, actions) == pytest.approx(want, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_ranked_rollout_through_the_server_plays_the_hf_actions(hf, serve, tiny_model_dir,
                                                                  tmp_path):  # fmt: skip
     server = serve(hf, name=str(tiny_model_dir))

@@ -225,12 +225,8 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc")
-# SIGINT in the fast tier, SIGKILL in the slow one (`pytest -m "not slow"`)
-@pytest.mark.parametrize(
-    "sig",
-    [signal.SIGINT, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)],
-    ids=["SIGINT", "SIGKILL"],
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_env_workers_exit_with_a_killed_collect(tiny_model_dir, tmp_path, sig):
     out = tmp_path / "eps"
     cmd = kill_cmd(tiny_model_dir, out, "--batch-size", "4", "--env-workers", "2")
