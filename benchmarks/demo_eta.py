@@ -10,7 +10,7 @@ it is (OUT/eta-events.jsonl), then replays that log through the clock `oreo demo
 (`oreo_agents.recipes.eta.StageClock` over `expected_seconds`) and prints, at the start of each
 stage, the predicted time left beside the real time left. ``--replay`` does the last part for a
 logged run, with the expected times as they are now. The last line prints the stages' measured
-seconds in the form of `oreo_agents.recipes.demo.STAGE_SECONDS`: measure those on one seed and
+seconds in the form of `oreo_agents.recipes.demo_times.STAGE_SECONDS`: measure those on one seed and
 check the ETA on another.
 """
 
@@ -22,7 +22,8 @@ import shutil
 import time
 from pathlib import Path
 
-from oreo_agents.recipes.demo import demo_config, expected_seconds, run_demo
+from oreo_agents.recipes.demo import demo_config, run_demo
+from oreo_agents.recipes.demo_times import expected_seconds
 from oreo_agents.recipes.eta import StageClock
 
 

@@ -36,7 +36,8 @@ def demo(
     ] = False,
 ) -> None:
     """SFT -> sample -> train OREO and the baselines from the same episodes -> evaluate."""
-    from oreo_agents.recipes.demo import demo_config, expected_seconds, run_demo, stage_names
+    from oreo_agents.recipes.demo import demo_config, run_demo, stage_names
+    from oreo_agents.recipes.demo_times import expected_seconds
 
     console = Console()
     stages = None

@@ -9,6 +9,7 @@ one install are bit-identical; across installs, compare results only with this r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import re
@@ -45,6 +46,7 @@ def software() -> dict[str, Any]:
     return found
 
 
+@functools.cache  # the install does not change under a running process
 def lock_status(path: Path = LOCK_FILE) -> dict[str, Any] | None:
     """``{"sha256": the lock file's hash, "differs": ["name lock-version != installed", ...]}``
     (an empty list when every pinned package is installed at its pinned version), or None where

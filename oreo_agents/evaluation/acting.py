@@ -31,9 +31,9 @@ from oreo_agents.rollout.collect import (
     episode_seed,
     fill_slots,
     make_envs,
-    make_prompter,
     model_input,
 )
+from oreo_agents.rollout.prompting import make_prompter
 from oreo_agents.rollout.ranking import action_ids, following_action, score_admissible
 
 

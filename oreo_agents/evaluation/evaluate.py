@@ -48,8 +48,9 @@ from oreo_agents.evaluation.metrics import (
 )
 from oreo_agents.evaluation.search import ValueFn, beam_search
 from oreo_agents.provenance import software
-from oreo_agents.rollout.collect import make_prompter, run_collect, select_tasks
+from oreo_agents.rollout.collect import run_collect, select_tasks
 from oreo_agents.rollout.config import ActingConfig, CollectConfig
+from oreo_agents.rollout.prompting import make_prompter
 from oreo_agents.rollout.scripted import SCRIPTED
 from oreo_envs import env_kind
 from oreo_envs.files import atomic_write

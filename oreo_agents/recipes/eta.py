@@ -2,7 +2,7 @@
 
 A stage's own pace says nothing about the next one: the demo's SFT is half of its time, a KTO
 run a few seconds. So each stage has an expected length, measured once on a reference machine
-(`oreo_agents.recipes.demo.expected_seconds`), and the run learns how much slower or faster
+(`oreo_agents.recipes.demo_times.expected_seconds`), and the run learns how much slower or faster
 this machine is from the work it has done (the finished stages, and the current one's progress):
 the time left is the expected time of what is left, scaled by that ratio.
 """

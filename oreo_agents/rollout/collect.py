@@ -40,7 +40,7 @@ from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.generation.base import derive_seed
 from oreo_agents.rollout.agent_prompt import THINK_REPLY, AgentPrompt, is_think
 from oreo_agents.rollout.config import CollectConfig
-from oreo_agents.rollout.prompting import Prompter
+from oreo_agents.rollout.prompting import Prompter, make_prompter
 from oreo_agents.rollout.scripted import SCRIPTED, ScriptedPolicy, check_scripted
 from oreo_envs.vector import reset_all, step_all
 
@@ -182,42 +182,6 @@ def run_collect(
         # once all have written (a rank that finished first counted 6 of 10 episodes).
         wait_for_everyone()
     return stats
-
-
-def make_prompter(
-    cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None, env: Any = None, *,
-    chat_messages: bool = False,
-) -> Prompter:  # fmt: skip
-    """The run's `Prompter`: ``agent_prompt`` (default: plain, with thoughts when ``cfg.think``),
-    with ``cfg.chat_template`` the tokenizer's chat template for every env, and with
-    ``cfg.fewshot`` the examples of each episode, drawn from ``env``'s expert demonstrations.
-    ``chat_messages``: the backend takes chat messages (a served model without a local
-    tokenizer), so ``cfg.chat_template`` without a tokenizer sends agents' conversations as
-    messages (`Prompter`).
-
-    Raises:
-        ValueError: A chat template asked for without a model tokenizer (a scripted policy), or
-            few-shot examples from an env that has none (or no ``env``).
-    """
-    messages = bool(cfg.chat_template and tokenizer is None and chat_messages)
-    if messages and env is not None and oreo_envs.env_kind(env) != "agent":
-        messages = False  # answer envs' prompts are texts to continue: refused below
-    if cfg.chat_template and tokenizer is None and not messages:
-        raise ValueError("--chat-template renders prompts with a model's tokenizer; a scripted "
-                         "policy has none, nor does --backend openai without --tokenizer (or a "
-                         "local folder as --model), which sends chat messages only for agent "
-                         "envs' episodes")  # fmt: skip
-    agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
-    chat = tokenizer if cfg.chat_template else None
-    fewshot = None
-    if getattr(cfg, "fewshot", 0):
-        if env is None:
-            raise ValueError("--fewshot needs the env whose demonstrations it shows")
-        from oreo_agents.rollout.fewshot import FewShot
-
-        fewshot = FewShot(env, cfg.fewshot, cfg.seed)
-    return Prompter(agent_prompt, tokenizer=chat, control=cfg.control, fewshot=fewshot,
-                    chat_messages=messages)  # fmt: skip
 
 
 def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episode]:

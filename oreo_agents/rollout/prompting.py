@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import oreo_envs
 from oreo_agents.rollout.agent_prompt import AgentPrompt
 from oreo_envs.core import render_chat
 
@@ -95,3 +96,39 @@ class Prompter:
         """An agent's conversation so far as chat messages, the next turn the assistant's: what
         a server applies its own chat template to (``chat_messages``)."""
         return self.agent.messages(first_observation, history)
+
+
+def make_prompter(
+    cfg: Any, tokenizer: Any, agent_prompt: AgentPrompt | None, env: Any = None, *,
+    chat_messages: bool = False,
+) -> Prompter:  # fmt: skip
+    """The run's `Prompter`: ``agent_prompt`` (default: plain, with thoughts when ``cfg.think``),
+    with ``cfg.chat_template`` the tokenizer's chat template for every env, and with
+    ``cfg.fewshot`` the examples of each episode, drawn from ``env``'s expert demonstrations.
+    ``chat_messages``: the backend takes chat messages (a served model without a local
+    tokenizer), so ``cfg.chat_template`` without a tokenizer sends agents' conversations as
+    messages (`Prompter`).
+
+    Raises:
+        ValueError: A chat template asked for without a model tokenizer (a scripted policy), or
+            few-shot examples from an env that has none (or no ``env``).
+    """
+    messages = bool(cfg.chat_template and tokenizer is None and chat_messages)
+    if messages and env is not None and oreo_envs.env_kind(env) != "agent":
+        messages = False  # answer envs' prompts are texts to continue: refused below
+    if cfg.chat_template and tokenizer is None and not messages:
+        raise ValueError("--chat-template renders prompts with a model's tokenizer; a scripted "
+                         "policy has none, nor does --backend openai without --tokenizer (or a "
+                         "local folder as --model), which sends chat messages only for agent "
+                         "envs' episodes")  # fmt: skip
+    agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
+    chat = tokenizer if cfg.chat_template else None
+    fewshot = None
+    if getattr(cfg, "fewshot", 0):
+        if env is None:
+            raise ValueError("--fewshot needs the env whose demonstrations it shows")
+        from oreo_agents.rollout.fewshot import FewShot
+
+        fewshot = FewShot(env, cfg.fewshot, cfg.seed)
+    return Prompter(agent_prompt, tokenizer=chat, control=cfg.control, fewshot=fewshot,
+                    chat_messages=messages)  # fmt: skip
