@@ -9,6 +9,12 @@ A split is indexed once: reading thousands of game files to apply ALFWorld's fil
 seconds, so the index is kept in memory and in ``$XDG_CACHE_HOME/oreo/alfworld`` (default
 ``~/.cache/oreo/alfworld``), keyed by the split folder and the modification times that change
 when games are added or removed.
+
+Two splits are carved out of train, for choosing settings without looking at the evaluation
+splits: ``train_heldout``, the train games of the tasks whose folder name's SHA-256 falls in
+the first 1/`HELDOUT_PARTS` of its range (about 6%: 214 of the 3,553 games), and ``train_fit``,
+the rest. The rule reads only the task folder's name, so every trial of a task (the same room,
+objects and goal) is on one side, and the carve is the same on every machine and data order.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ TASK_TYPES = (
     "pick_cool_then_place_in_recep",
     "pick_two_obj_and_place",
 )
-SPLITS = ("train", "valid_seen", "valid_unseen", "bundled")
+SPLITS = ("train", "train_fit", "train_heldout", "valid_seen", "valid_unseen", "bundled")
+HELDOUT_PARTS = 16  # train_heldout: tasks whose name's SHA-256 starts in the first 1/16
 # ALFWorld's own names for the eval splits.
 SPLIT_ALIASES = {
     "eval_in_distribution": "valid_seen",
@@ -94,6 +101,8 @@ def split_dir(split: str, data_dir: str | os.PathLike | None = None) -> Path:
     """
     if split == "bundled":
         return BUNDLED_DIR
+    if split in ("train_fit", "train_heldout"):
+        split = "train"
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     folder = root / "json_2.1.1" / split
     if not folder.is_dir():
@@ -183,8 +192,17 @@ def load_split(
     split = canonical_split(split)
     task_types = check_task_types(task_types)
     entries = index_split(split_dir(split, data_dir))
+    if split in ("train_fit", "train_heldout"):
+        entries = [e for e in entries if is_heldout(e.task_id) == (split == "train_heldout")]
     if task_types is not None:
         entries = [e for e in entries if e.task_type in task_types]
     if not entries:
         raise ValueError(f"no ALFWorld games in split {split!r} for task types {task_types}")
     return entries
+
+
+def is_heldout(task_id: str) -> bool:
+    """Whether a train game belongs to ``train_heldout`` (module docstring): by its task
+    folder's name (``task_id`` up to its ``/trial``), so a task's trials stay together."""
+    task = task_id.split("/", 1)[0]
+    return hashlib.sha256(task.encode()).digest()[0] < 256 // HELDOUT_PARTS

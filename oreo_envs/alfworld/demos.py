@@ -57,7 +57,8 @@ class ExpertDemos:
         self, split: str, data_dir: str | os.PathLike | None = None, *, max_steps: int = 100
     ):
         self.split = canonical_split(split)
-        self.source = "bundled" if self.split == "bundled" else "train"
+        # held-out train games are played to choose settings: their examples come from the rest
+        self.source = {"bundled": "bundled", "train_heldout": "train_fit"}.get(self.split, "train")
         self.data_dir, self.max_steps = data_dir, max_steps
         self.pool = load_split(self.source, data_dir)
         evaluated = load_split(self.split, data_dir) if self.split in EVALUATION_SPLITS else []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import os
 import re
@@ -50,15 +51,18 @@ _SAS_CACHE_VERSION = 2  # 2: the translation as text (1 was a pickle, which runs
 def _contained_side_effects():
     """Undo what importing or running the engine does to the process.
 
-    fast-downward's translator overwrites ``sys.argv``; ``import alfworld`` creates
-    ``$ALFWORLD_DATA`` (default ``~/.cache/alfworld``) and sets that variable. Pointing the
-    variable at an existing temporary folder for the import keeps the user's home untouched.
+    fast-downward's translator overwrites ``sys.argv`` and prints a warning on stdout for every
+    fact a problem states twice (most train games do: hundreds of lines in a collect's
+    terminal); ``import alfworld`` creates ``$ALFWORLD_DATA`` (default ``~/.cache/alfworld``)
+    and sets that variable. Pointing the variable at an existing temporary folder for the
+    import keeps the user's home untouched; the translator's stdout is dropped.
     """
     argv = list(sys.argv)
     saved = os.environ.get("ALFWORLD_DATA")
     os.environ["ALFWORLD_DATA"] = tempfile.gettempdir()
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         sys.argv[:] = argv
         if saved is None:

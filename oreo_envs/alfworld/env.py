@@ -25,7 +25,9 @@ class AlfWorldEnv(TextEnv):
 
     Args:
         split: "train", "valid_seen", "valid_unseen" (ALFWorld's "eval_in_distribution" /
-            "eval_out_of_distribution" work too) or "bundled" (oreo's own six small games, no
+            "eval_out_of_distribution" work too), "train_fit" / "train_heldout" (train without
+            and with only a fixed 6% of its tasks, for choosing settings; see
+            `oreo_envs.alfworld.data`) or "bundled" (oreo's own six small games, no
             download). Default: "valid_unseen" (the paper's Table 2) when a data dir holds
             ALFWorld's games, else "bundled".
         data_dir: The folder ``alfworld-download`` fills (``json_2.1.1/<split>/...``); default

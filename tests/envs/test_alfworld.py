@@ -314,3 +314,65 @@ def test_grammar_expressions_evaluate_as_python_does():
     cases = ("o.name", "r.name or r.id", "o.indefinite + ' ' + o.name", "r.name and o.name", "o")
     for text in cases:
         assert _evaluate(_expression(text), variables) == eval(text, {}, variables)
+
+
+def _fake_train(root: Path, tasks: int = 64) -> Path:
+    game = json.dumps({"solvable": True})
+    for i in range(tasks):
+        for trial in ("trial_a", "trial_b"):
+            folder = root / "json_2.1.1" / "train" / f"pick_and_place_simple-Obj{i}-None-R-1"
+            (folder / trial).mkdir(parents=True)
+            (folder / trial / "game.tw-pddl").write_text(game)
+    return root
+
+
+def test_train_heldout_and_train_fit_carve_train_by_task(tmp_path):
+    """The two carved splits partition train and keep a task's trials on one side; the
+    held-out tasks are those whose name's SHA-256 starts with a byte below 16 (found apart
+    from the code for these 64 names: Obj0, Obj6, Obj8 and Obj61)."""
+    from oreo_envs.alfworld.data import load_split
+
+    data_dir = _fake_train(tmp_path)
+    train = {g.task_id for g in load_split("train", data_dir)}
+    fit = {g.task_id for g in load_split("train_fit", data_dir)}
+    held = {g.task_id for g in load_split("train_heldout", data_dir)}
+    assert len(train) == 128 and fit | held == train and not fit & held
+    names = {f"pick_and_place_simple-Obj{i}-None-R-1" for i in (0, 6, 8, 61)}
+    assert held == {f"{n}/{t}" for n in names for t in ("trial_a", "trial_b")}
+
+
+def test_heldout_examples_come_from_the_fit_part(tmp_path):
+    """Few-shot examples for a held-out game (settings are chosen there) never come from the
+    held-out tasks; for train they may come from any other train game."""
+    from oreo_envs.alfworld.data import load_split
+    from oreo_envs.alfworld.demos import ExpertDemos
+
+    data_dir = _fake_train(tmp_path)
+    held = [g.task_id for g in load_split("train_heldout", data_dir)]
+    fit = {g.task_id for g in load_split("train_fit", data_dir)}
+    picks = ExpertDemos("train_heldout", data_dir).candidates(held[0], "pick_and_place_simple", 0)
+    assert {g.task_id for g in picks} == fit
+    picks = ExpertDemos("train", data_dir).candidates(held[0], "pick_and_place_simple", 0)
+    assert len(picks) == 127 and set(held[1:]) <= {g.task_id for g in picks}
+
+
+def test_translator_warnings_stay_off_stdout(tmp_path, capfd, monkeypatch):
+    """Most train games state a fact twice, and fast-downward's parser prints a warning on
+    stdout for each: a collect over train games printed hundreds of lines. A bundled game with
+    one fact doubled stands in for them, loaded twice: translated, then read from the SAS
+    cache (what later processes do)."""
+    from oreo_envs.alfworld import engine
+
+    games = Path(oreo_envs.__file__).parent / "alfworld" / "games"
+    game = json.loads(sorted(games.glob("*/*/game.tw-pddl"))[0].read_text())
+    doubled = "(canContain DeskType PenType)"
+    assert doubled in game["pddl_problem"]
+    game["pddl_problem"] = game["pddl_problem"].replace(doubled, doubled + "\n" + doubled, 1)
+    data_dir = _fake_split(tmp_path / "data", json.dumps(game))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for _ in range(2):
+        engine._GAMES.clear()
+        env = make(split="valid_seen", data_dir=data_dir)
+        env.reset(seed=0)
+        env.step("look")
+    assert capfd.readouterr().out == ""
