@@ -308,15 +308,13 @@ class HFBackend:
             totals = []
             for start in range(0, len(continuations), self.batch_size):
                 chunk = [list(c) for c in continuations[start : start + self.batch_size]]
-                logits = self._prefix.packed(cache, len(context), chunk).logits[0]
-                logps = torch.log_softmax(logits.float(), dim=-1)
-                off = 0
-                for c in chunk:  # token j of a continuation, predicted at its token j - 1
-                    rows = torch.arange(off, off + len(c) - 1, device=logps.device)
-                    labels = torch.tensor(c[1:], device=rows.device, dtype=torch.long)
-                    later = logps[rows, labels].sum()
-                    totals.append(float(first[c[0]] + later))
-                    off += len(c)
+                out, rows = self._prefix.packed(cache, len(context), chunk)
+                logps = torch.log_softmax(out.logits[0].float(), dim=-1)
+                for c, path in zip(chunk, rows, strict=True):
+                    # token j of a continuation is predicted at the row of its token j - 1
+                    at = torch.tensor(path[:-1], device=logps.device, dtype=torch.long)
+                    labels = torch.tensor(c[1:], device=logps.device, dtype=torch.long)
+                    totals.append(float(first[c[0]] + logps[at, labels].sum()))
         return totals
 
     def _generate_batch(

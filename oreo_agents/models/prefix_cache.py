@@ -6,7 +6,7 @@ An agent acting step by step scores its admissible actions (the policy, ``--rank
 its K candidate actions (the value model, value-guided acting) after a history of about a
 thousand tokens that grew by a few dozen since the last step. Without a cache every candidate
 pays for the whole history; with `PrefixCache` a step costs one pass over the history's new
-tokens and one over the candidates.
+tokens and one over the candidates, whose shared beginnings ("go to ...") run once.
 """
 
 from __future__ import annotations
@@ -81,25 +81,28 @@ class PrefixCache:
             self._entries.popitem(last=False)
         return cache, last
 
-    def packed(self, cache: Any, n: int, chunk: list[list[int]], **kwargs: Any) -> Any:
+    def packed(
+        self, cache: Any, n: int, chunk: list[list[int]], **kwargs: Any
+    ) -> tuple[Any, list[list[int]]]:
         """The model's output over ``chunk``, continuations of an ``n``-token context whose
-        ``cache`` they share, run as one sequence: each token attends to the context and to the
-        earlier tokens of its own continuation only (a block-diagonal causal mask; positions
-        restart after the context for each), on a copy of the cache (the context's stays as it
-        is). Row ``sum(len(c) for c in chunk[:i]) + j`` of the output is token j of
-        continuation i; `ends` gives each continuation's last row."""
-        flat = [t for c in chunk for t in c]
+        ``cache`` they share, run as one sequence packed as a prefix tree (`prefix_tree`):
+        tokens that continuations share run once (an agent's admissible actions share "go to",
+        "take ... from"), and each token attends to the context and to its own ancestors only,
+        at the position it has in its continuation. Runs on a copy of the cache (the context's
+        stays as it is). Returns ``(output, rows)``: ``rows[i][j]`` is the output row of
+        token j of continuation i."""
+        flat, parents, rows = prefix_tree(chunk)
         mask = torch.zeros(len(flat), n + len(flat), dtype=torch.bool)
         mask[:, :n] = True
-        positions, off = [], 0
-        for c in chunk:
-            k = len(c)
-            mask[off : off + k, n + off : n + off + k] = torch.ones(k, k, dtype=torch.bool).tril()
-            positions += range(n, n + k)
-            off += k
+        positions = []
+        for row, parent in enumerate(parents):  # a parent's row precedes its children's
+            if parent >= 0:
+                mask[row] = mask[parent]
+            mask[row, n + row] = True
+            positions.append(n if parent < 0 else positions[parent] + 1)
         device = self.device
         self.run_tokens += len(flat)
-        return self.model(
+        out = self.model(
             torch.tensor([flat], device=device),
             position_ids=torch.tensor([positions], device=device),
             attention_mask=mask[None, None].to(device),
@@ -107,12 +110,31 @@ class PrefixCache:
             use_cache=True,
             **kwargs,
         )
+        return out, rows
 
 
-def ends(chunk: list[list[int]]) -> list[int]:
-    """The row of each continuation's last token in a `PrefixCache.packed` output."""
-    rows, off = [], 0
-    for c in chunk:
-        off += len(c)
-        rows.append(off - 1)
-    return rows
+def prefix_tree(chunk: list[list[int]]) -> tuple[list[int], list[int], list[list[int]]]:
+    """Continuations as a prefix tree in one flat sequence: ``(tokens, parents, rows)``, where
+    ``parents[r]`` is the row of token r's predecessor in its continuation (-1 for a first
+    token) and ``rows[i]`` the rows of continuation i's tokens. Repeated and shared prefixes
+    take one row each; a parent always comes before its children.
+
+    >>> prefix_tree([[5, 6, 7], [5, 6, 8], [9]])
+    ([5, 6, 7, 8, 9], [-1, 0, 1, 1, -1], [[0, 1, 2], [0, 1, 3], [4]])
+    """
+    index: dict[tuple[int, int], int] = {}  # (parent row, token) -> row
+    tokens: list[int] = []
+    parents: list[int] = []
+    rows = []
+    for continuation in chunk:
+        parent, path = -1, []
+        for token in continuation:
+            row = index.get((parent, token))
+            if row is None:
+                row = index[(parent, token)] = len(tokens)
+                tokens.append(token)
+                parents.append(parent)
+            path.append(row)
+            parent = row
+        rows.append(path)
+    return tokens, parents, rows

@@ -90,7 +90,7 @@ class ValueScorer:
         sequence after it (`oreo_agents.models.prefix_cache.PrefixCache`); an empty one is
         the context itself. The ``logprob`` form sums over the whole state, and a model that
         is not a `ValueModel` may read all of it: those score whole states."""
-        from oreo_agents.models.prefix_cache import PrefixCache, ends
+        from oreo_agents.models.prefix_cache import PrefixCache
 
         if getattr(self.model, "form", None) != "last" or not hasattr(self.model, "backbone"):
             return self([[*context, *c] for c in continuations])
@@ -106,8 +106,9 @@ class ValueScorer:
             for start in range(0, len(todo), self.batch_size):
                 rows = todo[start : start + self.batch_size]
                 chunk = [list(continuations[i]) for i in rows]
-                hidden = self._prefix.packed(cache, len(context), chunk)[0][0]
-                values.update(zip(rows, value(hidden[ends(chunk)]).tolist(), strict=True))
+                out, paths = self._prefix.packed(cache, len(context), chunk)
+                last = [path[-1] for path in paths]  # each state's last token
+                values.update(zip(rows, value(out[0][0][last]).tolist(), strict=True))
         self.scored_tokens += self._prefix.run_tokens - before
         return [float(values[i]) for i in range(len(continuations))]
 

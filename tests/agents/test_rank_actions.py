@@ -41,6 +41,32 @@ def test_continuation_scores_equal_full_passes(chat_model):
         HFBackend(model, tok).score_continuations(context, [[]])
 
 
+def test_shared_beginnings_run_once_and_score_as_full_passes(chat_model):
+    """Admissible actions share their first tokens ("go to shelf 1", "go to shelf 12", ...):
+    packed as a prefix tree, each shared token runs once, and every score, the policy's and a
+    value model's, still equals a full pass: with repeats, one continuation a prefix of
+    another, and one token alone."""
+    from oreo_agents.models.scorer import ValueScorer
+    from oreo_agents.models.value import ValueModel
+
+    model, tok = chat_model
+    context = encode_text(tok, "You are in a room.\n> ")
+    texts = ["go to shelf 1\n", "go to shelf 12\n", "go to shelf 2\n", "go to desk 1\n",
+             "go to shelf 1\n", "go to shelf 1", "take mug 1 from shelf 1\n", "x"]  # fmt: skip
+    continuations = [encode_text(tok, t) for t in texts]
+    backend = HFBackend(model, tok, batch_size=16)
+    got = backend.score_continuations(context, continuations)
+    assert got == pytest.approx([brute_force(model, context, c) for c in continuations], abs=1e-4)
+    assert got[0] == got[4] and got[0] != got[1]
+    ran = backend._prefix.run_tokens - len(context)
+    assert ran < sum(map(len, continuations)) - len(continuations[0]) * 2  # repeats and more
+    value = ValueModel(model.model, form="last")
+    torch.nn.init.normal_(value.head.weight, std=1.0, generator=torch.Generator().manual_seed(0))
+    scorer = ValueScorer(value, tok, batch_size=16)
+    want = scorer([context + c for c in continuations])
+    assert scorer.values_after(context, continuations) == pytest.approx(want, abs=1e-4)
+
+
 def test_a_context_extended_step_by_step_scores_as_a_full_pass(chat_model):
     """An agent's next context extends its last one: only the new tokens run, on a copy of the
     cached prefix, and two contexts that share a prefix do not disturb each other."""
