@@ -64,6 +64,7 @@ EPISODE_NUMBERS = (
 OREO = [sys.executable, "-m", "oreo_cli"]
 ENV = "oreo/ALFWorld-v0"
 METHODS = {"oreo": "OREO", "rft": "rejection sampling", "dpo": "DPO"}
+HELDOUT = "train_heldout"  # train games never trained on (`oreo_envs.alfworld.data`)
 # oreo train flags per method (OREO: the paper's ALFWorld beta and alpha)
 SETTINGS = {
     "oreo": ["--set", "beta=0.03", "--set", "alpha=0.01", "--set", "value_lr=1e-4", "--lr", 1e-4],
@@ -129,7 +130,7 @@ class Plan:
     sft: list[Any]  # oreo train flags of SFT
     rl: list[Any]  # and of the methods trained on samples
     games: int  # train games with expert episodes
-    sample_games: int  # the first N of them sampled from the SFT policy
+    sample_games: int  # the first N of them sampled from the SFT policy (0: all)
     samples: int  # SFT samples per sampled game
     eval_games: int  # per split; 0: all
     ks: list[int]
@@ -147,9 +148,11 @@ def plan(args: argparse.Namespace) -> Plan:
         sft, rl = ["--max-steps", 4, "--lr", 1e-3], ["--max-steps", 2]
     else:
         where = ["-o", f"data_dir={data_dir(args.data, args.out)}"]
-        env = ["-o", "split=train", *where]
-        # unseen first: the paper's headline split (Wang et al. 2024, Table 2 / Fig. 4)
-        splits = {s: ["-o", f"split={s}", *where] for s in ("valid_unseen", "valid_seen")}
+        env = ["-o", "split=train_fit", *where]  # train without its held-out tasks
+        # held-out train games first (SFT only: where settings are chosen), then unseen: the
+        # paper's headline split (Wang et al. 2024, Table 2 / Fig. 4)
+        splits = {s: ["-o", f"split={s}", *where]
+                  for s in ("train_heldout", "valid_unseen", "valid_seen")}  # fmt: skip
         steps, games, batch = args.max_episode_steps, args.train_games, 16
         model = {"vocab_size": 1024, "hidden_size": 256, "num_layers": 4}
         sft, rl = ["--epochs", args.sft_epochs, "--lr", 1e-3], ["--epochs", args.rl_epochs]
@@ -160,7 +163,8 @@ def plan(args: argparse.Namespace) -> Plan:
               *(["--rank-actions"] if args.acting == "rank" else [])]  # fmt: skip
     return Plan(
         out=args.out, seed=args.seed, train_env=env, splits=splits, model=model, sft=sft, rl=rl,
-        games=games, sample_games=min(args.sample_games or games, games), samples=args.samples,
+        games=games, sample_games=min(args.sample_games or games, games or args.sample_games),
+        samples=args.samples,
         eval_games=args.eval_games, ks=args.ks,
         value_splits=list(splits) if args.fast or not args.value_splits else args.value_splits,
         limit=["-o", f"max_episode_steps={steps}"], loop=loop, acting=acting,
@@ -173,7 +177,8 @@ def train_all(p: Plan) -> dict[str, Path]:
     print("1. expert episodes", flush=True)
     expert = out / "expert"
     with stage(out, "expert"):
-        sh(["collect", "--env", ENV, *p.train_env, "--model", "expert", "--tasks", p.games,
+        tasks = ["--tasks", p.games] if p.games else []  # 0: every train game
+        sh(["collect", "--env", ENV, *p.train_env, "--model", "expert", *tasks,
             "--seed", p.seed, "--env-workers", 2, "--out", expert])  # fmt: skip
     print("2. model and SFT", flush=True)
     init = out / "init"
@@ -184,7 +189,8 @@ def train_all(p: Plan) -> dict[str, Path]:
     samples = out / "samples"
     with stage(out, "samples"):
         sh(["collect", "--env", ENV, *p.train_env, *p.limit, "--model", policies["sft"],
-            "--tasks", p.sample_games, "--samples", p.samples, "--temperature", 1.0, *p.acting,
+            *(["--tasks", p.sample_games] if p.sample_games else []), "--samples", p.samples,
+            "--temperature", 1.0, *p.acting,
             "--out", samples])  # fmt: skip
     print("4. OREO, rejection sampling, DPO", flush=True)
     for method, extra in SETTINGS.items():
@@ -198,18 +204,25 @@ def train_all(p: Plan) -> dict[str, Path]:
 def _sft(p: Plan, expert: Path, init: Path) -> None:
     """Step 2: the from-scratch model and its tokenizer, then SFT on the expert episodes."""
     out = p.out
-    if not (init / "config.json").exists():
-        from oreo_agents.data.episodes import load_episodes
-        from oreo_agents.models.tiny import agent_model
-        from oreo_agents.rollout.agent_prompt import DEFAULT_INSTRUCTION
-
-        texts = [DEFAULT_INSTRUCTION] + [
-            e.prompt + "".join(s["action"] + s["observation"] for s in e.steps)
-            for e in load_episodes(expert)
-        ]
-        agent_model(init, texts, seed=p.seed, **p.model)
+    _init_model(init, expert, p.seed, p.model)
     sh(["train", "--algo", "sft", "--data", expert, "--model", init, "--out", out / "sft",
         *p.sft, *p.loop])  # fmt: skip
+
+
+def _init_model(init: Path, expert: Path, seed: int, sizes: dict[str, Any]) -> None:
+    """The from-scratch agent (`agent_model`) in ``init``, its BPE tokenizer trained on the
+    instruction and the expert episodes' text; kept when it exists."""
+    if (init / "config.json").exists():
+        return
+    from oreo_agents.data.episodes import load_episodes
+    from oreo_agents.models.tiny import agent_model
+    from oreo_agents.rollout.agent_prompt import DEFAULT_INSTRUCTION
+
+    texts = [DEFAULT_INSTRUCTION] + [
+        e.prompt + "".join(s["action"] + s["observation"] for s in e.steps)
+        for e in load_episodes(expert)
+    ]
+    agent_model(init, texts, seed=seed, **sizes)
 
 
 def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
@@ -225,6 +238,8 @@ def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
     for split, where in p.splits.items():
         rows = summary.setdefault(split, {})
         runs = greedy + (guided if split in p.value_splits else [])
+        if split == HELDOUT:  # settings are chosen on the SFT agent's held-out train games
+            runs = greedy[:1]
         for name, policy, extra in runs:
             report = report_path(p, split, name)
             if not report.exists():
@@ -411,10 +426,13 @@ def main() -> None:
         help="alfworld-download folder (json_2.1.1/, or the train tarball)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-games", type=int, default=600)
+    parser.add_argument(
+        "--train-games", type=int, default=0,
+        help="expert episodes of a seeded sample of N train_fit games (0: all 3,339)",
+    )  # fmt: skip
     parser.add_argument(
         "--sample-games", type=int, default=0,
-        help="sample the SFT policy on the first N train games (0: all --train-games)",
+        help="sample the SFT policy on a seeded sample of N train games (0: all --train-games)",
     )  # fmt: skip
     parser.add_argument("--samples", type=int, default=5, help="SFT samples per sampled game")
     parser.add_argument(

@@ -60,8 +60,8 @@ def act_with_value(
         k: Candidate actions sampled per step (with ``cfg.rank_actions``: the policy's K most
             likely admissible actions).
         admissible: Score every admissible action instead of sampling.
-        agent_prompt: Formats the conversation (default `AgentPrompt(think=cfg.think)`, as
-            collect).
+        agent_prompt: Formats the conversation (default: `AgentPrompt` with ``cfg.think`` and
+            ``cfg.remind_task``, as collect).
         on_episode: Called after each finished episode (progress display).
 
     Returns:

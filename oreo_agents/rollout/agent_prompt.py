@@ -5,6 +5,11 @@ the history so far, a list of ``(action, observation)`` pairs. Actions are singl
 ``think=True`` the agent may also write ``think: ...`` lines, which the env never sees: the
 collector answers them with ``"OK."`` (`THINK_REPLY`), as the ReAct prompts do.
 
+With ``remind_task=True`` every observation in the history is followed by the task's line from
+the first observation (ALFWorld's ``Your task is to: ...``), so the goal stays a few tokens before
+each action however long the episode grows: a small agent trained from scratch otherwise loses
+it (docs/results.md, "Learned ALFWorld agents"). The rendering stays append-only.
+
 Two renderings of the same interaction:
 
 - plain text, ReAct's transcript format: the observation, then ``> action`` lines each followed
@@ -31,6 +36,7 @@ DEFAULT_INSTRUCTION = (
     "'move apple 1 to fridge 1', 'open fridge 1', 'heat apple 1 with microwave 1', "
     "'clean apple 1 with sinkbasin 1', 'cool apple 1 with fridge 1', 'use desklamp 1'."
 )
+TASK_PREFIX = "Your task is to:"  # ALFWorld's (and TextWorld's ALFRED games') goal line
 THINK_INSTRUCTION = " You may also reply 'think: ...' to reason; thoughts are answered 'OK.'."
 # The ReAct prompt file names its examples by these prefixes (react_<prefix>_<i>).
 REACT_PREFIXES = {
@@ -124,8 +130,19 @@ def example_from_episode(episode: dict[str, Any]) -> Example:
     return Example(episode["prompt"], steps)
 
 
-def _transcript(first_observation: str, steps: Sequence[tuple[str, str]]) -> str:
-    return first_observation + "".join(f"\n> {a}\n{o}" for a, o in steps)
+def task_line(first_observation: str) -> str:
+    """The last line of a first observation that states the task (``Your task is to: ...``),
+    or "" when none does.
+
+    >>> task_line("You are in a room.\\n\\nYour task is to: put a mug in shelf.")
+    'Your task is to: put a mug in shelf.'
+    """
+    lines = [line.strip() for line in first_observation.splitlines()]
+    return next((line for line in reversed(lines) if line.startswith(TASK_PREFIX)), "")
+
+
+def _transcript(first_observation: str, steps: Sequence[tuple[str, str]], after: str = "") -> str:
+    return first_observation + "".join(f"\n> {a}\n{o}{after}" for a, o in steps)
 
 
 class AgentPrompt:
@@ -137,6 +154,8 @@ class AgentPrompt:
         think: Allow ``think:`` lines (kept in the examples, mentioned in the instruction; the
             collector answers them with `THINK_REPLY` and never sends them to the env); without
             it, thoughts are removed from the examples and a ``think:`` line is an action.
+        remind_task: Repeat the first observation's task line (`task_line`) after every
+            observation of the history (module docstring); examples are shown as they are.
 
     Renderings are append-only (each turn's prompt extends the previous one), which is what
     lets an episode store ``prompt + action_1 + observation_1 + ...`` as exactly the text the
@@ -150,8 +169,9 @@ class AgentPrompt:
         examples: Sequence[Example] = (),
         *,
         think: bool = False,
+        remind_task: bool = False,
     ):
-        self.think = think
+        self.think, self.remind_task = think, remind_task
         self.instruction = instruction + (THINK_INSTRUCTION if think else "")
         self.examples = [e if think else e.without_thoughts() for e in examples]
 
@@ -165,6 +185,11 @@ class AgentPrompt:
 
     def _history(self, history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         return [(a.strip(), o.strip()) for a, o in history]
+
+    def _reminder(self, first_observation: str) -> str:
+        """What follows each observation of the history: the task line, or nothing."""
+        line = task_line(first_observation) if self.remind_task else ""
+        return f"\n{line}" if line else ""
 
     def _preamble(self) -> str:
         parts = [self.instruction]
@@ -180,9 +205,10 @@ class AgentPrompt:
         """The interaction as chat messages (the next turn is the assistant's)."""
         content = f"{self._preamble()}\n\n{first_observation.strip()}"
         messages = [{"role": "user", "content": content}]
+        reminder = self._reminder(first_observation)
         for action, observation in self._history(history):
             messages.append({"role": "assistant", "content": action})
-            messages.append({"role": "user", "content": observation})
+            messages.append({"role": "user", "content": observation + reminder})
         return messages
 
     def render(
@@ -191,7 +217,8 @@ class AgentPrompt:
         """The prompt string: the tokenizer's chat template when given, else plain text ending
         in ``"> "`` (the model writes the action; `parse_action` reads it back)."""
         if tokenizer is None:
-            body = _transcript(first_observation.strip(), self._history(history))
+            reminder = self._reminder(first_observation)
+            body = _transcript(first_observation.strip(), self._history(history), reminder)
             return f"{self._preamble()}\n\n{body}\n> "
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("the tokenizer has no chat template; pass tokenizer=None")

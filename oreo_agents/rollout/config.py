@@ -53,6 +53,11 @@ class ActingConfig:
             (its echoed prompt log-probs), and the served model's tokenizer is needed here.
         think: In agent envs, let the agent write ``think: ...`` lines (ReAct): the env never
             sees them, the reply is "OK.", and each takes a turn of the step limit.
+        remind_task: In agent envs, repeat the task's line of the first observation
+            ("Your task is to: ..." in ALFWorld) after every observation, so the goal stays
+            next to each action however long the episode (a small agent otherwise loses it).
+            Episodes store what the agent saw, so a policy trained on them acts with the
+            same flag.
         fewshot: In agent envs, show N solved episodes before each game, as ReAct's prompts do:
             expert walkthroughs of train games of the game's task type (ALFWorld; for split
             "bundled", the other bundled games, of other types), chosen by (seed, task id) and
@@ -83,6 +88,7 @@ class ActingConfig:
     constrain_actions: bool = False
     rank_actions: bool = False
     think: bool = False
+    remind_task: bool = False
     fewshot: int = 0
     env_workers: int = 0
 

@@ -121,7 +121,9 @@ def make_prompter(
                          "policy has none, nor does --backend openai without --tokenizer (or a "
                          "local folder as --model), which sends chat messages only for agent "
                          "envs' episodes")  # fmt: skip
-    agent_prompt = agent_prompt or AgentPrompt(think=cfg.think)
+    agent_prompt = agent_prompt or AgentPrompt(
+        think=cfg.think, remind_task=getattr(cfg, "remind_task", False)
+    )
     chat = tokenizer if cfg.chat_template else None
     fewshot = None
     if getattr(cfg, "fewshot", 0):

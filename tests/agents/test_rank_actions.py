@@ -115,23 +115,34 @@ def test_value_after_a_cached_context_equals_the_value_of_the_whole_state(chat_m
     )
 
 
-def collect(chat_model, tmp_path, temperature, seed=0):
+def collect(chat_model, tmp_path, temperature, seed=0, remind_task=False):
     from oreo_agents.data.episodes import load_episodes
     from oreo_agents.rollout.collect import run_collect
 
     model, tok = chat_model
     cfg = CollectConfig(env=ENV, env_options=ARGS, model="m", out=str(tmp_path), tasks=3,
-                        temperature=temperature, rank_actions=True, seed=seed)  # fmt: skip
+                        temperature=temperature, rank_actions=True, seed=seed,
+                        remind_task=remind_task)  # fmt: skip
     run_collect(cfg, lambda: gymnasium.make(ENV, **ARGS), backend=HFBackend(model, tok))
     return load_episodes(tmp_path)
 
 
-def test_greedy_ranking_plays_the_most_likely_admissible_action(chat_model, tmp_path):
+@pytest.mark.parametrize("remind_task", [False, True])
+def test_greedy_ranking_plays_the_most_likely_admissible_action(chat_model, tmp_path, remind_task):
+    """Also with the task reminder: the episode stores the rendering with the reminders, the
+    actions were ranked after exactly that context, and training reads it."""
     from oreo_agents.data.inputs import stored_ids
+    from oreo_agents.rollout.agent_prompt import AgentPrompt, task_line
 
     model, tok = chat_model
-    episodes = collect(chat_model, tmp_path / "greedy", temperature=0.0)
+    episodes = collect(chat_model, tmp_path / "greedy", temperature=0.0, remind_task=remind_task)
     assert len(episodes) == 3
+    for ep in episodes:
+        first = ep.info["first_observation"]
+        history = [(s["action"], s["env_observation"]) for s in ep.steps]
+        text = ep.prompt + "".join(s["action"] + s["observation"] for s in ep.steps)
+        assert text == AgentPrompt(remind_task=remind_task).render(first, history)
+        assert (text.count(task_line(first)) == 1 + len(ep.steps)) == remind_task
     env = gymnasium.make(ENV, **ARGS)
     for ep in episodes:
         # replay the episode: at each step the played action is the argmax of full passes

@@ -61,6 +61,29 @@ def test_without_think_the_examples_lose_their_thoughts():
     assert "think" not in text and text.endswith("Room 2.\n> ")
 
 
+def test_task_reminder_follows_every_observation_and_stays_append_only():
+    """``remind_task``: the first observation's task line after each observation of the
+    history, in text and chat messages; each turn's prompt extends the last (what lets an
+    episode store exactly what the agent saw); nothing changes without a task line."""
+    first = "Room 2.\n\nYour task is to: put a mug in shelf."
+    prompt = AgentPrompt("Do it.", [EXAMPLE], remind_task=True)
+    history = [("go to b 1", "On b 1, a mug 1."), ("take mug 1 from b 1", "You pick it up.")]
+    renders = [prompt.render(first, history[:i]) for i in range(3)]
+    assert renders[2].endswith(
+        "Your task is to: put a mug in shelf.\n> go to b 1\nOn b 1, a mug 1.\n"
+        "Your task is to: put a mug in shelf.\n> take mug 1 from b 1\nYou pick it up.\n"
+        "Your task is to: put a mug in shelf.\n> "
+    )
+    assert renders[0] == AgentPrompt("Do it.", [EXAMPLE]).render(first, [])
+    assert renders[0] in renders[1] and renders[1].startswith(renders[0][:-2])
+    assert renders[2].startswith(renders[1]) and renders[1].startswith(renders[0])
+    assert "Example 1:\nRoom.\nYour task is to: x.\n> go to a 1\nOn a 1.\n\n" in renders[2]
+    msgs = prompt.messages(first, history)
+    assert msgs[2]["content"] == "On b 1, a mug 1.\nYour task is to: put a mug in shelf."
+    plain = AgentPrompt("Do it.", remind_task=True).render("Room.", history)
+    assert plain == AgentPrompt("Do it.").render("Room.", history)
+
+
 def test_messages_alternate_and_keep_the_whole_history():
     prompt = AgentPrompt("Do it.")
     msgs = prompt.messages("Room.", [("look", "A room."), ("inventory", "Nothing.")])
