@@ -138,6 +138,7 @@ class Plan:
     limit: list[Any]  # -o max_episode_steps=N
     loop: list[Any]  # oreo train flags every training shares
     acting: list[Any]  # oreo collect / rollout flags of model acting
+    prompt: list[Any]  # agent prompt flags of every collect and rollout (--remind-task)
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -158,6 +159,7 @@ def plan(args: argparse.Namespace) -> Plan:
         sft, rl = ["--epochs", args.sft_epochs, "--lr", 1e-3], ["--epochs", args.rl_epochs]
     loop = ["--batch-size", batch, "--micro-batch-size", 2, "--max-length", 2048,
             "--seed", args.seed, "--report-to", "none"]  # fmt: skip
+    prompt = ["--remind-task"] if args.remind_task else []
     acting = ["--backend", "hf", "--max-new-tokens", 16, "--seed", args.seed, "--env-workers", 2,
               "--batch-size", args.acting_batch,
               *(["--rank-actions"] if args.acting == "rank" else [])]  # fmt: skip
@@ -167,7 +169,8 @@ def plan(args: argparse.Namespace) -> Plan:
         samples=args.samples,
         eval_games=args.eval_games, ks=args.ks,
         value_splits=list(splits) if args.fast or not args.value_splits else args.value_splits,
-        limit=["-o", f"max_episode_steps={steps}"], loop=loop, acting=acting,
+        limit=["-o", f"max_episode_steps={steps}"], loop=loop, acting=[*acting, *prompt],
+        prompt=prompt,
     )  # fmt: skip
 
 
@@ -178,7 +181,7 @@ def train_all(p: Plan) -> dict[str, Path]:
     expert = out / "expert"
     with stage(out, "expert"):
         tasks = ["--tasks", p.games] if p.games else []  # 0: every train game
-        sh(["collect", "--env", ENV, *p.train_env, "--model", "expert", *tasks,
+        sh(["collect", "--env", ENV, *p.train_env, "--model", "expert", *tasks, *p.prompt,
             "--seed", p.seed, "--env-workers", 2, "--out", expert])  # fmt: skip
     print("2. model and SFT", flush=True)
     init = out / "init"
@@ -454,6 +457,11 @@ def main() -> None:
         "--acting", choices=("rank", "generate"), default="rank",
         help="rank: play the admissible action the policy finds most likely (K most likely for "
         "value-guided acting; sampled by likelihood at temperature 1); generate: write actions",
+    )  # fmt: skip
+    parser.add_argument(
+        "--remind-task", action=argparse.BooleanOptionalAction, default=True,
+        help="repeat the task's line after every observation (--remind-task of collect and "
+        "rollout), in the expert episodes, the samples and every evaluation",
     )  # fmt: skip
     parser.add_argument("--fast", action="store_true", help="bundled games, tiny sizes")
     parser.add_argument(

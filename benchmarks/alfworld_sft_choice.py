@@ -14,14 +14,16 @@ trained on (`oreo_envs.alfworld.data`). The evaluation splits are never read, so
 chosen here can be evaluated on them once.
 
 The table: each variant's optimizer steps, final SFT loss, training wall time, held-out
-success with its 95% Wilson interval, and games won / lost against the first variant on the
-same games. ``--out``/``summary.json`` keeps the numbers.
+success with its 95% Wilson interval, games won / lost against the first variant on the same
+games, and how many lost games began by taking another object than the task's (`wrong_first`:
+the agent did not hold on to its goal). ``--out``/``summary.json`` keeps the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -96,6 +98,14 @@ def last_steps(run: Path) -> dict:
     return {"steps": logged[-1]["step"], "final_loss": sum(tail) / len(tail)}
 
 
+def wrong_first(record: dict) -> bool:
+    """Whether an episode's first ``take`` picked another object than its task's (ALFWorld's
+    task id names the object: ``<type>-<Object>-<...>/<trial>``)."""
+    goal = record["task_id"].split("-")[1].lower()
+    taken = re.search(r"(?:^|\n> )take (\w+) \d+ from", record["samples"][0]["text"])
+    return taken is not None and taken.group(1) != goal
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data/alfworld"))
@@ -115,8 +125,10 @@ def main() -> None:
     rows = []
     for games, epochs, remind in args.variants:
         label = name(games, epochs, remind)
-        expert = experts(args.out, where, games, remind, args.seed)
-        run = train(args.out, expert, label, epochs, args.seed)
+        run = args.out / f"sft-{label}"
+        if not (args.out / "eval" / f"{run.name}.json").exists():  # else: trained, evaluated
+            expert = experts(args.out, where, games, remind, args.seed)
+            train(args.out, expert, label, epochs, args.seed)
         report = heldout(args.out, run, where, remind, args.seed, args.heldout_games)
         stages = json.loads((args.out / "stages.json").read_text())
         rows.append({
@@ -125,6 +137,7 @@ def main() -> None:
             "success_rate": report["success_rate"], "ci95": report["ci95"],
             "wins": {r["task_id"]: r["success"] for r in report["records"]},
             "eval_s": round(report["timings"]["total_s"], 1),
+            "lost_wrong_first": sum(not r["success"] and wrong_first(r) for r in report["records"]),
         })  # fmt: skip
     (args.out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(table(rows))
@@ -134,8 +147,9 @@ def table(rows: list[dict]) -> str:
     first = rows[0]["wins"]
     out = [f"held-out train games ({HELDOUT}, {len(first)} games), greedy by ranked actions",
            "", "| variant (games x epochs, r: task reminder) | steps | final loss | train s "
-           f"| success (95% CI) | vs {rows[0]['variant']}: won / lost | eval s |",
-           "|---|---|---|---|---|---|---|"]  # fmt: skip
+           f"| success (95% CI) | vs {rows[0]['variant']}: won / lost "
+           "| lost, wrong object taken first | eval s |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lo, hi = r["ci95"]
         won = sum(r["wins"][t] > first[t] for t in first)
@@ -143,7 +157,7 @@ def table(rows: list[dict]) -> str:
         loss = "" if r["final_loss"] is None else f"{r['final_loss']:.3f}"
         out.append(f"| {r['variant']} | {r['steps']} | {loss} | {r['train_s']} | "
                    f"{r['success_rate']:.1%} ({lo:.1%}-{hi:.1%}) | {won} / {lost} | "
-                   f"{r['eval_s']} |")  # fmt: skip
+                   f"{r['lost_wrong_first']} | {r['eval_s']} |")  # fmt: skip
     return "\n".join(out)
 
 
