@@ -219,3 +219,26 @@ def test_rollout_reports_pool_over_seeds(tmp_path):
     assert "| 1 | 25.0 | 20.0 | - | 5.0 | 40.0 |" in run.stdout
     # mean 37.5, sample std 0.25 / sqrt(2) = 17.7 points
     assert "| mean ± std | 37.5 ± 17.7 | 20.0 ± 0.0 | - | 5.0 | 40.0 |" in run.stdout
+
+
+def test_sft_choice_variants_and_the_wrong_object_count():
+    """`benchmarks/alfworld_sft_choice.py`'s variant names and its count of lost games whose
+    first ``take`` was another object than the task's (read off the task id)."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from alfworld_sft_choice import variant, wrong_first
+
+    assert variant("0x6r") == (0, 6, True) and variant("600x10") == (600, 10, False)
+    with pytest.raises(argparse.ArgumentTypeError, match="GAMESxEPOCHS"):
+        variant("6 epochs")
+    task = "look_at_obj_in_light-AlarmClock-None-DeskLamp-316/trial_1"
+    text = "go to desk 1\nOn it, a book 1.\n> take {} 1 from desk 1\nYou pick it up."
+    record = {"task_id": task, "samples": [{"text": text.format("book")}]}
+    assert wrong_first(record)
+    record["samples"][0]["text"] = text.format("alarmclock")
+    assert not wrong_first(record)
+    record["samples"][0]["text"] = "take alarmclock 2 from desk 1\nYou pick it up."
+    assert not wrong_first(record)  # the first action of a text has no "> " before it
+    record["samples"][0]["text"] = "go to desk 1\nNothing."
+    assert not wrong_first(record)  # took nothing
