@@ -52,7 +52,7 @@ def _contained_side_effects():
     """Undo what importing or running the engine does to the process.
 
     fast-downward's translator overwrites ``sys.argv`` and prints a warning on stdout for every
-    fact a problem states twice (most train games do: hundreds of lines in a collect's
+    fact a problem states twice (many train games do: hundreds of lines in a collect's
     terminal); ``import alfworld`` creates ``$ALFWORLD_DATA`` (default ``~/.cache/alfworld``)
     and sets that variable. Pointing the variable at an existing temporary folder for the
     import keeps the user's home untouched; the translator's stdout is dropped.

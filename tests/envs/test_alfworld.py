@@ -357,7 +357,7 @@ def test_heldout_examples_come_from_the_fit_part(tmp_path):
 
 
 def test_translator_warnings_stay_off_stdout(tmp_path, capfd, monkeypatch):
-    """Most train games state a fact twice, and fast-downward's parser prints a warning on
+    """Many train games state a fact twice, and fast-downward's parser prints a warning on
     stdout for each: a collect over train games printed hundreds of lines. A bundled game with
     one fact doubled stands in for them, loaded twice: translated, then read from the SAS
     cache (what later processes do)."""
