@@ -3,7 +3,7 @@
 Run by hand (it prints a table and asserts nothing; every step resumes)::
 
     python benchmarks/alfworld_sft_choice.py --data ../shared/data/alfworld --out runs/sft-choice \
-        --variants 0x3 0x6 0x6r
+        --variants 0x3 0x6 0x6r 0x3r
 
 Each variant ``GAMESxEPOCHS`` (``r`` at the end: with the task reminder, ``--remind-task``, in
 its episodes and its evaluation) is the agent of `benchmarks/alfworld_agents.py` (a from-scratch
@@ -115,7 +115,7 @@ def main() -> None:
         "--variants",
         type=variant,
         nargs="+",
-        default=[(0, 3, False), (0, 6, False), (0, 6, True)],
+        default=[(0, 3, False), (0, 6, False), (0, 6, True), (0, 3, True)],
         help="GAMESxEPOCHS[r] each (module docstring)",
     )
     ap.add_argument("--heldout-games", type=int, default=0, help="0: all 214")
