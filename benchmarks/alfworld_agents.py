@@ -59,6 +59,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from alfworld_summary import label, markdown, plot, print_summary  # noqa: E402
+
 RECORDS = ROOT / "docs" / "results" / "alfworld"  # where the seeds' records are committed
 RECORD_VERSION = 1
 # what a record keeps of each run's "embodied" block besides its per-game lists
@@ -70,7 +73,6 @@ EPISODE_NUMBERS = (
 )
 OREO = [sys.executable, "-m", "oreo_cli"]
 ENV = "oreo/ALFWorld-v0"
-METHODS = {"oreo": "OREO", "rft": "rejection sampling", "dpo": "DPO"}
 HELDOUT = "train_heldout"  # train games never trained on (`oreo_envs.alfworld.data`)
 # oreo train flags per method (OREO: the paper's ALFWorld beta and alpha)
 SETTINGS = {
@@ -137,7 +139,7 @@ class Plan:
     sft: list[Any]  # oreo train flags of SFT
     rl: list[Any]  # and of the methods trained on samples
     games: int  # train games with expert episodes
-    sample_games: int  # the first N of them sampled from the SFT policy (0: all)
+    sample_games: int  # the first N of them sampled from the SFT policy (0: all of them)
     samples: int  # SFT samples per sampled game
     eval_games: int  # per split; 0: all
     ks: list[int]
@@ -170,10 +172,11 @@ def plan(args: argparse.Namespace) -> Plan:
     acting = ["--backend", "hf", "--max-new-tokens", 16, "--seed", args.seed, "--env-workers", 2,
               "--batch-size", args.acting_batch,
               *(["--rank-actions"] if args.acting == "rank" else [])]  # fmt: skip
+    # the first N of the expert games (0: as many as they are; all train_fit when that is 0)
+    sampled = min(args.sample_games or games, games) if games else args.sample_games
     return Plan(
         out=args.out, seed=args.seed, train_env=env, splits=splits, model=model, sft=sft, rl=rl,
-        games=games, sample_games=min(args.sample_games or games, games or args.sample_games),
-        samples=args.samples,
+        games=games, sample_games=sampled, samples=args.samples,
         eval_games=args.eval_games, ks=args.ks,
         value_splits=list(splits) if args.fast or not args.value_splits else args.value_splits,
         limit=["-o", f"max_episode_steps={steps}"], loop=loop, acting=[*acting, *prompt],
@@ -214,12 +217,12 @@ def train_all(p: Plan) -> dict[str, Path]:
 def _sft(p: Plan, expert: Path, init: Path) -> None:
     """Step 2: the from-scratch model and its tokenizer, then SFT on the expert episodes."""
     out = p.out
-    _init_model(init, expert, p.seed, p.model)
+    init_model(init, expert, p.seed, p.model)
     sh(["train", "--algo", "sft", "--data", expert, "--model", init, "--out", out / "sft",
         *p.sft, *p.loop])  # fmt: skip
 
 
-def _init_model(init: Path, expert: Path, seed: int, sizes: dict[str, Any]) -> None:
+def init_model(init: Path, expert: Path, seed: int, sizes: dict[str, Any]) -> None:
     """The from-scratch agent (`agent_model`) in ``init``, its BPE tokenizer trained on the
     instruction and the expert episodes' text; kept when it exists."""
     if (init / "config.json").exists():
@@ -306,7 +309,7 @@ def write_record(p: Plan, args: argparse.Namespace, summary: dict[str, Any], pat
             elif e["games_sha256"] != block["games_sha256"]:
                 raise SystemExit(f"{report} evaluated other games than the {split} runs before it")
             runs[name] = {
-                "label": _label(name),
+                "label": label(name),
                 "decoding": e["decoding"],
                 "won": [_number(rec["success"]) for rec in r["records"]],
                 "steps": [
@@ -376,56 +379,6 @@ def dumps(value: Any, indent: str = "") -> str:
     return json.dumps(value, default=str)
 
 
-def markdown(summary: dict[str, dict[str, Any]]) -> str:
-    """The tables of docs/results.md: per split, each method's success with its 95% Wilson
-    interval, games won and lost against SFT on the same games (paired), and success per task
-    type (games of that type in the header)."""
-    from oreo_agents.evaluation.metrics import wilson_interval
-
-    out = []
-    for split, rows in summary.items():
-        types = sorted(next(iter(rows.values()))["task_type"])
-        sizes = {t: next(iter(rows.values()))["task_type"][t]["tasks"] for t in types}
-        head = ["method", "success (95% CI)", "vs SFT: won / lost",
-                *(f"{SHORT.get(t, t)} ({sizes[t]})" for t in types)]  # fmt: skip
-        out += [f"**{split}** ({next(iter(rows.values()))['tasks']} games)", "",
-                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
-        sft = rows["sft"]["wins"]
-        for name, row in rows.items():
-            lo, hi = row["ci95"]
-            won = sum(row["wins"][t] > sft[t] for t in sft)
-            lost = sum(row["wins"][t] < sft[t] for t in sft)
-            cells = [_label(name), f"{row['success_rate']:.1%} ({lo:.1%}-{hi:.1%})",
-                     "" if name == "sft" else f"{won} / {lost}"]  # fmt: skip
-            for t in types:
-                sub = row["task_type"][t]
-                k = round(sub["success_rate"] * sub["tasks"])
-                a, b = wilson_interval(k, sub["tasks"])
-                cells.append(f"{sub['success_rate']:.0%} ({a:.0%}-{b:.0%})")
-            out.append("| " + " | ".join(cells) + " |")
-        out.append("")
-    return "\n".join(out)
-
-
-# ALFWorld's task types, as the paper's tables name them
-SHORT = {"pick_and_place_simple": "pick", "look_at_obj_in_light": "look",
-         "pick_clean_then_place_in_recep": "clean", "pick_heat_then_place_in_recep": "heat",
-         "pick_cool_then_place_in_recep": "cool", "pick_two_obj_and_place": "pick two"}  # fmt: skip
-
-
-def _label(name: str) -> str:
-    return METHODS.get(name, "SFT" if name == "sft" else name.replace("oreo+value", "OREO + value"))
-
-
-def print_summary(summary: dict[str, dict[str, Any]]) -> None:
-    for split, rows in summary.items():
-        print(f"\n{split}: greedy unless noted (95% interval)")
-        for name, row in rows.items():
-            lo, hi = row["ci95"]
-            print(f"  {_label(name):<28} {row['success_rate']:6.1%}  ({lo:.1%}-{hi:.1%}, "
-                  f"{row['tasks']} games)")  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/alfworld"))
@@ -489,37 +442,9 @@ def main() -> None:
     (args.out / "summary.json").write_text(json.dumps({**summary, "wall_s": wall}, indent=2))
     (args.out / "summary.md").write_text(markdown(summary))
     print_summary(summary)
-    _plot(summary, p.ks, args.out / "summary.png")
+    plot(summary, p.ks, args.out / "summary.png")
     print(f"\n{wall:.0f} s; {args.out / 'summary.json'}")
     print(f"record: {write_record(p, args, summary, record)}")
-
-
-def _plot(summary: dict[str, Any], ks: list[int], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for split, rows in summary.items():
-        xs = [1, *ks]
-        if f"oreo+value K={ks[0]}" not in rows:
-            continue
-        ys = [rows["oreo"]["success_rate"]] + [
-            rows[f"oreo+value K={k}"]["success_rate"] for k in ks
-        ]
-        ax.plot(xs, ys, marker="o", label=f"OREO + value, {split} (K=1: greedy)")
-        ax.axhline(rows["sft"]["success_rate"], linestyle="--", linewidth=1, label=f"SFT, {split}")
-    ax.set_xticks([1, *ks])
-    ax.set_xlabel("K candidate actions per step")
-    ax.set_ylabel("success rate")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

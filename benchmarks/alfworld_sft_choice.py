@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alfworld_agents import ENV, _init_model, data_dir, sh, stage  # noqa: E402
+from alfworld_agents import ENV, data_dir, init_model, sh, stage  # noqa: E402
 
 HELDOUT = "train_heldout"
 
@@ -67,7 +67,7 @@ def reminder(remind: bool) -> list[str]:
 def train(out: Path, expert: Path, label: str, epochs: int, seed: int) -> Path:
     """A fresh agent for this variant's episodes and its SFT; the run folder."""
     run = out / f"sft-{label}"
-    _init_model(run / "init", expert, seed, {"vocab_size": 1024, "hidden_size": 256,
+    init_model(run / "init", expert, seed, {"vocab_size": 1024, "hidden_size": 256,
                                              "num_layers": 4})  # fmt: skip
     with stage(out, run.name):
         sh(["train", "--algo", "sft", "--data", expert, "--model", run / "init", "--out", run,

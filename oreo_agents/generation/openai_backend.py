@@ -55,14 +55,8 @@ class OpenAIBackend:
             gives the tokenizer.
         tokenizer: A tokenizer, or a local folder or hub id to load it from; None: load it
             from ``model`` when that is a local folder (else there is none: text only).
-        base_url: The API's root, e.g. ``http://127.0.0.1:8000/v1``.
-        concurrency: Requests in flight at once.
-        request_timeout: Seconds one request may take before it is retried.
-        max_retries: Retries of one request after a retryable failure (0: none).
-        backoff: Seconds before the first retry; each later one waits twice as long (at most
-            `max_backoff`), scaled by a random factor in [0.5, 1) so clients that failed
-            together do not retry together. A ``Retry-After`` header is honoured.
-        max_backoff: Longest wait between two tries.
+        base_url, concurrency, request_timeout, max_retries, backoff, max_backoff: The
+            server client's (`oreo_agents.generation.served_client.ServerClient`).
         **ignored: Other backends' options (``batch_size``, ``device``, ``seed``), accepted
             for a uniform signature.
 
