@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from oreo_agents.data.inputs import encode_prompt
 from oreo_agents.evaluation.search import beam_search
 from oreo_agents.generation import SamplingParams
 from oreo_agents.generation.hf import HFBackend
@@ -30,6 +31,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", help="Policy folder (default: a random tiny Llama).")
     parser.add_argument("--value", help="Value folder (default: the policy with a random head).")
+    parser.add_argument(
+        "--value-form", choices=("last", "logprob"), default="logprob",
+        help="the form of the default random value (oreo demo's default value is logprob)",
+    )  # fmt: skip
     parser.add_argument("--problems", type=int, default=4)
     parser.add_argument("--beam-widths", default="2,4")
     parser.add_argument("--max-steps", type=int, default=8)
@@ -43,9 +48,11 @@ def main() -> None:
         if args.value:
             scorer = ValueScorer.from_pretrained(args.value, backend.tokenizer, batch_size=64)
         else:
-            model = ValueModel.from_pretrained(policy)
+            model = ValueModel.from_pretrained(policy, form=args.value_form)
             torch.manual_seed(args.seed)
             torch.nn.init.normal_(model.head.weight, std=0.1)  # distinct values, as if trained
+            if args.value_form == "logprob":
+                torch.nn.init.constant_(model.head.logprob_weight, 0.1)
             scorer = ValueScorer(model.to(backend.device), backend.tokenizer, batch_size=64)
         prompts = _prompts(args.problems)
         backend.generate(prompts[:1], SamplingParams(max_new_tokens=8))  # warm-up
@@ -91,8 +98,9 @@ def _best_of_n(backend, scorer, prompts, n, args) -> dict:
     start = time.perf_counter()
     params = SamplingParams(n=n, max_new_tokens=budget, temperature=1.0, seed=args.seed)
     outs = backend.generate(prompts, params)
-    flat = [(p, c.text) for p, cs in zip(prompts, outs, strict=True) for c in cs]
-    scorer([p for p, _ in flat], [t for _, t in flat])
+    tok = backend.tokenizer
+    scorer([encode_prompt(tok, p) + c.token_ids for p, cs in zip(prompts, outs, strict=True)
+            for c in cs])  # fmt: skip
     tokens = sum(len(c.token_ids) for cs in outs for c in cs)
     elapsed = time.perf_counter() - start
     return _row(

@@ -6,8 +6,12 @@
   candidates (a final answer, or EOS) to a pool; after the step limit (20) answer with the
   highest-value finished candidate (the best unfinished one when none finished).
 
-Every search step makes one generation call for all beams of all problems and one scoring call
-for all their candidates, so the model never sees one prompt at a time. A partial solution is
+Every search step makes one generation call for all beams of all problems. A scorer with a
+context cache (`oreo_agents.models.scorer.ValueScorer.values_after`) scores each beam's
+candidates after the beam's cached context: a step runs what the beam added since the last step
+and the candidates' new tokens, packed into one sequence, so a path's tokens run through the
+value model about once, as when reranking finished samples; any other scorer gets one call for
+all candidates of the step, as whole states. A partial solution is
 kept as the ids the policy generated, and the value model scores exactly those (after the
 prompt's ids, `oreo_agents.data.inputs.encode_prompt`), the ids training reads from a logged
 episode of the same steps.
@@ -132,22 +136,46 @@ def beam_search(
             stop=tuple(stop),
             seed=seed * 1_000_003 + step,
         )
-        outs = backend.generate([prompt_ids[i] + b.ids for i, b in active], params)
+        contexts = [prompt_ids[i] + b.ids for i, b in active]
+        outs = backend.generate(contexts, params)
         fresh: dict[int, dict[str, _Node]] = {}
+        children: list[list[tuple[_Node, list[int]]]] = []  # each active beam's new candidates
         for (i, beam), completions in zip(active, outs, strict=True):
+            children.append([])
             for c in completions:
                 problems[i].tokens += len(c.token_ids)
                 text = beam.text + c.text
                 done = c.finish_reason == "eos" or (is_final is not None and is_final(text))
                 node = _Node(text, beam.steps + 1, 0.0, done, beam.ids + list(c.token_ids))
-                fresh.setdefault(i, {}).setdefault(text, node)
-        flat = [(i, node) for i, nodes in fresh.items() for node in nodes.values()]
-        scores = value_fn([prompt_ids[i] + n.ids for i, n in flat])
-        for (_, node), v in zip(flat, scores, strict=True):
-            node.value = float(v)
+                if text not in fresh.setdefault(i, {}):
+                    fresh[i][text] = node
+                    children[-1].append((node, list(c.token_ids)))
+        _score(value_fn, list(zip(contexts, children, strict=True)))
         for i, nodes in fresh.items():
             _select(problems[i], list(nodes.values()), beam_width)
     return [_answer(p) for p in problems]
+
+
+def _score(value_fn: ValueFn, beams: list[tuple[list[int], list[tuple[_Node, list[int]]]]]):
+    """Set the values of the beams' new candidates, given per beam as ``(context ids,
+    [(candidate, its new ids)])``: after the beam's cached context when the scorer has one
+    (`ValueScorer.values_after`: a pass over what the context adds since the last step and one
+    packed pass over the candidates' new tokens), else of the whole states."""
+    after = getattr(value_fn, "values_after", None)
+    if after is None:
+        flat = [(node, context + new) for context, kids in beams for node, new in kids]
+        values = value_fn([state for _, state in flat])
+        scored = [(node, v) for (node, _), v in zip(flat, values, strict=True)]
+    else:
+        value_fn.keep_contexts(len(beams))
+        scored = [
+            (node, v)
+            for context, kids in beams
+            if kids
+            for (node, _), v in zip(kids, after(context, [new for _, new in kids]), strict=True)
+        ]
+    for node, v in scored:
+        node.value = float(v)
 
 
 def _select(problem: _Problem, candidates: list[_Node], beam_width: int) -> None:

@@ -241,7 +241,9 @@ class HFBackend:
 
         # the key/value caches of contexts scored (`score_continuations`), with the logits
         # after each
-        self._prefix = PrefixCache(self.model, 4 * batch_size, last=lambda out: out.logits[0, -1])
+        self._prefix = PrefixCache(
+            self.model, 4 * batch_size, last=lambda out, _new, _previous: out.logits[0, -1]
+        )
 
     @property
     def device(self) -> torch.device:

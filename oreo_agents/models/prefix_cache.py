@@ -30,14 +30,25 @@ class PrefixCache:
         model: A transformers model (a causal LM, or a base model) taking a cache, 4-D
             attention masks and position ids.
         capacity: Contexts kept (e.g. 4 x the episodes acting side by side).
-        last: What to keep of the output at a context's last token (e.g. the logits there),
-            returned by `context`; None keeps nothing.
+        last: What to keep of a context besides its cache, returned by `context`:
+            ``last(out, new, previous)`` of the model's output over the context's ``new`` ids
+            (all of them, or those after a cached context) and the ``previous`` context's kept
+            value (None when the context ran whole), e.g. the logits at its last token, or a
+            running sum over all of its tokens; None keeps nothing.
+        **forward_kwargs: Passed to every forward (e.g. ``output_hidden_states=True``).
     """
 
-    def __init__(self, model: Any, capacity: int, last: Callable[[Any], Any] | None = None):
+    def __init__(
+        self,
+        model: Any,
+        capacity: int,
+        last: Callable[[Any, list[int], Any], Any] | None = None,
+        **forward_kwargs: Any,
+    ):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.model, self.capacity, self.last = model, capacity, last
+        self.forward_kwargs = forward_kwargs
         self._entries: OrderedDict[tuple[int, ...], tuple[list[int], Any, Any]] = OrderedDict()
         # the forward argument that takes a cache: ``cache`` since transformers 5.x renamed
         # it, ``past_key_values`` before (looked up once, not per scored step)
@@ -61,21 +72,20 @@ class PrefixCache:
             if n <= len(ids) and (best is None or n > len(self._entries[best][0])):
                 if ids[:n] == seen:
                     best = key
+        previous, kwargs = None, dict(self.forward_kwargs)
         if best is not None:
             self._entries.move_to_end(best)
-            seen, cache, last = self._entries[best]
+            seen, cache, previous = self._entries[best]
             if len(seen) == len(ids):
-                return cache, last
-            cache = copy.deepcopy(cache)  # another context may extend the same one
+                return cache, previous
+            kwargs[self._arg] = copy.deepcopy(cache)  # another context may extend the same one
             new = ids[len(seen) :]
-            out = self.model(torch.tensor([new], device=self.device), **{self._arg: cache},
-                             use_cache=True)  # fmt: skip
         else:
             new = ids
-            out = self.model(torch.tensor([ids], device=self.device), use_cache=True)
+        out = self.model(torch.tensor([new], device=self.device), use_cache=True, **kwargs)
         self.run_tokens += len(new)
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        last = self.last(out) if self.last is not None else None
+        last = self.last(out, new, previous) if self.last is not None else None
         self._entries[tuple(ids)] = (list(ids), cache, last)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
@@ -108,7 +118,7 @@ class PrefixCache:
             attention_mask=mask[None, None].to(device),
             **{self._arg: copy.deepcopy(cache)},
             use_cache=True,
-            **kwargs,
+            **{**self.forward_kwargs, **kwargs},
         )
         return out, rows
 

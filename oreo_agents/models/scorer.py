@@ -84,33 +84,73 @@ class ValueScorer:
         self, context: Sequence[int], continuations: Sequence[Sequence[int]]
     ) -> list[float]:
         """The values of the states ``context + c``, one per continuation ``c`` (an agent's
-        candidate actions after its history): ``self([context + c for c in continuations])``,
-        computed once over the context. Its key/value cache is kept and extended at the next
-        call (the same history one step on), and the continuations run packed into one
-        sequence after it (`oreo_agents.models.prefix_cache.PrefixCache`); an empty one is
-        the context itself. The ``logprob`` form sums over the whole state, and a model that
-        is not a `ValueModel` may read all of it: those score whole states."""
+        candidate actions after its history, a beam's candidate steps after its partial
+        solution): ``self([context + c for c in continuations])``, computed once over the
+        context. Its key/value cache is kept and extended at the next call (the same history
+        one step on), and the continuations run packed into one sequence after it
+        (`oreo_agents.models.prefix_cache.PrefixCache`); an empty one is the context itself.
+        The ``logprob`` form keeps the context's running sum of log-probability terms and its
+        last logits beside the cache. A model that is not a `ValueModel` may read all of a
+        state: those score whole states."""
         from oreo_agents.models.prefix_cache import PrefixCache
 
-        if getattr(self.model, "form", None) != "last" or not hasattr(self.model, "backbone"):
+        form = getattr(self.model, "form", None)
+        if form not in ("last", "logprob") or not hasattr(self.model, "backbone"):
             return self([[*context, *c] for c in continuations])
-        if self._prefix is None:  # keeps the last hidden state: the value of the context itself
-            self._prefix = PrefixCache(self.model.backbone, self._keep, last=lambda o: o[0][0, -1])
-        head = self.model.head
-        value = lambda hidden: head(hidden.to(head.weight.dtype)).squeeze(-1).float()  # noqa: E731
+        if self._prefix is None:
+            if form == "last":  # keeps the last hidden state: the value of the context itself
+                self._prefix = PrefixCache(self.model.backbone, self._keep,
+                                           last=lambda out, _n, _p: (out[0][0, -1], None, 0.0))  # fmt: skip
+            else:
+                self._prefix = PrefixCache(self.model.backbone, self._keep, last=self._logprob_last,
+                                           output_hidden_states=True)  # fmt: skip
         before = self._prefix.run_tokens
         with torch.inference_mode():
-            cache, last = self._prefix.context(list(context))
-            values = {i: float(value(last)) for i, c in enumerate(continuations) if not c}
+            cache, (hidden, logps, total) = self._prefix.context(list(context))
+            values = {i: self._head(hidden) + total for i, c in enumerate(continuations) if not c}
             todo = [i for i, c in enumerate(continuations) if c]
             for start in range(0, len(todo), self.batch_size):
                 rows = todo[start : start + self.batch_size]
                 chunk = [list(continuations[i]) for i in rows]
                 out, paths = self._prefix.packed(cache, len(context), chunk)
-                last = [path[-1] for path in paths]  # each state's last token
-                values.update(zip(rows, value(out[0][0][last]).tolist(), strict=True))
+                if form == "last":
+                    heads = self._head(out[0][0][[path[-1] for path in paths]])
+                    values.update(zip(rows, heads.tolist(), strict=True))
+                    continue
+                states = torch.log_softmax(out.logits[0].float(), dim=-1)
+                heads = self._head(out.hidden_states[-1][0][[path[-1] for path in paths]])
+                for i, c, path, v in zip(rows, chunk, paths, heads.tolist(), strict=True):
+                    # token j is predicted at the row of token j - 1, the first after the context
+                    at = torch.tensor(path[:-1], dtype=torch.long, device=states.device)
+                    token = torch.tensor(c[1:], dtype=torch.long, device=states.device)
+                    lp = torch.cat([logps[c[:1]], states[at, token]])
+                    values[i] = v + total + float(self._terms(lp).sum())
         self.scored_tokens += self._prefix.run_tokens - before
         return [float(values[i]) for i in range(len(continuations))]
+
+    def _head(self, hidden: torch.Tensor) -> Any:
+        """The linear head on hidden states: a float (one state) or a ``[N]`` tensor."""
+        head = self.model.head
+        out = head(hidden.to(head.weight.dtype)).squeeze(-1).float()
+        return float(out) if out.dim() == 0 else out
+
+    def _terms(self, logps: torch.Tensor) -> torch.Tensor:
+        """The logprob form's per-token terms, ``w * log p + c`` (`ValueModel`)."""
+        head = self.model.head
+        return (head.logprob_weight * logps + head.token_bias).float()
+
+    def _logprob_last(self, out: Any, new: list[int], previous: Any) -> tuple[Any, Any, float]:
+        """What the logprob form keeps of a context (`PrefixCache`'s ``last``): the hidden
+        state and the log-probabilities at its last token, and the sum of the terms of all its
+        tokens after the first (``previous``: the cached context it extends, or None)."""
+        logps = torch.log_softmax(out.logits[0].float(), dim=-1)
+        ids = torch.tensor(new, dtype=torch.long, device=logps.device)
+        lp = logps[:-1].gather(-1, ids[1:, None]).squeeze(-1)  # of new token j, j >= 1
+        total = 0.0
+        if previous is not None:  # the first new token is predicted by the context before it
+            total = previous[2]
+            lp = torch.cat([previous[1][ids[:1]], lp])
+        return out.hidden_states[-1][0, -1], logps[-1], total + float(self._terms(lp).sum())
 
 
 @torch.inference_mode()

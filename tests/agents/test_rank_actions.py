@@ -83,11 +83,14 @@ def test_a_context_extended_step_by_step_scores_as_a_full_pass(chat_model):
     assert len(backend._prefix._entries) == 4  # start, one, two, longer: each kept once
 
 
-def test_value_after_a_cached_context_equals_the_value_of_the_whole_state(chat_model):
+@pytest.mark.parametrize("form", ["last", "logprob"])
+def test_value_after_a_cached_context_equals_the_value_of_the_whole_state(chat_model, form):
     """Value-guided acting scores K candidates after an agent's history: through the cached
     context (`ValueScorer.values_after`) each value equals the value of the whole state run
-    from scratch, for a Qwen2 and a Llama backbone, a history extended step by step, chunks of
-    candidates, and a nonzero head (a zero head would make every value 0 either way)."""
+    from scratch, for a Qwen2 and a Llama backbone, both value forms (the logprob form's
+    running sum carried from one cached context to the next), a history extended step by
+    step, chunks of candidates, and a nonzero head (a zero head would make every value 0
+    either way)."""
     from oreo_agents.models.scorer import ValueScorer
     from oreo_agents.models.tiny import _random_llama
     from oreo_agents.models.value import ValueModel
@@ -99,9 +102,12 @@ def test_value_after_a_cached_context_equals_the_value_of_the_whole_state(chat_m
     longer = one + encode_text(tok, "look\nYou see a room.\n> ")
     actions = [encode_text(tok, t) for t in ("look\n", "take mug 1 from shelf 1\n", "x")]
     for lm in (qwen, llama):
-        value = ValueModel(lm.model, form="last")
+        value = ValueModel(lm.model if form == "last" else lm, form=form)  # logprob: an LM
         gen = torch.Generator().manual_seed(0)
         torch.nn.init.normal_(value.head.weight, std=1.0, generator=gen)
+        if form == "logprob":
+            torch.nn.init.constant_(value.head.logprob_weight, 0.7)
+            torch.nn.init.constant_(value.head.token_bias, -0.3)
         full, cached = ValueScorer(value, tok, batch_size=2), ValueScorer(value, tok, batch_size=2)
         for context in (start, one, longer, one):
             want = full([context + a for a in actions])

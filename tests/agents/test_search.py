@@ -170,3 +170,32 @@ def backend_tokenizer(path):
     from oreo_agents.generation.hf import load_tokenizer
 
     return load_tokenizer(str(path))
+
+
+@pytest.mark.parametrize("form", ["last", "logprob"])
+def test_cached_beam_scores_equal_whole_prefix_scores(tiny_model_dir, form):
+    """With a `ValueScorer`, beam search scores each beam's candidates after the beam's cached
+    context (`ValueScorer.values_after`); the search takes the same path as with every whole
+    prefix scored from scratch, with values equal to 1e-4, and runs fewer value tokens."""
+    import torch
+
+    from oreo_agents.generation.hf import HFBackend
+    from oreo_agents.models.value import ValueModel
+
+    backend = HFBackend(str(tiny_model_dir))
+    model = ValueModel.from_pretrained(tiny_model_dir, form=form)
+    torch.nn.init.normal_(model.head.weight, std=1.0, generator=torch.Generator().manual_seed(0))
+    if form == "logprob":
+        torch.nn.init.constant_(model.head.logprob_weight, 0.5)
+    cached = ValueScorer(model, backend.tokenizer, batch_size=4)
+    whole = ValueScorer(model, backend.tokenizer, batch_size=4)
+    prompts = ["x = 1\ny = 2\n", "Question: 2+2?\nAnswer: "]
+    kwargs = {"beam_width": 3, "max_steps": 4, "stop": ("\n", " "), "max_new_tokens": 4,
+              "temperature": 1.0, "seed": 3}  # fmt: skip
+    got = beam_search(backend, cached, prompts, **kwargs)
+    want = beam_search(backend, lambda states: whole(states), prompts, **kwargs)
+    assert [r.text for r in got] == [r.text for r in want]
+    assert [r.value for r in got] == pytest.approx([r.value for r in want], abs=1e-4)
+    assert len({r.value for r in want}) == len(want)  # distinct values: a nonzero head
+    assert sum(r.candidates for r in got) > 2 * len(prompts)  # it searched
+    assert cached.scored_tokens < whole.scored_tokens
