@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from oreo_agents.data.inputs import encode_prompt, with_control
 from oreo_agents.generation import Backend, SamplingParams
+from oreo_agents.generation.base import derive_seed
 
 
 class ValueFn(Protocol):
@@ -112,7 +113,8 @@ def beam_search(
         temperature: Sampling temperature of candidate steps (the paper: 1; 0 = greedy).
         top_p: Nucleus sampling mass of candidate steps.
         top_k: Top-k sampling of candidate steps (0 = off).
-        seed: Seeds the sampler (step t uses ``seed * 1_000_003 + t``).
+        seed: Seeds the sampler (`_step`: a beam's samples depend on the seed, the step, the
+            problem and the beam's rank only).
         control: Text before each prompt, as its own segment (return-conditioned policies).
 
     Returns:
@@ -123,37 +125,57 @@ def beam_search(
     tok = backend.tokenizer
     prompt_ids = [with_control(tok, encode_prompt(tok, p), control) for p in prompts]
     problems = [_Problem(beams=[_Node("", 0)]) for _ in prompts]
-    for step in range(max_steps):
-        active = [(i, b) for i, p in enumerate(problems) if not p.done for b in p.beams]
-        if not active:
-            break
-        params = SamplingParams(
-            n=beam_width,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            stop=tuple(stop),
-            seed=seed * 1_000_003 + step,
-        )
-        contexts = [prompt_ids[i] + b.ids for i, b in active]
-        outs = backend.generate(contexts, params)
-        fresh: dict[int, dict[str, _Node]] = {}
-        children: list[list[tuple[_Node, list[int]]]] = []  # each active beam's new candidates
-        for (i, beam), completions in zip(active, outs, strict=True):
-            children.append([])
-            for c in completions:
-                problems[i].tokens += len(c.token_ids)
-                text = beam.text + c.text
-                done = c.finish_reason == "eos" or (is_final is not None and is_final(text))
-                node = _Node(text, beam.steps + 1, 0.0, done, beam.ids + list(c.token_ids))
-                if text not in fresh.setdefault(i, {}):
-                    fresh[i][text] = node
-                    children[-1].append((node, list(c.token_ids)))
-        _score(value_fn, list(zip(contexts, children, strict=True)))
-        for i, nodes in fresh.items():
-            _select(problems[i], list(nodes.values()), beam_width)
+    params = SamplingParams(n=beam_width, max_new_tokens=max_new_tokens, temperature=temperature,
+                            top_p=top_p, top_k=top_k, stop=tuple(stop))  # fmt: skip
+    # a backend that keeps its contexts' caches (`HFBackend.generate_cached`) searches as many
+    # problems at once as fill one of its batches (B beams x B samples each), which bounds the
+    # caches it keeps
+    cached = getattr(backend, "generate_cached", None)
+    at_once = len(prompts)
+    if cached is not None:
+        at_once = max(1, getattr(backend, "batch_size", 0) // beam_width**2)
+    for first in range(0, len(prompts), at_once):
+        group = range(first, min(first + at_once, len(prompts)))
+        for step in range(max_steps):
+            if not _step(backend, value_fn, problems, group, prompt_ids, params, step, seed,
+                         is_final):  # fmt: skip
+                break
     return [_answer(p) for p in problems]
+
+
+def _step(backend, value_fn, problems, group, prompt_ids, params, step, seed, is_final) -> bool:
+    """One search step of the problems in ``group``: sample B candidates from each beam,
+    score them, keep the best; False when every problem of the group is done. Beam j of
+    problem i samples from seed ``(seed, step, i, j)``, whichever problems search beside it."""
+    ranked = [(i, j, b) for i in group if not problems[i].done
+              for j, b in enumerate(problems[i].beams)]  # fmt: skip
+    if not ranked:
+        return False
+    active = [(i, b) for i, _, b in ranked]
+    contexts = [prompt_ids[i] + b.ids for i, b in active]
+    seeds = [derive_seed(seed, step, i, j) for i, j, _ in ranked]
+    cached = getattr(backend, "generate_cached", None)
+    if cached is not None:
+        backend.keep_contexts(len(active))
+        outs = cached(contexts, params, seeds)
+    else:
+        outs = backend.generate(contexts, params, seeds)
+    fresh: dict[int, dict[str, _Node]] = {}
+    children: list[list[tuple[_Node, list[int]]]] = []  # each active beam's new candidates
+    for (i, beam), completions in zip(active, outs, strict=True):
+        children.append([])
+        for c in completions:
+            problems[i].tokens += len(c.token_ids)
+            text = beam.text + c.text
+            done = c.finish_reason == "eos" or (is_final is not None and is_final(text))
+            node = _Node(text, beam.steps + 1, 0.0, done, beam.ids + list(c.token_ids))
+            if text not in fresh.setdefault(i, {}):
+                fresh[i][text] = node
+                children[-1].append((node, list(c.token_ids)))
+    _score(value_fn, list(zip(contexts, children, strict=True)))
+    for i, nodes in fresh.items():
+        _select(problems[i], list(nodes.values()), params.n)
+    return True
 
 
 def _score(value_fn: ValueFn, beams: list[tuple[list[int], list[tuple[_Node, list[int]]]]]):

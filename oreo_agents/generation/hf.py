@@ -257,6 +257,25 @@ class HFBackend:
         prompt i draws from its own generator seeded by ``(seeds[i], j)`` (default seeds:
         ``(params.seed, i)``), so it does not depend on the batch it runs in
         (`oreo_agents.generation.sampling`)."""
+        return self._generate(prompts, params, seeds, cached=False)
+
+    def generate_cached(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, seeds: Sequence[int]
+    ) -> list[list[Completion]]:
+        """`generate` for contexts that grow from call to call (a beam search's partial
+        solutions): each prompt's key/value cache comes from the contexts kept by earlier calls
+        (`oreo_agents.models.prefix_cache.PrefixCache`, extended by the tokens the prompt
+        adds), is kept for the next call, and is shared by the prompt's ``params.n`` samples,
+        so a prompt's tokens run once, not once per sample and step. Keep at least as many
+        contexts as prompts come in one call (`keep_contexts`)."""
+        return self._generate(prompts, params, seeds, cached=True)
+
+    def keep_contexts(self, n: int) -> None:
+        """Keep the caches of at least ``n`` contexts (`generate_cached`,
+        `score_continuations`)."""
+        self._prefix.capacity = max(self._prefix.capacity, n)
+
+    def _generate(self, prompts, params, seeds, cached: bool) -> list[list[Completion]]:
         from oreo_agents.data.inputs import encode_prompt
 
         encoded = [
@@ -280,7 +299,8 @@ class HFBackend:
             chunk = order[start : start + self.batch_size]
             rows = [jobs[k] for k in chunk]
             job_seeds = [derive_seed(seeds[i], j) for i, j in rows]
-            outs = self._generate_batch([encoded[i] for i, _ in rows], params, job_seeds)
+            batch = [encoded[i] for i, _ in rows]
+            outs = self._generate_batch(batch, params, job_seeds, cached)
             for j, out in zip(chunk, outs, strict=True):
                 results[j] = out
         grouped: list[list[Completion]] = [[] for _ in prompts]
@@ -320,7 +340,7 @@ class HFBackend:
         return totals
 
     def _generate_batch(
-        self, prompts: list[list[int]], params: SamplingParams, seeds: list[int]
+        self, prompts: list[list[int]], params: SamplingParams, seeds: list[int], cached: bool
     ) -> list[Completion]:
         import torch
         from transformers import LogitsProcessorList
@@ -353,9 +373,40 @@ class HFBackend:
                 [_StopOnText(tok, params.stop, prompt_len)]
             )
         with torch.inference_mode():
+            if cached and max(map(len, prompts)) > 1:
+                kwargs[self._prefix.cache_arg] = self._padded_cache(prompts)
             out = self.model.generate(**enc, **kwargs)
         new = out.sequences[:, enc["input_ids"].shape[1] :].tolist()
         return [self._finish(ids, params) for ids in new]
+
+    def _padded_cache(self, prompts: list[list[int]]) -> Any:
+        """One key/value cache for a left-padded batch of ``prompts``: each row holds its
+        prompt's cache but the last token (`PrefixCache.context`, so `generate` runs that token
+        and samples on), padded on the left with zeros that the attention mask hides. A row's
+        positions count from its first real token, as they did when its cache was made."""
+        import torch
+        from transformers import DynamicCache
+
+        caches = {}
+        for p in prompts:
+            if len(p) > 1 and tuple(p) not in caches:
+                caches[tuple(p)] = self._prefix.context(p[:-1])[0]
+        some = next(iter(caches.values()))
+        width = max(map(len, prompts)) - 1
+        layers = []
+        for layer in range(len(some.layers)):
+            keys, values = [], []
+            for p in prompts:
+                if len(p) > 1:
+                    k, v = caches[tuple(p)].layers[layer].keys, caches[tuple(p)].layers[layer].values
+                else:  # a one-token prompt: nothing before the token it runs
+                    k = some.layers[layer].keys[:, :, :0]
+                    v = some.layers[layer].values[:, :, :0]
+                pad = width - k.shape[2]
+                keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)))
+                values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)))
+            layers.append((torch.cat(keys), torch.cat(values)))
+        return DynamicCache(layers)
 
     def _finish(self, ids: list[int], params: SamplingParams) -> Completion:
         # Special tokens the model wrote stay in the text (as in the ids), so the text is the

@@ -53,7 +53,7 @@ class PrefixCache:
         # the forward argument that takes a cache: ``cache`` since transformers 5.x renamed
         # it, ``past_key_values`` before (looked up once, not per scored step)
         forward = inspect.signature(model.forward).parameters
-        self._arg = "cache" if "cache" in forward else "past_key_values"
+        self.cache_arg = "cache" if "cache" in forward else "past_key_values"
         self.run_tokens = 0  # tokens run through the model (the cost)
 
     @property
@@ -78,7 +78,7 @@ class PrefixCache:
             seen, cache, previous = self._entries[best]
             if len(seen) == len(ids):
                 return cache, previous
-            kwargs[self._arg] = copy.deepcopy(cache)  # another context may extend the same one
+            kwargs[self.cache_arg] = copy.deepcopy(cache)  # another context may extend the same one
             new = ids[len(seen) :]
         else:
             new = ids
@@ -116,7 +116,7 @@ class PrefixCache:
             torch.tensor([flat], device=device),
             position_ids=torch.tensor([positions], device=device),
             attention_mask=mask[None, None].to(device),
-            **{self._arg: copy.deepcopy(cache)},
+            **{self.cache_arg: copy.deepcopy(cache)},
             use_cache=True,
             **{**self.forward_kwargs, **kwargs},
         )

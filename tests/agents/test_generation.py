@@ -95,3 +95,40 @@ def test_row_sampler_draws_by_probability():
     # binomial standard errors at n = 4000 are below 0.0073: 5 of them is 0.037
     assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1, 0.0]), atol=0.037)
     assert freq[3] == 0  # a zero-probability token is never drawn
+
+
+def test_generate_cached_samples_as_generate_and_runs_each_context_once(chat_model):
+    """`HFBackend.generate_cached` (beam search's partial solutions): the same samples as
+    `generate` for the same seeds, with one-token and longer prompts side by side; the next
+    call's contexts, the last ones grown, run only what they add."""
+    from oreo_agents.generation.hf import HFBackend
+
+    import torch
+
+    model, tok = chat_model
+    with torch.no_grad():  # sharp weights: what comes next depends on the whole context
+        for w in model.parameters():
+            w.mul_(8.0 if w.dim() > 1 else 1.0)
+    backend = HFBackend(model, tok, batch_size=8)
+    texts = ["You are in a room.\n> ", "x = 1\ny = 2\n", "Question: what is 7 * 8?\nAnswer:"]
+    prompts = [tok(t)["input_ids"] for t in texts] + [[tok("Q")["input_ids"][0]]]
+    params = SamplingParams(n=3, max_new_tokens=6, temperature=1.0)
+    seeds = [11, 12, 13, 14]
+    ran = []  # tokens per forward, rows x columns, read at the embedding
+    hook = model.get_input_embeddings().register_forward_hook(
+        lambda _m, args, _out: ran.append(args[0].numel())
+    )
+    want = backend.generate(prompts, params, seeds)
+    whole, ran[:] = sum(ran), []
+    got = backend.generate_cached(prompts, params, seeds)
+    hook.remove()
+    assert [[c.token_ids for c in g] for g in got] == [[c.token_ids for c in g] for g in want]
+    # the cached prompts run once each (not once per sample), then one token per row and step
+    assert sum(ran) == sum(len(p) - 1 for p in prompts[:3]) + 12 * 6 <= whole / 2
+    assert len({tuple(c.token_ids) for g in got for c in g}) > 4  # it sampled, not repeated
+    grown = [p + g[0].token_ids for p, g in zip(prompts, got, strict=True)]
+    before = backend._prefix.run_tokens
+    again = backend.generate_cached(grown, params, seeds)
+    added = sum(len(g) - len(p) for g, p in zip(grown, prompts, strict=True))
+    assert backend._prefix.run_tokens - before == added  # each context: its new tokens only
+    assert again == backend.generate(grown, params, seeds)

@@ -51,7 +51,7 @@ class TreeBackend:
     def __init__(self):
         self.calls: list[list[str]] = []
 
-    def generate(self, prompts, params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, prompts, params: SamplingParams, seeds=None) -> list[list[Completion]]:
         texts = [TOK.decode(p) for p in prompts]  # search continues ids, never text
         self.calls.append(texts)
         out = []
