@@ -24,6 +24,41 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def paired_difference(
+    base: Sequence[float], other: Sequence[float], z: float = 1.96
+) -> dict[str, Any]:
+    """How ``other``'s success differs from ``base``'s on the same tasks (two aligned lists of
+    0/1 outcomes): ``{"diff", "ci95", "won", "lost", "tasks"}``, ``diff`` = other's rate minus
+    base's, ``won`` / ``lost`` the tasks only ``other`` / only ``base`` solved.
+
+    The interval is Newcombe's for paired proportions (Newcombe 1998, Statistics in Medicine
+    17:2635, method 10): each rate's Wilson interval, combined with the correlation of the
+    pairs, so tasks both solve or both fail narrow it as paired data should.
+
+    Raises:
+        ValueError: The lists differ in length, are empty, or hold other values than 0 and 1.
+    """
+    if len(base) != len(other) or not base:
+        raise ValueError(f"need two aligned, non-empty outcome lists: {len(base)}, {len(other)}")
+    if any(x not in (0, 1) for x in (*base, *other)):
+        raise ValueError("outcomes must be 0 or 1")
+    n = len(base)
+    both = sum(1 for a, b in zip(base, other, strict=True) if a and b)
+    lost = sum(1 for a, b in zip(base, other, strict=True) if a and not b)
+    won = sum(1 for a, b in zip(base, other, strict=True) if b and not a)
+    neither = n - both - lost - won
+    p1, p2 = (both + won) / n, (both + lost) / n  # other's rate, base's rate
+    (l1, u1), (l2, u2) = wilson_interval(both + won, n, z), wilson_interval(both + lost, n, z)
+    margins = (both + won) * (lost + neither) * (both + lost) * (won + neither)
+    phi = (both * neither - won * lost) / math.sqrt(margins) if margins else 0.0
+    diff = p1 - p2
+    low = diff - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2)
+                                + (u2 - p2) ** 2))  # fmt: skip
+    high = diff + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2)
+                                 + (p2 - l2) ** 2))  # fmt: skip
+    return {"diff": diff, "ci95": [low, high], "won": won, "lost": lost, "tasks": n}
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples with c correct: ``1 - C(n-c, k) / C(n, k)`` (Chen et al.
     2021, Codex paper, Eq. 1).

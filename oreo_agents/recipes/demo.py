@@ -166,7 +166,7 @@ def run_demo(
     report = {
         "env": ENV_ID,
         "config": asdict(cfg),
-        "results": _results(evaluations, cfg.search_k),
+        "results": _results(evaluations, cfg.search_k, f"oreo-r{cfg.rounds - 1}"),
         "timings_s": timings,
         "total_s": round(time.perf_counter() - started, 1),
     }
@@ -194,12 +194,14 @@ def _ignore(_done: float, _total: float | None) -> None:
     pass
 
 
-def _results(evaluations: dict[str, Any], k: int) -> dict[str, dict[str, Any]]:
+def _results(evaluations: dict[str, Any], k: int, oreo: str) -> dict[str, dict[str, Any]]:
     """One row per evaluation (success, CI, the chains' line metrics, the value model's AUROC
     where it ranked samples), with maj@K and pass@K of OREO's K reranked samples as rows of
     their own after value@K (both a whole number of tasks: one vote, or whether any of the K
-    is right)."""
-    from oreo_agents.evaluation.metrics import wilson_interval
+    is right). Each search row (beam, value@K and maj@K of the ``oreo`` policy, the ORM's
+    rerank of SFT samples) also holds ``vs_greedy``: its difference from the same policy's
+    greedy row on the same tasks, with the paired interval (`paired_difference`)."""
+    from oreo_agents.evaluation.metrics import majority_index, wilson_interval
 
     results = {}
     for key, r in evaluations.items():
@@ -213,7 +215,30 @@ def _results(evaluations: dict[str, Any], k: int) -> dict[str, dict[str, Any]]:
                 rate = r[curve][str(k)]
                 ci = list(wilson_interval(round(rate * n), n))
                 results[f"oreo+{name}@k"] = {"success_rate": rate, "ci95": ci, "tasks": n}
+    searches = {"oreo+beam": oreo, "oreo+value@k": oreo, "sft+orm": "sft"}
+    for key, greedy in searches.items():
+        if key in evaluations and greedy in evaluations:
+            results[key]["vs_greedy"] = _vs(evaluations[greedy], evaluations[key])
+    if "oreo+value@k" in evaluations and oreo in evaluations:
+        maj = {}  # per task: the majority answer of the first K samples is right
+        for rec in evaluations["oreo+value@k"]["records"]:
+            i = majority_index([s.get("answer") for s in rec["samples"][:k]])
+            maj[rec["task_id"]] = 0 if i is None else int(bool(rec["samples"][i]["success"]))
+        results["oreo+maj@k"]["vs_greedy"] = _vs(evaluations[oreo], maj)
     return results
+
+
+def _vs(greedy: dict[str, Any], search: dict[str, Any]) -> dict[str, Any]:
+    """`paired_difference` of a search's outcomes (a report, or task id -> 0/1) from greedy's,
+    over the tasks greedy evaluated."""
+    from oreo_agents.evaluation.metrics import paired_difference
+
+    outcome = search if "records" not in search else {
+        rec["task_id"]: int(bool(rec["success"])) for rec in search["records"]
+    }  # fmt: skip
+    tasks = [rec["task_id"] for rec in greedy["records"]]
+    base = [int(bool(rec["success"])) for rec in greedy["records"]]
+    return paired_difference(base, [outcome[t] for t in tasks])
 
 
 def _algo_of(cfg: DemoConfig, method: str) -> str:

@@ -244,3 +244,53 @@ def test_line_metrics_by_hand():
         {"line_accuracy": 3 / 5, "correct_chain_rate": 1 / 4, "wrong_line_success_share": 1 / 2}
     )
     assert line_metrics([{"samples": [{"success": True}]}]) == {}
+
+
+def test_paired_difference_counts_and_interval():
+    from oreo_agents.evaluation.metrics import paired_difference
+
+    # 10 tasks: 3 both solve, 1 only base, 4 only other, 2 neither
+    base = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    other = [1, 1, 1, 0, 1, 1, 1, 1, 0, 0]
+    d = paired_difference(base, other)
+    assert (d["won"], d["lost"], d["tasks"]) == (4, 1, 10)
+    assert d["diff"] == pytest.approx(0.3)
+    low, high = d["ci95"]
+    assert low < 0.3 < high and -1 <= low and high <= 1
+    # swapping the two negates the difference and mirrors the interval
+    s = paired_difference(other, base)
+    assert s["diff"] == pytest.approx(-0.3) and s["ci95"] == pytest.approx([-high, -low])
+    # identical outcomes: no difference, and an interval around 0
+    same = paired_difference(base, base)
+    assert same["diff"] == 0 and same["ci95"][0] < 0 < same["ci95"][1]
+
+
+def test_paired_difference_approaches_the_normal_interval_on_many_tasks():
+    """On 4,000 tasks Newcombe's interval is close to the Wald interval of the mean of the
+    per-task differences, sd^2 = ((won + lost) / n - diff^2) / n; and pairs that agree more
+    (the same discordant counts, more tasks both solve) do not widen it."""
+    import math
+
+    from oreo_agents.evaluation.metrics import paired_difference
+
+    n, won, lost, both = 4000, 600, 400, 1500
+    base = [1] * both + [0] * won + [1] * lost + [0] * (n - both - won - lost)
+    other = [1] * both + [1] * won + [0] * lost + [0] * (n - both - won - lost)
+    d = paired_difference(base, other)
+    diff = (won - lost) / n
+    half = 1.96 * math.sqrt(((won + lost) / n - diff**2) / n)
+    assert d["diff"] == pytest.approx(diff)
+    assert d["ci95"] == pytest.approx([diff - half, diff + half], abs=2e-3)
+    # the unpaired interval (Newcombe's method 10 with no correlation) is wider here
+    assert d["ci95"][1] - d["ci95"][0] < 2 * 1.96 * math.sqrt(
+        (0.525 * 0.475 + 0.475 * 0.525) / n
+    )
+
+
+def test_paired_difference_refuses_bad_lists():
+    from oreo_agents.evaluation.metrics import paired_difference
+
+    with pytest.raises(ValueError, match="aligned"):
+        paired_difference([1, 0], [1])
+    with pytest.raises(ValueError, match="0 or 1"):
+        paired_difference([1, 0.5], [1, 0])

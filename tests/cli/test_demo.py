@@ -60,7 +60,16 @@ def test_demo_fast_reports_every_method(tmp_path):
         results["sft"]["lines"]
         == json.loads((out / "sft" / "eval-greedy.json").read_text())["lines"]
     )
-    assert f"OREO + value@{k}" in run.stdout and "line acc" in run.stdout
+    assert f"OREO + value@{k}" in run.stdout and "vs greedy" in run.stdout
+    # each search row against its policy's greedy row on the same tasks, paired
+    for key, greedy in (("oreo+beam", "oreo-r1"), ("oreo+value@k", "oreo-r1"),
+                        ("oreo+maj@k", "oreo-r1"), ("sft+orm", "sft")):  # fmt: skip
+        vs = results[key]["vs_greedy"]
+        diff = results[key]["success_rate"] - results[greedy]["success_rate"]
+        assert vs["diff"] == pytest.approx(diff) and vs["tasks"] == results[key]["tasks"]
+        assert vs["ci95"][0] <= vs["diff"] <= vs["ci95"][1]
+        assert vs["won"] - vs["lost"] == round(diff * vs["tasks"])
+    assert "vs_greedy" not in results["oreo-r1"] and "vs_greedy" not in results["oreo+pass@k"]
     if "within_task" in ranked.get("value_auroc", {}):
         assert results["oreo+value@k"]["value_auroc"] == ranked["value_auroc"]
 
