@@ -92,7 +92,8 @@ def main() -> None:
         item = tokenize_episode(e, tokenizer, max_length=args.max_length)
         ids = torch.tensor([item.input_ids], device=device)
         with torch.inference_mode():
-            v = model(ids)[0].tolist()
+            # as training reads them: the logprob form sums over action tokens only
+            v = model(ids, None, torch.tensor([item.action_mask], device=device))[0].tolist()
             if args.targets:  # log pi/pi_ref of token t + 1, summed over later action tokens
                 lp = [token_logps(lm(ids).logits[:, :-1].float(), ids[:, 1:])[0] for lm in lms]
                 mask = torch.tensor(item.action_mask[1:], device=device)

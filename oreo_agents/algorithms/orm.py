@@ -17,10 +17,23 @@ class ORMConfig:
     """ORM's settings.
 
     Attributes:
-        value_lr: Learning rate of the classifier (backbone + head, started from ``--model``).
+        value_lr: Learning rate of the classifier (backbone + head, started from ``--model``,
+            or from ``--value``).
+        value_head_lr: The head's own learning rate (None: value_lr).
+        value_form: "last" (a linear head on the last hidden state) or "logprob" (plus learnt
+            multiples of the backbone's summed log-probabilities of the action tokens so far,
+            `oreo_agents.models.value.ValueModel`).
     """
 
     value_lr: float = 1e-5
+    value_head_lr: float | None = None
+    value_form: str = "last"
+
+    def __post_init__(self):
+        from oreo_agents.models.value import FORMS
+
+        if self.value_form not in FORMS:
+            raise ValueError(f"value_form must be one of {', '.join(FORMS)}: {self.value_form!r}")
 
 
 class ORM(Algorithm):
@@ -40,14 +53,16 @@ class ORM(Algorithm):
     def value_model(self, model: str, settings: ORMConfig):
         from oreo_agents.models.value import ValueModel
 
-        # a classifier on the last state; the logprob form is OREO's (value_form)
-        return ValueModel.from_pretrained(model, form="last"), settings.value_lr
+        return ValueModel.from_pretrained(model, form=settings.value_form), settings.value_lr
+
+    def value_head_lr(self, settings: ORMConfig) -> float | None:
+        return settings.value_head_lr
 
     def counts(self, items: Sequence[Any]) -> dict[str, float]:
         return {"tokens": sum(sum(x.action_mask) for x in items)}  # every action token, unshifted
 
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: ORMConfig):
-        scores = models["value"](batch["input_ids"], batch["attention_mask"])
+        scores = models["value"](batch["input_ids"], batch["attention_mask"], batch["action_mask"])
         tokens = normalizer(batch, "tokens")
         loss, metrics = orm_loss(scores, batch["rewards"], batch["action_mask"], tokens)
         return loss, {**metrics, "orm_loss": loss.detach()}

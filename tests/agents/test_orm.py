@@ -85,3 +85,22 @@ def test_rollout_reports_rerank_at_k_beside_maj_and_value(tiny_model_dir, mixed_
     ]  # the same folder scores the same states the same way, as value and as reranker
     assert report["rerank_at_k"] == curves(report["records"], answers=True)["rerank_at_k"]
     assert report["rerank_at_k"]["4"] == report["value_at_k"]["4"]
+
+
+def test_orm_in_the_logprob_form_learns_its_weight(tiny_model_dir, mixed_data, tmp_path):
+    """``--set value_form=logprob``: the classifier reads the backbone's log-probabilities of
+    the action tokens too; its weight, started at 0, moves, and the folder loads in that form."""
+    from oreo_agents.models.value import ValueModel
+
+    out = tmp_path / "orm"
+    args = [
+        "train", "--algo", "orm", "--data", str(mixed_data), "--model", str(tiny_model_dir),
+        "--out", str(out), "--max-steps", "3", "--batch-size", "4", "--micro-batch-size", "4",
+        "--set", "value_lr=1e-3", "--set", "value_head_lr=1e-2", "--report-to", "none",
+    ]  # fmt: skip
+    run = oreo_in_process(*args, "--set", "value_form=logprob")
+    assert run.returncode == 0, run.stdout + run.stderr
+    value = ValueModel.from_pretrained(out / "value")
+    assert value.form == "logprob" and value.head.logprob_weight.abs() > 0
+    bad = oreo_in_process(*args, "--out", str(tmp_path / "bad"), "--set", "value_form=mean")
+    assert bad.returncode != 0 and "value_form must be one of" in bad.stdout + bad.stderr
