@@ -36,6 +36,10 @@ def main() -> None:
         help="the form of the default random value (oreo demo's default value is logprob)",
     )  # fmt: skip
     parser.add_argument("--problems", type=int, default=4)
+    parser.add_argument(
+        "--demo", action="store_true",
+        help="prompts of oreo demo's test tasks (for --policy / --value of a demo run)",
+    )  # fmt: skip
     parser.add_argument("--beam-widths", default="2,4")
     parser.add_argument("--max-steps", type=int, default=8)
     parser.add_argument("--step-tokens", type=int, default=16)
@@ -54,7 +58,7 @@ def main() -> None:
             if args.value_form == "logprob":
                 torch.nn.init.constant_(model.head.logprob_weight, 0.1)
             scorer = ValueScorer(model.to(backend.device), backend.tokenizer, batch_size=64)
-        prompts = _prompts(args.problems)
+        prompts = _prompts(args.problems, args.demo)
         backend.generate(prompts[:1], SamplingParams(max_new_tokens=8))  # warm-up
         runs = [lambda: _greedy(backend, prompts, args)]
         for width in (int(b) for b in args.beam_widths.split(",")):
@@ -74,12 +78,18 @@ def _tiny(folder: str) -> str:
     return folder
 
 
-def _prompts(n: int) -> list[str]:
+def _prompts(n: int, demo: bool) -> list[str]:
+    """The first ``n`` test prompts of GSM-Symbolic, or with ``demo`` of `oreo demo`'s task."""
     import gymnasium
 
     import oreo_envs  # noqa: F401
 
-    env = gymnasium.make("oreo/GSMSymbolic-v0", size=max(n, 1))
+    if demo:
+        from oreo_agents.recipes.demo import ENV_ID, demo_config
+
+        env = gymnasium.make(ENV_ID, **demo_config("unused").task_options("test"))
+    else:
+        env = gymnasium.make("oreo/GSMSymbolic-v0", size=max(n, 1))
     u = env.unwrapped
     return [u.prompt(u.task(t)) for t in u.task_ids[:n]]
 

@@ -6,6 +6,7 @@ import signal
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -15,7 +16,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -82,7 +82,9 @@ def print_results(console: Console, report: dict, seed: int, fast: bool) -> None
     title = f"{report['env']}, {on}, seed {seed}: success (greedy unless noted)"
     if fast:  # a model this small on 32 tasks: every method may show the same number
         title = f"PIPELINE CHECK (--fast), not a result: {title}"
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))  # 80 columns
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
+    )  # 80 columns
     for col in ("method", "success", "95% CI", *(["tasks"] if len(tasks) > 1 else []),
                 "vs greedy", "lines", "AUROC"):  # fmt: skip
         table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)

@@ -398,7 +398,10 @@ class HFBackend:
             keys, values = [], []
             for p in prompts:
                 if len(p) > 1:
-                    k, v = caches[tuple(p)].layers[layer].keys, caches[tuple(p)].layers[layer].values
+                    k, v = (
+                        caches[tuple(p)].layers[layer].keys,
+                        caches[tuple(p)].layers[layer].values,
+                    )
                 else:  # a one-token prompt: nothing before the token it runs
                     k = some.layers[layer].keys[:, :, :0]
                     v = some.layers[layer].values[:, :, :0]

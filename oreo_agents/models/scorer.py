@@ -98,11 +98,12 @@ class ValueScorer:
         if form not in ("last", "logprob") or not hasattr(self.model, "backbone"):
             return self([[*context, *c] for c in continuations])
         if self._prefix is None:
+            backbone = self.model.backbone
             if form == "last":  # keeps the last hidden state: the value of the context itself
-                self._prefix = PrefixCache(self.model.backbone, self._keep,
-                                           last=lambda out, _n, _p: (out[0][0, -1], None, 0.0))  # fmt: skip
+                keep = lambda out, _new, _previous: (out[0][0, -1], None, 0.0)  # noqa: E731
+                self._prefix = PrefixCache(backbone, self._keep, last=keep)
             else:
-                self._prefix = PrefixCache(self.model.backbone, self._keep, last=self._logprob_last,
+                self._prefix = PrefixCache(backbone, self._keep, last=self._logprob_last,
                                            output_hidden_states=True)  # fmt: skip
         before = self._prefix.run_tokens
         with torch.inference_mode():

@@ -282,9 +282,7 @@ def test_paired_difference_approaches_the_normal_interval_on_many_tasks():
     assert d["diff"] == pytest.approx(diff)
     assert d["ci95"] == pytest.approx([diff - half, diff + half], abs=2e-3)
     # the unpaired interval (Newcombe's method 10 with no correlation) is wider here
-    assert d["ci95"][1] - d["ci95"][0] < 2 * 1.96 * math.sqrt(
-        (0.525 * 0.475 + 0.475 * 0.525) / n
-    )
+    assert d["ci95"][1] - d["ci95"][0] < 2 * 1.96 * math.sqrt((0.525 * 0.475 + 0.475 * 0.525) / n)
 
 
 def test_paired_difference_refuses_bad_lists():

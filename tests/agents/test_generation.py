@@ -101,9 +101,9 @@ def test_generate_cached_samples_as_generate_and_runs_each_context_once(chat_mod
     """`HFBackend.generate_cached` (beam search's partial solutions): the same samples as
     `generate` for the same seeds, with one-token and longer prompts side by side; the next
     call's contexts, the last ones grown, run only what they add."""
-    from oreo_agents.generation.hf import HFBackend
-
     import torch
+
+    from oreo_agents.generation.hf import HFBackend
 
     model, tok = chat_model
     with torch.no_grad():  # sharp weights: what comes next depends on the whole context
