@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oreo_agents.recipes.demo_eval import ENV_ID, evaluate, results
+from oreo_agents.recipes.demo_eval import ENV_ID, evaluate, results, rollout
 
 METHODS = ("oreo", "rft", "dpo", "kto", "rcrl")
 # The methods of later rounds, and whether a round trains afresh from the SFT policy on every
@@ -67,6 +67,10 @@ class DemoConfig:
         model: Size of the tiny model (`oreo_agents.models.tiny.chain_model` arguments).
         ppo: Online PPO from the SFT policy on the train split: TrainConfig overrides and PPO
             settings in one mapping (``iterations``, ``tasks``, ``lr``...); empty: no PPO.
+        val_tasks: Validation tasks (the train split's stream of ``data_seed=1``, never the
+            test split) the SFT policy is checked on before anything learns from it.
+        sft_floor: The greedy success on them below which the demo stops: from an SFT start
+            that has not learnt the task, every method's row would be noise.
     """
 
     out: str
@@ -86,9 +90,12 @@ class DemoConfig:
     max_new_tokens: int = 96
     model: dict[str, Any] = field(default_factory=dict)
     ppo: dict[str, Any] = field(default_factory=dict)
+    val_tasks: int = 100
+    sft_floor: float = 0.0
 
     def __post_init__(self):
-        counts = ("train_tasks", "rl_tasks", "samples", "test_tasks", "beam_width", "search_k")
+        counts = ("train_tasks", "rl_tasks", "samples", "test_tasks", "beam_width", "search_k",
+                  "val_tasks")  # fmt: skip
         for name in (*counts, "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -105,6 +112,10 @@ class DemoConfig:
 
 
 Progress = Callable[[float, float | None], None]  # (done, total) of the current stage
+
+
+class SFTNotConverged(ValueError):
+    """The demo's SFT start failed its validation check (`DemoConfig.sft_floor`)."""
 
 
 def run_demo(
@@ -148,6 +159,16 @@ def run_demo(
         return str(dest / "policy")
 
     sft = timed("SFT", lambda: train("sft", out / "gold", str(init), out / "sft", cfg.sft))
+    val_opts = {**train_opts, "data_seed": 1, "size": cfg.val_tasks}
+    check = timed("check SFT", lambda: rollout(cfg, sft, None, val_opts, "greedy",
+                  progress=tick, tasks=cfg.val_tasks, name="validation"))  # fmt: skip
+    if check["success_rate"] < cfg.sft_floor:
+        raise SFTNotConverged(
+            f"the SFT policy solves {check['success_rate']:.0%} of {cfg.val_tasks} validation "
+            f"tasks greedily, below the {cfg.sft_floor:.0%} the demo needs ({out / 'sft'}, "
+            f"seed {cfg.seed}): every method starts from it, so their table would be noise. "
+            "Another --seed trains another start."
+        )
     policies = {"sft": sft}
     # Round 1: every method learns from the same episodes of the SFT policy.
     samples = out / "samples-r0"
@@ -180,7 +201,8 @@ def stage_names(cfg: DemoConfig) -> list[str]:
     """The stages `run_demo` runs, in order (the model is built only when ``cfg.out`` holds
     none yet)."""
     names = [] if (Path(cfg.out) / "init" / "config.json").exists() else ["build tiny model"]
-    names += ["collect gold", "SFT", "collect from SFT", *(f"train {m}" for m in METHODS)]
+    names += ["collect gold", "SFT", "check SFT", "collect from SFT"]
+    names += [f"train {m}" for m in METHODS]
     names += ["train orm"] + (["train ppo"] if cfg.ppo else [])
     later = [(r, m) for r in range(1, cfg.rounds) for m in AFRESH]
     for r, m in later:

@@ -46,8 +46,11 @@ def evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options,
 
 def rollout(
     cfg, policy: str, value: str | None, options, strategy: str, control: str = "", k: int = 1,
-    progress=_ignore,
+    progress=_ignore, tasks: int | None = None, name: str | None = None,
 ):  # fmt: skip
+    """One `run_rollout` of ``policy`` on ``tasks`` tasks of ``options`` (default the test
+    tasks), its report written beside the policy as ``eval-NAME.json`` (default the
+    strategy's name) and reused by a resumed demo when its config is the same."""
     import gymnasium
 
     import oreo_envs  # noqa: F401
@@ -60,8 +63,8 @@ def rollout(
     from oreo_agents.generation import load_backend
 
     rc = RolloutConfig(
-        env=ENV_ID, policy=policy, out=str(Path(policy).parent / f"eval-{strategy}.json"),
-        env_options=options, tasks=cfg.test_tasks, strategy=strategy, value=value,
+        env=ENV_ID, policy=policy, out=str(Path(policy).parent / f"eval-{name or strategy}.json"),
+        env_options=options, tasks=tasks or cfg.test_tasks, strategy=strategy, value=value,
         beam_width=cfg.beam_width, max_new_tokens=cfg.max_new_tokens, backend="hf",
         batch_size=64, seed=cfg.seed, temperature=1.0, control=control,
         k=k,

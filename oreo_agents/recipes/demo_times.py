@@ -11,14 +11,16 @@ from oreo_agents.recipes.demo import CHAIN, DemoConfig, stage_names
 # (`oreo_agents.recipes.eta`). `benchmarks/demo_eta.py` prints them anew and measures the ETA
 # against the real time.
 STAGE_SECONDS = {
-    "build tiny model": 2.0, "collect gold": 1.1, "SFT": 132.7, "collect from SFT": 13.5,
+    "build tiny model": 2.0, "collect gold": 1.1, "SFT": 132.7, "check SFT": 1.0,
+    "collect from SFT": 13.5,
     "train oreo": 15.4, "train rft": 2.1, "train dpo": 9.1, "train kto": 13.2, "train rcrl": 25.0,
     "train orm": 6.7, "train ppo": 270.0, "eval sft": 0.7, "eval oreo-r0": 0.7, "eval rft-r0": 0.7,
     "eval dpo-r0": 0.7, "eval kto-r0": 0.7, "eval rcrl-r0": 0.7, "eval ppo": 0.7,
     "eval OREO + beam": 11.2, "eval OREO + value@K": 12.0, "eval SFT + ORM rerank": 3.1,
 }  # fmt: skip
 FAST_STAGE_SECONDS = {
-    "build tiny model": 1.9, "collect gold": 0.1, "SFT": 2.2, "collect from SFT": 1.1,
+    "build tiny model": 1.9, "collect gold": 0.1, "SFT": 2.2, "check SFT": 0.3,
+    "collect from SFT": 1.1,
     "train oreo": 0.9, "train rft": 0.1, "train dpo": 0.2, "train kto": 0.7, "train rcrl": 0.4,
     "train orm": 0.4, "train ppo": 1.7, "eval sft": 0.1, "eval oreo-r0": 0.1, "eval rft-r0": 0.1,
     "eval dpo-r0": 0.1, "eval kto-r0": 0.1, "eval rcrl-r0": 0.1, "eval ppo": 0.1,

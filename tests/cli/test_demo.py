@@ -97,3 +97,20 @@ def test_demo_settings_full_and_fast():
     assert full.task_options("test") == {**CHAIN, "size": 500, "split": "test"}
     with pytest.raises(ValueError, match="exclude"):
         demo_config("d", fast=True, full=True)
+
+
+def test_demo_stops_when_its_sft_start_fails_validation(tmp_path):
+    """An SFT policy below the floor on validation tasks stops the demo with a message that
+    says so, before anything learns from it; the CLI turns it into exit 2."""
+    from dataclasses import replace
+
+    from oreo_agents.recipes.demo import SFTNotConverged, demo_config, run_demo
+
+    cfg = replace(demo_config(str(tmp_path / "d"), fast=True), sft_floor=0.99, val_tasks=20)
+    stages = []
+    with pytest.raises(SFTNotConverged, match=r"of 20 validation tasks greedily, below the 99%"):
+        run_demo(cfg, stages.append)
+    assert stages[-1] == "check SFT" and not (tmp_path / "d" / "samples-r0").exists()
+    report = json.loads((tmp_path / "d" / "sft" / "eval-validation.json").read_text())
+    assert report["config"]["env_options"]["data_seed"] == 1  # validation, not test tasks
+    assert report["config"]["env_options"]["split"] == "train"
