@@ -58,9 +58,9 @@ def main() -> None:
     from oreo_agents.data.episodes import load_episodes
     from oreo_agents.data.tokenization import tokenize_episode
     from oreo_agents.evaluation.metrics import value_auroc
-    from oreo_agents.generation.hf import load_causal_lm, load_tokenizer
     from oreo_agents.losses.logprobs import token_logps
     from oreo_agents.losses.oreo import suffix_sum
+    from oreo_agents.models.loading import load_causal_lm, load_tokenizer
     from oreo_agents.models.value import ValueModel
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

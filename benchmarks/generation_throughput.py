@@ -53,7 +53,7 @@ def gsm_prompts(n: int, seed: int = 0) -> list[str]:
 
 def build_model(args: argparse.Namespace, tmp: Path):
     """(model, tokenizer, label, folder): the folder is None for an in-memory random model."""
-    from oreo_agents.generation.hf import load_causal_lm, load_tokenizer
+    from oreo_agents.models.loading import load_causal_lm, load_tokenizer
     from oreo_agents.models.tiny import random_qwen2, tiny_model
 
     dtype = DTYPES[args.dtype]
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (see above)")
     args = parser.parse_args()
     if args.backend == "vllm":
-        from oreo_agents.generation.base import vllm_available
+        from oreo_agents.generation.backends import vllm_available
 
         if not vllm_available():
             print("vllm is not installed (pip install 'oreo[vllm]', GPU only): skipped")

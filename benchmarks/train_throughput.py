@@ -93,7 +93,7 @@ def train_once(cfg_values: dict[str, Any], grouped: bool, threads: int) -> dict[
     import torch
 
     from oreo_agents.data.batches import prepare
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
     from oreo_agents.train import TrainConfig, run_train
 
     torch.set_num_threads(threads)

@@ -103,7 +103,7 @@ def ceiling(seed_dir: Path, data: Path, out: Path, epochs: int = 2) -> dict:
     import oreo_envs  # noqa: F401
     from oreo_agents.data.episodes import load_episodes
     from oreo_agents.evaluation.metrics import value_auroc
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
     from oreo_agents.models.scorer import ValueScorer
     from oreo_agents.models.value import ValueModel
 

@@ -132,7 +132,7 @@ def _score(cfg: Any, policy: str, critic: str, folder: Path) -> dict[str, Any]:
     from oreo_agents.data.batches import load_training_episodes
     from oreo_agents.data.tokenization import tokenize_episodes
     from oreo_agents.distributed import device, gather, rank_world, wait_for_everyone
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
 
     path, totals_path = folder / "experience.pt", folder / "experience.json"
     if totals_path.exists():

@@ -234,7 +234,7 @@ def _train(cfg: TrainConfig, state: Any, *, log: Callable[[dict[str, Any]], None
 
     from oreo_agents.checkpoint import CheckpointDir, load_first, note, resume_points
     from oreo_agents.data import batches
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
     from oreo_agents.train_build import build
     from oreo_agents.train_metrics import truncate_metrics
 

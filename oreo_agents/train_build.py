@@ -73,7 +73,7 @@ def _head_groups(model: Any, accelerator: Any, lr: float, head_lr: float) -> lis
 def _check_value_vocabulary(cfg: TrainConfig, policy: Any, value: Any) -> None:
     """A value model started from another folder reads the policy's token ids: refuse one
     whose tokenizer (or, without a tokenizer file, vocabulary size) differs."""
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
 
     ours = policy.config.vocab_size
     theirs = value.config.vocab_size

@@ -112,12 +112,12 @@ def make_env(env_id: str, options: dict[str, Any] | None = None) -> Any:
         ValueError: The id is unknown (the message lists the registered ids) or the env's
             constructor rejected the options.
     """
-    import oreo_envs  # registers the ids (and loads plug-ins through list_envs)
-
+    # oreo's own ids and the plug-ins' are registered: importing this module ran the package's
+    # __init__ first, which registers them
     try:
         return gymnasium.make(env_id, **(options or {}))
     except gymnasium.error.Error as e:
-        known = ", ".join(env for env, _ in oreo_envs.list_envs())
+        known = ", ".join(env for env, _ in list_envs())
         raise ValueError(f"{e} Registered text envs: {known}") from None
     except TypeError as e:  # an option the env's constructor does not take
         raise ValueError(f"{env_id}: {e}") from None

@@ -4,6 +4,7 @@
 Hugging Face `transformers` (CPU or GPU). Both honour the same `SamplingParams`.
 """
 
-from oreo_agents.generation.base import Backend, Completion, SamplingParams, load_backend
+from oreo_agents.generation.backends import load_backend
+from oreo_agents.generation.base import Backend, Completion, SamplingParams
 
 __all__ = ["Backend", "Completion", "SamplingParams", "load_backend"]

@@ -91,7 +91,7 @@ class OpenAIBackend:
             tokenizer = model
         source = tokenizer if isinstance(tokenizer, str) else model
         if isinstance(tokenizer, str):
-            from oreo_agents.generation.hf import load_tokenizer
+            from oreo_agents.models.loading import load_tokenizer
 
             tokenizer = load_tokenizer(tokenizer)
         self.tokenizer = tokenizer

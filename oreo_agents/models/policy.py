@@ -13,7 +13,7 @@ def load_policy(path: str, *, dtype: Any = None, trainable: bool = True):
     Raises:
         ValueError: ``path`` cannot load, or is a value model folder (`load_causal_lm`).
     """
-    from oreo_agents.generation.hf import load_causal_lm
+    from oreo_agents.models.loading import load_causal_lm
 
     model = load_causal_lm(path, device="cpu", dtype=dtype or torch.float32)
     if trainable:

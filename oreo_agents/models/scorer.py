@@ -43,7 +43,7 @@ class ValueScorer:
             ValueError: The folder cannot be loaded, or is not a value folder (a policy folder
                 would score every state 0 through a fresh zero head).
         """
-        from oreo_agents.generation.hf import load_tokenizer
+        from oreo_agents.models.loading import load_tokenizer
         from oreo_agents.models.value import ValueModel
 
         model = ValueModel.from_pretrained(path, require_head=True)
@@ -242,7 +242,7 @@ class ImplicitScorer:
         Raises:
             ValueError: No run beside the policy folder and no ``reference`` / ``beta`` given.
         """
-        from oreo_agents.generation.hf import load_causal_lm, load_tokenizer
+        from oreo_agents.models.loading import load_causal_lm, load_tokenizer
 
         run = _run_config(Path(policy))
         reference = reference or run.get("model")

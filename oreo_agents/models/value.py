@@ -16,8 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from oreo_agents.losses.logprobs import token_logps
+from oreo_agents.models.loading import (
+    VALUE_CONFIG_FILE,
+    check_model_source,
+    is_value_folder,
+    load_pretrained,
+)
+
 VALUE_HEAD_FILE = "value_head.safetensors"
-VALUE_CONFIG_FILE = "oreo_value.json"
 
 
 FORMS = ("last", "logprob")
@@ -67,8 +74,6 @@ class ValueModel(nn.Module):
         if self.form == "last":
             hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask)[0]
             return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()
-        from oreo_agents.losses.logprobs import token_logps
-
         out = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
         )
@@ -146,7 +151,6 @@ class ValueModel(nn.Module):
         form = form or saved or "last"
         if form not in FORMS:
             raise ValueError(f"value form must be one of {', '.join(FORMS)}, got {form!r}")
-        from oreo_agents.generation.hf import check_model_source, load_pretrained
 
         kwargs = check_model_source(str(path), "value model backbone")
         from transformers import AutoModel, AutoModelForCausalLM
@@ -161,11 +165,6 @@ class ValueModel(nn.Module):
 
             model.head.load_state_dict(load_file(str(head_file)))
         return model
-
-
-def is_value_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a folder saved by `ValueModel.save_pretrained` (has its metadata)."""
-    return (Path(path) / VALUE_CONFIG_FILE).exists()
 
 
 def check_value_folder(path: str | Path) -> None:

@@ -103,7 +103,7 @@ def test_the_normalizers_are_the_batch_counts_over_its_micro_batches(tiny_model_
     the micro-batches it is split into, and those tokens are the micro-batches' masks summed."""
     from oreo_agents.algorithms.base import shifted
     from oreo_agents.data import batches
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
     from oreo_agents.train import TrainConfig
 
     cfg = TrainConfig(algo="sft", data=str(mixed_data), model=str(tiny_model_dir), out="unused",
@@ -123,7 +123,7 @@ def test_every_kto_sequence_matched_or_mismatched_is_cut_at_max_length(tiny_mode
     sequences are; before, a long prompt with another's long response ran past it."""
     from oreo_agents.data import batches
     from oreo_agents.data.tokenization import mismatched
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
     from oreo_agents.train import TrainConfig
 
     max_length = 600  # prompts are 309-479 tokens (a byte tokenizer), episodes up to 783

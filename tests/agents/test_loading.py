@@ -10,7 +10,7 @@ import pytest
 import transformers
 
 from oreo_agents.generation import load_backend
-from oreo_agents.generation.hf import load_causal_lm, load_tokenizer
+from oreo_agents.models.loading import load_causal_lm, load_tokenizer
 from oreo_agents.models.policy import load_policy
 from oreo_agents.models.scorer import ValueScorer
 from oreo_agents.models.value import VALUE_HEAD_FILE, ValueModel

@@ -50,7 +50,7 @@ def random_orm(chain_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_first_update_on_fresh_scores_has_ratio_1_and_no_clipping(chain_dir, temperature):
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
     from oreo_agents.models.policy import load_policy
     from oreo_agents.models.value import ValueModel
 
@@ -96,7 +96,7 @@ def test_first_update_on_fresh_scores_has_ratio_1_and_no_clipping(chain_dir, tem
 
 
 def test_group_advantages_baseline_each_sample_with_its_tasks_others(chain_dir):
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
     from oreo_agents.models.policy import load_policy
     from oreo_agents.models.value import ValueModel
 
@@ -326,7 +326,7 @@ def test_offline_algorithms_refuse_an_env(tiny_model_dir, tmp_path):
 
 
 def test_collate_pads_experience_beside_the_batch(chain_dir):
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
 
     tok = load_tokenizer(str(chain_dir))
     eps = [

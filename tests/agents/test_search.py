@@ -167,7 +167,7 @@ def test_value_scorer_reads_the_value_at_the_last_token(tiny_model_dir):
 
 
 def backend_tokenizer(path):
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
 
     return load_tokenizer(str(path))
 

@@ -100,7 +100,7 @@ def test_training_ids_are_the_generated_ids(chat_model, tmp_path, env_id, option
 
 
 def test_another_tokenizer_encodes_the_text(chat_model, tmp_path, tiny_model_dir):
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
     from oreo_agents.rollout.collect import run_collect
 
     model, tok = chat_model

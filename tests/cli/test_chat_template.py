@@ -24,7 +24,7 @@ CASES = {
 @pytest.mark.parametrize("env_id", list(CASES))
 def test_chat_template_collect_works_for_every_env(chat_model_dir, tmp_path, env_id):
     from oreo_agents.data.inputs import tokenizer_id
-    from oreo_agents.generation.hf import load_tokenizer
+    from oreo_agents.models.loading import load_tokenizer
 
     if "ALFWorld" in env_id:
         pytest.importorskip("alfworld")
