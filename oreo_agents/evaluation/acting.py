@@ -23,18 +23,18 @@ from oreo_agents.data.inputs import split_generation
 from oreo_agents.evaluation.search import ValueFn
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.rollout.agent_prompt import AgentPrompt, parse_action
-from oreo_agents.rollout.collect import (
-    CollectConfig,
+from oreo_agents.rollout.collect import make_envs
+from oreo_agents.rollout.config import CollectConfig
+from oreo_agents.rollout.prompting import make_prompter
+from oreo_agents.rollout.ranking import action_ids, following_action, score_admissible
+from oreo_agents.rollout.stepping import (
     Slot,
     advance_all,
     env_kind,
     episode_seed,
     fill_slots,
-    make_envs,
     model_input,
 )
-from oreo_agents.rollout.prompting import make_prompter
-from oreo_agents.rollout.ranking import action_ids, following_action, score_admissible
 
 
 def act_with_value(

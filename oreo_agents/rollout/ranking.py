@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from oreo_agents.data.inputs import action_segment
 from oreo_agents.generation import Backend
-from oreo_agents.rollout.collect import CollectConfig, Slot, context, env_kind, episode_seed
+from oreo_agents.rollout.config import CollectConfig
+from oreo_agents.rollout.stepping import Slot, context, env_kind, episode_seed
 
 
 def ranked_actions(backend: Backend, slots: list[Slot], cfg: CollectConfig):
