@@ -282,14 +282,14 @@ def write_record(p: Plan, args: argparse.Namespace, summary: dict[str, Any], pat
     "Nothing happens." rate, loop share and mean steps of won and lost games, and ``wall_s``
     (the rollout's own time). ``settings`` holds the arguments and the plan (every flag passed
     to ``oreo``); ``timings`` the stages' wall seconds (OUT/stages.json) and their sum;
-    ``provenance`` the software (`oreo_agents.provenance.software`) and the git commit. No
+    ``provenance`` the software (`oreo_agents.runtime.provenance.software`) and the git commit. No
     weights: kilobytes.
 
     Raises:
         SystemExit: A report has no ``embodied`` block (written by an older oreo: delete
             OUT/eval and run again) or two runs of a split evaluated different games.
     """
-    from oreo_agents.provenance import software
+    from oreo_agents.runtime.provenance import software
 
     splits: dict[str, Any] = {}
     for split, rows in summary.items():

@@ -10,9 +10,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oreo_agents.distributed import device, rank_world, wait_for_everyone
 from oreo_agents.rollout.config import CollectConfig
 from oreo_agents.rollout.scripted import SCRIPTED
+from oreo_agents.runtime.distributed import device, rank_world, wait_for_everyone
 from oreo_cli.options import (
     ENV_OPTION,
     SPLIT,

@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from oreo_agents.checkpoint import TrainingInterrupted
+from oreo_agents.training.checkpoint import TrainingInterrupted
 from oreo_cli.options import duration
 
 

@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from oreo_agents.distributed import device, rank_world
 from oreo_agents.evaluation.evaluate import RolloutConfig
+from oreo_agents.runtime.distributed import device, rank_world
 from oreo_cli.options import (
     ENV_OPTION,
     SPLIT,

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from oreo_agents.checkpoint import TrainingInterrupted
-from oreo_agents.train import TrainConfig
+from oreo_agents.training.checkpoint import TrainingInterrupted
+from oreo_agents.training.loop import TrainConfig
 from oreo_cli.options import (
     ENV_OPTION,
     SPLIT,
@@ -108,7 +108,7 @@ def train(*, config: Path | None, set_: list[str] | None, split: str | None, **f
         missing = [k for k in ("algo", "model", "out") if k not in values]
         if missing:
             raise ValueError(f"missing {', '.join('--' + m for m in missing)}")
-        from oreo_agents.train import run_train
+        from oreo_agents.training.loop import run_train
 
         cfg = TrainConfig.from_dict(values)
         settings = ", ".join(f"{k} {v}" for k, v in asdict(cfg.settings).items() if v != "")
@@ -153,7 +153,7 @@ def _load_config_file(path: Path) -> dict[str, Any]:
 
 
 def _format(record: dict[str, Any], keys: tuple[str, ...]) -> str:
-    if "iteration" in record:  # an online run's iteration ended (`oreo_agents.online`)
+    if "iteration" in record:  # an online run's iteration ended (`oreo_agents.online.driver`)
         return (
             f"[bold]iteration {record['iteration']}[/]  samples {record['samples_seen']}  "
             f"steps {record['optimizer_steps']}  success {record['success_rate']:.1%}  "

@@ -6,11 +6,13 @@ The data flow, one subpackage a stage::
     data/         the episode store; converters; tokenization into masks; batching
     algorithms/   one spec per algorithm (models it needs, batches, config, micro-batch step)
     losses/       pure loss functions and log-prob helpers
-    models/       policy and reference loading, the value model, the value scorer, tiny models
-    train.py      the one accelerate loop every algorithm runs in
-    generation/   generation backends (HF transformers, vLLM)
+    models/       loading models, the value model, scorers, prefix caches, tiny models
+    training/     the one accelerate loop every algorithm runs in, and its checkpoints
+    online/       online training: collect -> score -> update, and its reward functions
+    generation/   generation backends (HF transformers, vLLM, served models)
     evaluation/   oreo rollout: strategies, value-guided search and acting, metrics, reports
     recipes/      whole pipelines written from the above (oreo demo)
+    runtime/      a job's processes and devices, and the software that produced a result
 
 The names below are the public surface; each loads its module on first use, so importing the
 package stays cheap.
@@ -37,8 +39,8 @@ _EXPORTS = {
     "Algorithm": "oreo_agents.algorithms",
     "get_algorithm": "oreo_agents.algorithms",
     "register": "oreo_agents.algorithms",
-    "TrainConfig": "oreo_agents.train",
-    "run_train": "oreo_agents.train",
+    "TrainConfig": "oreo_agents.training.loop",
+    "run_train": "oreo_agents.training.loop",
     "load_policy": "oreo_agents.models.policy",
     "ValueModel": "oreo_agents.models.value",
     "ValueScorer": "oreo_agents.models.scorer",

@@ -4,7 +4,8 @@ the specs share.
 A spec says which models it needs (a frozen reference, a value model), turns episodes into
 training items and collates them into micro-batches, carries its own config dataclass with the
 paper's defaults, and computes one micro-batch's ``(loss, metrics)`` by running the models and
-calling a pure loss from `oreo_agents.losses`. The loop (`oreo_agents.train`) only asks the spec.
+calling a pure loss from `oreo_agents.losses`. The loop (`oreo_agents.training.loop`) only asks
+the spec.
 
 Alignment in every step: logits at position t predict token t + 1, so targets and masks are
 shifted by one and ``values[:, t]`` (the state ending at token t) is V of the state before
@@ -37,7 +38,7 @@ class Algorithm:
         default_lr: The policy learning rate when the user gives none.
         unit: What one training item is, for messages ("episodes", "pairs").
         log_keys: The metrics ``oreo train`` prints each step.
-        online: Trains on episodes it collects itself from ``--env`` (`oreo_agents.online`)
+        online: Trains on episodes it collects itself from ``--env`` (`oreo_agents.online.driver`)
             instead of on ``--data``.
         schedule: The learning-rate schedule: "cosine" (with ``warmup_ratio``) or "constant".
     """

@@ -2,7 +2,7 @@
 Language Models to Reason with Reinforcement Learning", arXiv 2403.04642) compare it with expert
 iteration and return-conditioned RL.
 
-`oreo_agents.online` runs the iterations: collect with the current policy, score the samples
+`oreo_agents.online.driver` runs the iterations: collect with the current policy, score the samples
 (`make_experience`: the sampling policy's and the reference's log-probs, the critic's values, the
 task reward placed on tokens, per-token KL-penalised rewards, GAE advantages and returns), then
 ``ppo_epochs`` passes of clipped policy and value updates over them, which this spec's ``step``
@@ -60,7 +60,7 @@ class PPOConfig:
             do not enter it, and the critic is still fitted and logged but not used).
         whiten_advantages: Normalise each iteration's advantages to mean 0, std 1.
         reward: The task reward: sparse | dense | orm, or a registered reward function
-            (`oreo_agents.rewards`).
+            (`oreo_agents.online.rewards`).
         reward_model: An outcome reward model folder (``oreo train --algo orm``'s OUT/value),
             for reward=orm: its probability of a correct answer replaces the env's reward.
         dense_weight: The dense reward's total bonus for reproducing every intermediate result
@@ -112,7 +112,7 @@ class PPOConfig:
     optimizer_state: str = ""
 
     def __post_init__(self):
-        from oreo_agents.rewards import reward_names
+        from oreo_agents.online.rewards import reward_names
 
         for name in ("iterations", "tasks", "samples", "ppo_epochs", "generation_batch_size"):
             if getattr(self, name) < 1:
@@ -137,7 +137,7 @@ class PPOConfig:
 
 class PPO(Algorithm):
     """The update phase of PPO on scored samples (module docstring); online iterations are
-    `oreo_agents.online.run_online`'s."""
+    `oreo_agents.online.driver.run_online`'s."""
 
     config = PPOConfig
     value = True
@@ -256,7 +256,7 @@ def make_experience(
         models: "policy" (the sampling policy), "reference", "value" (the critic) and, for
             reward=orm, "orm" (its logit after the last action token is the outcome reward).
         episodes: The tokenized samples.
-        step_rewards: Each episode's rewards per reasoning step (`oreo_agents.rewards`); None
+        step_rewards: Each episode's rewards per reasoning step (`oreo_agents.online.rewards`); None
             with reward=orm.
         settings: PPO's settings (kl_coef, gamma, lam).
         pad_id: The tokenizer's pad id.

@@ -37,7 +37,6 @@ from typing import Any
 
 from oreo_agents.data.episodes import Episode, load_episodes
 from oreo_agents.data.inputs import episode_state
-from oreo_agents.distributed import gather, rank_world
 from oreo_agents.evaluation.embodied import embodied_block, episode_flags
 from oreo_agents.evaluation.metrics import (
     curves,
@@ -47,11 +46,12 @@ from oreo_agents.evaluation.metrics import (
     wilson_interval,
 )
 from oreo_agents.evaluation.search import ValueFn, beam_search
-from oreo_agents.provenance import software
 from oreo_agents.rollout.collect import run_collect, select_tasks
 from oreo_agents.rollout.config import ActingConfig, CollectConfig
 from oreo_agents.rollout.prompting import make_prompter
 from oreo_agents.rollout.scripted import SCRIPTED
+from oreo_agents.runtime.distributed import gather, rank_world
+from oreo_agents.runtime.provenance import software
 from oreo_envs import env_kind
 from oreo_envs.files import atomic_write
 

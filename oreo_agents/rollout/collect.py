@@ -28,7 +28,6 @@ from oreo_agents.data.episodes import Episode, EpisodeWriter, load_episodes
 from oreo_agents.data.inputs import (
     tokenizer_id,
 )
-from oreo_agents.distributed import rank_world, wait_for_everyone
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.rollout.agent_prompt import AgentPrompt
 from oreo_agents.rollout.config import CollectConfig
@@ -43,6 +42,7 @@ from oreo_agents.rollout.stepping import (
     fill_slots,
     model_input,
 )
+from oreo_agents.runtime.distributed import rank_world, wait_for_everyone
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from oreo_agents.algorithms import ALGORITHMS, Algorithm, get_algorithm, register
-from oreo_agents.train import TrainConfig
+from oreo_agents.training.loop import TrainConfig
 from oreo_cli.options import field_docs
 
 PLUGINS = Path(__file__).parent / "plugins"

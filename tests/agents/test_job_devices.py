@@ -1,4 +1,4 @@
-"""A job's processes and devices (`oreo_agents.distributed`), without launching one: the
+"""A job's processes and devices (`oreo_agents.runtime.distributed`), without launching one: the
 launcher's environment is set by hand. The launched paths are tests/cli/test_distributed*.py."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oreo_agents import distributed
+from oreo_agents.runtime import distributed
 
 
 def launched(monkeypatch, rank, world, gpus):

@@ -192,7 +192,7 @@ def test_ppo_cli_iterates_and_a_resume_equals_one_run(chain_dir, random_orm, tmp
 
 def adam_steps(train_out):
     """The Adam step count of each optimizer (policy, critic) in an update's last checkpoint."""
-    from oreo_agents.checkpoint import CheckpointDir
+    from oreo_agents.training.checkpoint import CheckpointDir
 
     state = CheckpointDir(train_out).current / "state"
     counts = []
@@ -245,8 +245,8 @@ def test_ppo_killed_mid_run_resumes_to_the_end(chain_dir, tmp_path):
 
 
 def test_dense_rewards_of_collected_episodes_look_up_their_tasks(tmp_path):
-    from oreo_agents.online import _step_rewards
-    from oreo_agents.train import TrainConfig
+    from oreo_agents.online.driver import _step_rewards
+    from oreo_agents.training.loop import TrainConfig
     from oreo_envs.registration import make_env
 
     env = make_env("oreo/Chain-v0", {"size": 5, "split": "train"}).unwrapped
@@ -315,7 +315,7 @@ def test_ppo_refuses_bad_input_before_any_compute(chain_dir, tmp_path, extra, me
 
 
 def test_offline_algorithms_refuse_an_env(tiny_model_dir, tmp_path):
-    from oreo_agents.train import TrainConfig
+    from oreo_agents.training.loop import TrainConfig
 
     with pytest.raises(ValueError, match="trains on logged episodes"):
         TrainConfig("sft", None, str(tiny_model_dir), str(tmp_path), env="oreo/Chain-v0")

@@ -4,7 +4,7 @@ installed version differs from its pin."""
 import hashlib
 from importlib import metadata
 
-from oreo_agents.provenance import LOCK_FILE, lock_status, software
+from oreo_agents.runtime.provenance import LOCK_FILE, lock_status, software
 
 
 def test_lock_status_names_each_pin_the_install_does_not_match(tmp_path):

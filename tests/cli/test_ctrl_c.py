@@ -31,7 +31,7 @@ COMMANDS = [
     ("convert", [OUT, "out.jsonl", "--from", "oreo"],
      "oreo_agents.data.convert.convert", "re-run the same command to export"),
     ("train", ["--algo", "sft", "--data", "d.jsonl", "--model", "m", "--out", OUT],
-     "oreo_agents.train.run_train", "re-run the same command to resume"),
+     "oreo_agents.training.loop.run_train", "re-run the same command to resume"),
     ("demo", ["--fast", "--out", OUT],
      "oreo_agents.recipes.demo.run_demo", "re-run the same command to resume"),
     ("play", ["oreo/Chain-v0"], "oreo_cli.play.run_play", "nothing to resume"),

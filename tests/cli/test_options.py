@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from oreo_agents.evaluation.evaluate import RolloutConfig
 from oreo_agents.rollout.collect import CollectConfig
-from oreo_agents.train import TrainConfig
+from oreo_agents.training.loop import TrainConfig
 from oreo_cli import collect, rollout
 from oreo_cli.main import app
 from oreo_cli.options import field_docs
@@ -80,11 +80,11 @@ def test_every_rollout_field_reaches_the_config(monkeypatch):
 
 
 def test_every_train_field_reaches_the_config(monkeypatch):
-    import oreo_agents.train
+    import oreo_agents.training.loop
 
     # dpo trains no value model, so --value is checked with ppo below
     args = [*argv(TrainConfig, skip=("env", "value")), "--set", "max_pairs_per_task=2"]
-    cfg = captured(monkeypatch, oreo_agents.train, "run_train", "train", args)
+    cfg = captured(monkeypatch, oreo_agents.training.loop, "run_train", "train", args)
     for f in fields(TrainConfig):
         if f.name not in SPECIAL and f.name not in ("env", "value"):
             assert getattr(cfg, f.name) == VALUES.get(f.name, not f.default), f.name
@@ -92,7 +92,7 @@ def test_every_train_field_reaches_the_config(monkeypatch):
     # an online algorithm takes the env and its options instead of the data
     online = [*argv(TrainConfig, skip=("data", "epochs", "algo")), "--algo", "ppo"]
     online += ["-o", "a=1", "--split", "s", "--set", "tasks=5"]
-    cfg = captured(monkeypatch, oreo_agents.train, "run_train", "train", online)
+    cfg = captured(monkeypatch, oreo_agents.training.loop, "run_train", "train", online)
     assert (cfg.env, cfg.data, cfg.env_options) == ("e", None, {"a": 1, "split": "s"})
     assert (cfg.settings.tasks, cfg.value) == (5, "v")
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from oreo_agents.train import TrainConfig, run_train
+from oreo_agents.training.loop import TrainConfig, run_train
 
 # Pinned to the CPU (gloo, fp32) on a GPU machine too: these tests hold the CPU path to exact
 # equalities that CUDA's kernels do not promise (batch-invariant sampling, bitwise-deterministic
@@ -237,7 +237,7 @@ def test_a_kill_between_the_link_switch_and_the_export_loses_no_policy(
     out = tmp_path / "run"
     patch = (
         "import os, signal\n"
-        "from oreo_agents import checkpoint\n"
+        "from oreo_agents.training import checkpoint\n"
         "def killing(self, name):\n"
         f"    if os.readlink(self.out / 'checkpoint') == 'ckpt-{STEPS:08d}':\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -20,7 +20,7 @@ from oreo_agents.losses import (
     ppo_value_loss,
     whiten,
 )
-from oreo_agents.rewards import dense, intermediate_results, reasoning_steps, sparse
+from oreo_agents.online.rewards import dense, intermediate_results, reasoning_steps, sparse
 
 
 def t(*rows):

@@ -193,7 +193,7 @@ def run_train(
     ``end=False`` keeps the process group of a multi-process job alive afterwards (trackers are
     still closed), for a caller that trains again in the same processes (`run_online`).
 
-    Checkpoints (`oreo_agents.checkpoint`) are written every ``save_every`` steps, every
+    Checkpoints (`oreo_agents.training.checkpoint`) are written every ``save_every`` steps, every
     ``save_minutes``, at the end, and on SIGINT / SIGTERM, each atomically; re-running the same
     command resumes from the last one exactly.
 
@@ -205,7 +205,7 @@ def run_train(
     import torch
     from accelerate import PartialState
 
-    from oreo_agents.distributed import check_gpus
+    from oreo_agents.runtime.distributed import check_gpus
     from oreo_envs.files import WriterLock
 
     check_gpus()
@@ -216,7 +216,7 @@ def run_train(
     # checkpoints, and both would exit 0.
     with WriterLock(cfg.out, rank=state.process_index, world=state.num_processes):
         if cfg.env is not None:  # an online algorithm: collect -> score -> update, per iteration
-            from oreo_agents.online import run_online
+            from oreo_agents.online.driver import run_online
 
             return run_online(cfg, log=log)
         return _train(cfg, state, log=log, end=end)
@@ -232,11 +232,11 @@ def _train(cfg: TrainConfig, state: Any, *, log: Callable[[dict[str, Any]], None
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
 
-    from oreo_agents.checkpoint import CheckpointDir, load_first, note, resume_points
     from oreo_agents.data import batches
     from oreo_agents.models.loading import load_tokenizer
-    from oreo_agents.train_build import build
-    from oreo_agents.train_metrics import truncate_metrics
+    from oreo_agents.training.build import build
+    from oreo_agents.training.checkpoint import CheckpointDir, load_first, note, resume_points
+    from oreo_agents.training.metrics import truncate_metrics
 
     # accelerate warns on every save that tied embeddings are stored once: expected, not news
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
@@ -310,8 +310,13 @@ def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
     import signal
 
     from oreo_agents.algorithms.base import precompute_reference, with_reference
-    from oreo_agents.checkpoint import Interrupts, TrainingInterrupted, rng_state, set_rng_state
-    from oreo_agents.train_metrics import Meter, Pace
+    from oreo_agents.training.checkpoint import (
+        Interrupts,
+        TrainingInterrupted,
+        rng_state,
+        set_rng_state,
+    )
+    from oreo_agents.training.metrics import Meter, Pace
 
     cfg, accelerator, models = run.cfg, run.accelerator, run.models
     spec = cfg.spec
@@ -404,7 +409,7 @@ def _agree(accelerator: Any, flag: bool) -> bool:
 def _report(run: _Run, record: dict[str, Any], eta_s: float) -> None:
     """The step's record to metrics.jsonl and the trackers; to ``run.log`` with the run's
     ``total_steps`` and the ``eta_s`` seconds left at this process's pace added."""
-    from oreo_agents.train_metrics import append_metrics
+    from oreo_agents.training.metrics import append_metrics
 
     append_metrics(Path(run.cfg.out), record, run.accelerator)
     if run.trackers:
@@ -439,8 +444,8 @@ def _resume_line(out: Path, step: int, total: int) -> str:
 def _save(run: _Run, step: int, micro_batches: int) -> None:
     """One atomic checkpoint (`CheckpointDir.save`): every process's accelerate state, then the
     main process's policy, value model and progress record."""
-    from oreo_agents.checkpoint import write_progress
-    from oreo_agents.provenance import software
+    from oreo_agents.runtime.provenance import software
+    from oreo_agents.training.checkpoint import write_progress
 
     accelerator = run.accelerator
 

@@ -18,7 +18,7 @@ model itself (`oreo_agents.algorithms.ppo`).
 
 Adding one::
 
-    from oreo_agents.rewards import register_reward
+    from oreo_agents.online.rewards import register_reward
     register_reward("length", lambda episode, task: [0.0] * (n - 1) + [...])
 """
 

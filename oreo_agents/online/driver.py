@@ -44,7 +44,7 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
         ValueError: Bad settings, an env that does not make, too few samples for one batch, or
             an output folder holding another run.
     """
-    from oreo_agents.distributed import rank_world, wait_for_everyone
+    from oreo_agents.runtime.distributed import rank_world, wait_for_everyone
     from oreo_envs.registration import make_env
 
     settings, out = cfg.settings, Path(cfg.out)
@@ -77,7 +77,7 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
         wait_for_everyone()
         scores = _score(cfg, policy, critic, folder)
         inner = _update_config(cfg, policy, critic, folder, it, steps)
-        from oreo_agents.train import run_train
+        from oreo_agents.training.loop import run_train
 
         run_train(inner, log=log, end=False)
         done = _progress_steps(folder / "train")
@@ -104,10 +104,10 @@ def _folder(it: int) -> str:
 
 def _collect(cfg: Any, policy: str, dest: Path, it: int) -> None:
     """This iteration's samples into ``dest`` (resumes a store an interrupt left)."""
-    from oreo_agents.distributed import device
     from oreo_agents.generation import load_backend
     from oreo_agents.rollout.collect import run_collect
     from oreo_agents.rollout.config import CollectConfig
+    from oreo_agents.runtime.distributed import device
     from oreo_envs.registration import make_env
 
     s = cfg.settings
@@ -131,8 +131,8 @@ def _score(cfg: Any, policy: str, critic: str, folder: Path) -> dict[str, Any]:
     from oreo_agents.algorithms.ppo import group_advantages, make_experience, whiten_experience
     from oreo_agents.data.batches import load_training_episodes
     from oreo_agents.data.tokenization import tokenize_episodes
-    from oreo_agents.distributed import device, gather, rank_world, wait_for_everyone
     from oreo_agents.models.loading import load_tokenizer
+    from oreo_agents.runtime.distributed import device, gather, rank_world, wait_for_everyone
 
     path, totals_path = folder / "experience.pt", folder / "experience.json"
     if totals_path.exists():
@@ -182,7 +182,7 @@ def _score(cfg: Any, policy: str, critic: str, folder: Path) -> dict[str, Any]:
 
 def _step_rewards(cfg: Any, episodes: list[Any], tokenized: list[Any]) -> list[list[float]]:
     """The reward function's per-step rewards of each tokenized episode (by key)."""
-    from oreo_agents.rewards import get_reward
+    from oreo_agents.online.rewards import get_reward
     from oreo_envs.registration import make_env
 
     s = cfg.settings
@@ -226,7 +226,7 @@ def _update_config(cfg: Any, policy: str, critic: str, folder: Path, it: int, st
     """The iteration's update: `run_train` of the algorithm on its scored episodes."""
     carried = ""
     if cfg.settings.carry_optimizer and it > 0:
-        from oreo_agents.checkpoint import CheckpointDir
+        from oreo_agents.training.checkpoint import CheckpointDir
 
         last = CheckpointDir(folder.parent / _folder(it - 1) / "train").current
         if last is None:
@@ -256,7 +256,7 @@ def _update_config(cfg: Any, policy: str, critic: str, folder: Path, it: int, st
 
 
 def _progress_steps(train_out: Path) -> int:
-    from oreo_agents.checkpoint import CheckpointDir
+    from oreo_agents.training.checkpoint import CheckpointDir
 
     progress = CheckpointDir(train_out).progress()
     return progress["step"] if progress else 0
@@ -299,7 +299,7 @@ def _check_resume(cfg: Any, out: Path) -> dict[str, Any] | None:
     Raises:
         ValueError: The folder holds another run (other settings, or no online run at all).
     """
-    from oreo_agents.train import RESUME_FREE
+    from oreo_agents.training.loop import RESUME_FREE
 
     new = {k: v for k, v in cfg.flat().items() if k not in RESUME_FREE}
     path = out / CONFIG
