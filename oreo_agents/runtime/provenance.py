@@ -20,7 +20,7 @@ from typing import Any
 PACKAGES = ("oreo", "torch", "transformers", "accelerate", "tokenizers", "numpy", "gymnasium")
 # The lock file README's set-up installs from, at the root of a source checkout (editable
 # installs); an install from a wheel has none.
-LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements.lock"
+LOCK_FILE = Path(__file__).resolve().parents[2] / "requirements.lock"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
