@@ -25,23 +25,15 @@ from typing import Any
 import numpy as np
 
 from oreo_agents.data.episodes import Episode, EpisodeWriter, load_episodes
-from oreo_agents.data.inputs import (
-    tokenizer_id,
-)
+from oreo_agents.data.inputs import tokenizer_id
 from oreo_agents.generation import Backend, SamplingParams
+from oreo_agents.rollout import stepping
 from oreo_agents.rollout.agent_prompt import AgentPrompt
 from oreo_agents.rollout.config import CollectConfig
 from oreo_agents.rollout.prompting import make_prompter
 from oreo_agents.rollout.ranking import ranked_actions
 from oreo_agents.rollout.scripted import SCRIPTED, ScriptedPolicy, check_scripted
-from oreo_agents.rollout.stepping import (
-    Slot,
-    advance_all,
-    env_kind,
-    episode_seed,
-    fill_slots,
-    model_input,
-)
+from oreo_agents.rollout.stepping import Slot
 from oreo_agents.runtime.distributed import rank_world, wait_for_everyone
 
 
@@ -165,7 +157,7 @@ def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episo
     tokenizer = getattr(backend, "tokenizer", None)
     slots: list[Slot | None] = [None] * len(envs)
     while pending or any(slots):
-        fill_slots(slots, envs, pending, cfg.seed, prompter, tokenizer)
+        stepping.fill_slots(slots, envs, pending, cfg.seed, prompter, tokenizer)
         active = [i for i, s in enumerate(slots) if s is not None]
         if policies is not None:
             actions = [
@@ -175,7 +167,7 @@ def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episo
             actions = ranked_actions(backend, [slots[i] for i in active], cfg)
         else:
             actions = _generate(backend, [slots[i] for i in active], cfg)
-        finished = advance_all([slots[i] for i in active], actions, cfg)
+        finished = stepping.advance_all([slots[i] for i in active], actions, cfg)
         for i, episode in zip(active, finished, strict=True):
             if episode is not None:
                 slots[i] = None
@@ -205,7 +197,7 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig):
     completion)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for j, slot in enumerate(slots):
-        kind = env_kind(slot)
+        kind = stepping.env_kind(slot)
         if kind == "step":
             stop = tuple(slot.env.unwrapped.step_delimiters)
         elif kind == "agent":
@@ -223,8 +215,10 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig):
             top_k=cfg.top_k,
             stop=stop,
         )
-        seeds = [episode_seed(cfg.seed, slots[j]) for j in members]
-        completions = backend.generate([model_input(slots[j]) for j in members], params, seeds)
+        seeds = [stepping.episode_seed(cfg.seed, slots[j]) for j in members]
+        completions = backend.generate(
+            [stepping.model_input(slots[j]) for j in members], params, seeds
+        )
         for j, (c,) in zip(members, completions, strict=True):
             out[j] = (c.text, len(c.token_ids), c.finish_reason, c)
             slots[j].eos_id = c.eos_id  # which of the model's EOS ids, when it stopped
