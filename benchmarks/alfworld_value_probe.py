@@ -110,16 +110,21 @@ def main() -> None:
     print("AUROC within game / overall, at the i-th action of each episode")
     columns = WHERE + (TARGETS if args.targets else ())
     print("| i | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
+    means: dict[str, list[float]] = defaultdict(list)
     for i in range(args.steps):
         cells = []
         for where in columns:
             games_ = reads[(where, i)].values()
             records = [{"samples": [{"value": v, "success": ok} for v, ok in g]} for g in games_]
             a = value_auroc(records)
-            cells.append(
-                f"{a.get('within_task', float('nan')):.2f} / {a.get('overall', float('nan')):.2f}"
-            )
+            within = a.get("within_task", float("nan"))
+            cells.append(f"{within:.2f} / {a.get('overall', float('nan')):.2f}")
+            # before the first action every sample of a game is in one state: always 0.5
+            if within == within and not (i == 0 and where == "state"):
+                means[where].append(within)
         print(f"| {i + 1} | " + " | ".join(cells) + " |")
+    cells = [f"{sum(means[w]) / len(means[w]):.2f}" if means[w] else "-" for w in columns]
+    print(f"| mean within game (state: i >= 2) | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
