@@ -124,7 +124,7 @@ def main() -> None:
                 means[where].append(within)
         print(f"| {i + 1} | " + " | ".join(cells) + " |")
     cells = [f"{sum(means[w]) / len(means[w]):.2f}" if means[w] else "-" for w in columns]
-    print(f"| mean within game (state: i >= 2) | " + " | ".join(cells) + " |")
+    print("| mean within game (state: i >= 2) | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
