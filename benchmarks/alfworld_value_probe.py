@@ -16,6 +16,13 @@ i-th action (i = 1..``--steps``), in three places:
 - ``after``: after the whole action. The next token is the env's reply, not an action, so
   training never fits V here (`oreo_agents.losses.oreo`).
 
+``--likelihood`` reads, instead of a value model, the SFT policy's own log-likelihood of the
+episode's actions so far (the ``logprob`` value form with weight 1 and no head). The samples were
+drawn from that policy, and a sample that took unlikely actions fails more often, so this
+reading ranks a game's samples without any training; but as a value for acting it picks the
+candidate the policy finds most likely, which is greedy. A value model changes what acting picks
+only where it ranks otherwise than this likelihood, so its AUROC is read against this row.
+
 ``--targets`` adds what the value was fitted to at the ``action`` place: OREO's target
 ``R - beta * sum of log pi/pi_ref over the later action tokens`` (Eq. 7 of Wang et al. 2024;
 ``RUN/oreo/policy`` against ``RUN/sft/policy``, the reference), and the same for the
@@ -72,11 +79,22 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=2048, help="as training cut episodes")
     ap.add_argument("--targets", action="store_true", help="also OREO's targets (module doc)")
     ap.add_argument("--beta", type=float, default=0.03, help="OREO's beta (the paper's ALFWorld)")
+    ap.add_argument(
+        "--likelihood", action="store_true",
+        help="read the SFT policy's own log-likelihood of the actions so far instead of a value "
+        "model (module doc: the bar a value model must clear to change what acting picks)",
+    )  # fmt: skip
     args = ap.parse_args()
     value_dir = args.value or args.run / "oreo" / "value"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = load_tokenizer(str(args.run / "sft" / "policy"))
-    model = ValueModel.from_pretrained(str(value_dir)).eval().to(device)
+    if args.likelihood:  # V = sum of log pi_SFT over the action tokens so far: w = 1, head 0
+        value_dir = args.run / "sft" / "policy"
+        model = ValueModel.from_pretrained(str(value_dir), form="logprob").eval().to(device)
+        with torch.no_grad():
+            model.head.logprob_weight.fill_(1.0)
+    else:
+        model = ValueModel.from_pretrained(str(value_dir)).eval().to(device)
     if args.targets:  # the OREO policy and its reference, in float32 as training scored them
         lms = [
             load_causal_lm(str(args.run / name / "policy"), device=device, dtype=torch.float32)
