@@ -36,6 +36,7 @@ RECIPES: dict[str, dict] = {
     "lr1e-3": {"lr": 1e-3},
     "warm10-lr2e-3": {"warmup_ratio": 0.1, "lr": 2e-3},
     "clip0.5": {"grad_clip": 0.5},
+    "ep18": {"epochs": 18},
 }
 VAL_TASKS = 200
 

@@ -385,7 +385,7 @@ def demo_config(
         method_overrides={"oreo": {"value_lr": 3e-4, **OREO_ALPHA.get(oreo_algo, {})},
                           "orm": {"value_lr": 3e-4}, "dpo": {"lr": 1e-5}, "kto": {"lr": 1e-5},
                           **RCRL_BUDGET},
-        ppo=PPO_SETTINGS if ppo else {},
+        ppo=PPO_SETTINGS if ppo else {}, sft_floor=SFT_FLOOR,
     )  # fmt: skip
 
 
@@ -394,6 +394,11 @@ def demo_config(
 CHAIN = {"steps": 4, "max_value": 150, "ops": "+-*"}
 CHAIN_MODEL = {"hidden_size": 64, "num_layers": 2}
 CHAIN_SFT = {"train_tasks": 8000, "epochs": 12}
+# The greedy success on validation tasks below which the demo's SFT start has not learnt the task
+# and the demo stops: over seeds 0-7 the SFT policy reached 40.0-71.0% on 200 validation tasks
+# but for seed 3, at 8.5% with a final loss of 0.111 against the others' 0.032-0.058
+# (`benchmarks/demo_sft_seeds.py`, docs/results.md).
+SFT_FLOOR = 0.3
 # Token-level OREO's KL weight on this task: the paper's 0.01 took the SFT policy from 60.0% to
 # 56.5% greedy on the validation tasks, 0.1 kept it at 61.0% (docs/results.md); the step and
 # response levels keep the paper's 0.1 and 0.3.

@@ -92,6 +92,8 @@ def test_demo_settings_full_and_fast():
     assert default.env_options == full.env_options == CHAIN  # the calibrated task, both
     assert full.test_tasks > default.test_tasks and full.sft == default.sft
     assert default.search_k == default.beam_width**2  # value@K spends a beam's lines
+    # the default demo checks its SFT start; --fast is a pipeline check and never stops there
+    assert default.sft_floor == full.sft_floor > 0 and demo_config("d", fast=True).sft_floor == 0
     # the tasks the demo (and the benchmarks that extend it) draw: its knobs, sized per split
     assert default.task_options("train") == {**CHAIN, "size": 8000, "split": "train"}
     assert full.task_options("test") == {**CHAIN, "size": 500, "split": "test"}
