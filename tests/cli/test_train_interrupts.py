@@ -258,7 +258,7 @@ def test_a_kill_between_the_link_switch_and_the_export_loses_no_policy(
 def test_two_trains_into_one_out_one_is_refused(tiny_model_dir, mixed_data, tmp_path, straight):
     out = tmp_path / "run"
     slow = (  # a second per step, so that the second command surely starts while it runs
-        "import time\nfrom oreo_agents import train\nreport = train._report\n"
+        "import time\nfrom oreo_agents.training import loop as train\nreport = train._report\n"
         "train._report = lambda *args: (time.sleep(1), report(*args))\n"
     )
     args = cmd(tiny_model_dir, mixed_data, out)[3:]

@@ -198,7 +198,7 @@ def test_reasoning_gym_through_oreo_collect_runs_nothing(tiny_model_dir, tmp_pat
         import sys
         from oreo_agents.generation import hf
 
-        def hostile(self, encoded, params, seeds):
+        def hostile(self, encoded, params, *rest):
             ids = self.tokenizer.encode({answer!r}, add_special_tokens=False)
             return [self._finish(ids + [self.eos_ids[0]], params) for _ in encoded]
 
