@@ -64,7 +64,6 @@ def action_spans(mask: list[bool]) -> list[tuple[int, int]]:
 def main() -> None:
     from oreo_agents.data.episodes import load_episodes
     from oreo_agents.data.tokenization import tokenize_episode
-    from oreo_agents.evaluation.metrics import value_auroc
     from oreo_agents.losses.logprobs import token_logps
     from oreo_agents.losses.oreo import suffix_sum
     from oreo_agents.models.loading import load_causal_lm, load_tokenizer
@@ -125,11 +124,17 @@ def main() -> None:
                 reads[("kl part", i)][e.task_id].append((kl, e.reward > 0))
     wins = sum(e.reward > 0 for e in episodes)
     print(f"{value_dir}: {len(episodes)} episodes of {len(keep)} games, {wins} successful")
+    print_table(reads, WHERE + (TARGETS if args.targets else ()), args.steps)
+
+
+def print_table(reads: dict, columns: tuple[str, ...], steps: int) -> None:
+    """The within-game / overall AUROC per action index and place, and each place's mean."""
+    from oreo_agents.evaluation.metrics import value_auroc
+
     print("AUROC within game / overall, at the i-th action of each episode")
-    columns = WHERE + (TARGETS if args.targets else ())
     print("| i | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     means: dict[str, list[float]] = defaultdict(list)
-    for i in range(args.steps):
+    for i in range(steps):
         cells = []
         for where in columns:
             games_ = reads[(where, i)].values()

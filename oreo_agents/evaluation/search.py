@@ -130,9 +130,8 @@ def beam_search(
     # a backend that keeps its contexts' caches (`HFBackend.generate_cached`) searches as many
     # problems at once as fill one of its batches (B beams x B samples each), which bounds the
     # caches it keeps
-    cached = getattr(backend, "generate_cached", None)
     at_once = len(prompts)
-    if cached is not None:
+    if hasattr(backend, "generate_cached"):
         at_once = max(1, getattr(backend, "batch_size", 0) // beam_width**2)
     for first in range(0, len(prompts), at_once):
         group = range(first, min(first + at_once, len(prompts)))
