@@ -94,7 +94,8 @@ def train_once(cfg_values: dict[str, Any], grouped: bool, threads: int) -> dict[
 
     from oreo_agents.data.batches import prepare
     from oreo_agents.models.loading import load_tokenizer
-    from oreo_agents.training.loop import TrainConfig, run_train
+    from oreo_agents.training.config import TrainConfig
+    from oreo_agents.training.loop import run_train
 
     torch.set_num_threads(threads)
     cfg = TrainConfig.from_dict({**cfg_values, "length_grouping": grouped})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import signal
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from oreo_agents.training.checkpoint import TrainingInterrupted
-from oreo_agents.training.loop import TrainConfig
+from oreo_agents.training.config import TrainConfig
 from oreo_cli.options import (
     ENV_OPTION,
     SPLIT,
@@ -73,6 +73,7 @@ def algorithm_help(plugins: bool = True) -> str:
     setting with its doc and default (``--set`` takes them). ``plugins=False``: only oreo's
     own algorithms, whatever is installed (docs/cli.md describes this repository)."""
     from oreo_agents.algorithms import ALGORITHMS, algorithm_names
+    from oreo_agents.algorithms.base import user_fields
 
     paragraphs = ["Algorithms (--algo) and their settings (--set KEY=VALUE):"]
     for name in algorithm_names():
@@ -82,7 +83,7 @@ def algorithm_help(plugins: bool = True) -> str:
         docs, defaults = field_docs(spec.config), spec.defaults()
         settings = [
             f"{f.name} = {getattr(defaults, f.name)!r}: {docs.get(f.name, '')}"
-            for f in fields(spec.config)
+            for f in user_fields(spec.config)
         ]
         paragraphs.append(f"{name}: {spec.description} (lr {spec.default_lr:g}).")
         paragraphs += [f"    {s}" for s in settings]  # one indented paragraph each
@@ -152,14 +153,23 @@ def _load_config_file(path: Path) -> dict[str, Any]:
     return values
 
 
+# What every online iteration's record holds (`oreo_agents.online.driver`), beside the
+# algorithm's own totals.
+_ITERATION_KEYS = {"iteration", "episodes", "samples_seen", "optimizer_steps", "wall_s",
+                   "wall_total_s"}  # fmt: skip
+
+
 def _format(record: dict[str, Any], keys: tuple[str, ...]) -> str:
     if "iteration" in record:  # an online run's iteration ended (`oreo_agents.online.driver`)
-        return (
-            f"[bold]iteration {record['iteration']}[/]  samples {record['samples_seen']}  "
-            f"steps {record['optimizer_steps']}  success {record['success_rate']:.1%}  "
-            f"reward {record['reward_mean']:.3f}  kl {record['kl_mean']:.3f}  "
-            f"{record['wall_s']:.0f} s"
-        )
+        head = (f"[bold]iteration {record['iteration']}[/]  samples {record['samples_seen']}  "
+                f"steps {record['optimizer_steps']}")  # fmt: skip
+        # then the algorithm's totals (PPO: success, reward, kl), in its order
+        totals = [
+            f"success {v:.1%}" if k == "success_rate" else f"{k.removesuffix('_mean')} {v:.3f}"
+            for k, v in record.items()
+            if k not in _ITERATION_KEYS and isinstance(v, float)
+        ]
+        return "  ".join([head, *totals, f"{record['wall_s']:.0f} s"])
     parts = [f"step {record['step']}/{record['total_steps']}"]
     parts += [f"{k} {record[k]:.4f}" for k in keys if k in record]
     parts.append(f"{record['tokens_per_s']:.0f} tok/s")

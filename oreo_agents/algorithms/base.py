@@ -15,7 +15,7 @@ action token t + 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import Field, field, fields, replace
 from typing import Any
 
 import torch
@@ -24,6 +24,18 @@ from oreo_agents.data.tokenization import TokenizedEpisode, collate
 from oreo_agents.losses import sequence_logps
 
 Batch = dict[str, Any]
+
+
+def driver_set(default: Any = "") -> Any:
+    """A settings field the online driver sets for each update (where its critic starts, the
+    scored samples): part of a run's recorded settings, but not a user setting, so ``--set``
+    refuses it and ``oreo train --help`` does not list it."""
+    return field(default=default, metadata={"driver_set": True})
+
+
+def user_fields(config: type) -> list[Field]:
+    """The fields of an algorithm's config a user sets (all but `driver_set` ones)."""
+    return [f for f in fields(config) if not f.metadata.get("driver_set")]
 
 
 class Algorithm:
@@ -38,8 +50,8 @@ class Algorithm:
         default_lr: The policy learning rate when the user gives none.
         unit: What one training item is, for messages ("episodes", "pairs").
         log_keys: The metrics ``oreo train`` prints each step.
-        online: Trains on episodes it collects itself from ``--env`` (`oreo_agents.online.driver`)
-            instead of on ``--data``.
+        online: Trains on episodes it collects itself from ``--env`` instead of on ``--data``
+            (`run_online`).
         schedule: The learning-rate schedule: "cosine" (with ``warmup_ratio``) or "constant".
     """
 
@@ -67,7 +79,11 @@ class Algorithm:
                 a true/false or numeric field (``--set flag=True`` reads as the text "True").
         """
         values = dict(values or {})
-        known = {f.name for f in fields(self.config)}
+        known = {f.name for f in user_fields(self.config)}
+        internal = sorted(set(values) & ({f.name for f in fields(self.config)} - known))
+        if internal:
+            raise ValueError(f"{self.name}: {', '.join(internal)} is set by the online driver "
+                             "for each update, not by a user")  # fmt: skip
         unknown = sorted(set(values) - known)
         if unknown:
             fields_ = ", ".join(sorted(known)) or "none"
@@ -132,6 +148,20 @@ class Algorithm:
     def value_head_lr(self, settings: Any) -> float | None:
         """A learning rate of the value model's ``head`` apart from its backbone's (None: one
         rate for the whole value model)."""
+        return None
+
+    def run_online(self, cfg: Any, update: Any, log: Any = None) -> Any:
+        """An online algorithm's whole training (``cfg.env`` given; `online`): iterations of
+        collect -> score -> update, usually through `oreo_agents.online.driver.run_online`
+        with the spec's ``score(cfg, policy, critic, folder)`` and ``update_config(cfg,
+        policy, critic, folder, previous, it, steps)``. Each update is an offline run of the
+        config it returns, through ``update(config, log=, end=False)`` (the loop's
+        `run_train`). Returns the final policy folder."""
+        raise NotImplementedError(f"{self.name} trains on logged episodes (--data), not online")
+
+    def optimizer_state(self, settings: Any) -> str | None:
+        """A folder of optimizer states a fresh run starts its optimizers from (an online
+        update carrying the previous update's Adam moments), or None: fresh optimizers."""
         return None
 
     def precomputes_reference(self, settings: Any) -> bool:

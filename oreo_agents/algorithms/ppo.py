@@ -2,13 +2,13 @@
 Language Models to Reason with Reinforcement Learning", arXiv 2403.04642) compare it with expert
 iteration and return-conditioned RL.
 
-`oreo_agents.online.driver` runs the iterations: collect with the current policy, score the samples
-(`make_experience`: the sampling policy's and the reference's log-probs, the critic's values, the
-task reward placed on tokens, per-token KL-penalised rewards, GAE advantages and returns), then
-``ppo_epochs`` passes of clipped policy and value updates over them, which this spec's ``step``
-computes. The critic is a value model initialised from the policy (zero head). With
-``advantage=group`` the advantages are RLOO's instead (each sample against its task's other
-samples, `oreo_agents.losses.leave_one_out`).
+`oreo_agents.online.driver` runs the iterations: collect with the current policy, score the
+samples (`oreo_agents.algorithms.ppo_experience`: the sampling policy's and the reference's
+log-probs, the critic's values, the task reward placed on tokens, per-token KL-penalised
+rewards, GAE advantages and returns), then ``ppo_epochs`` passes of clipped policy and value
+updates over them, which this spec's ``step`` computes. The critic is a value model initialised
+from the policy (zero head). With ``advantage=group`` the advantages are RLOO's instead (each
+sample against its task's other samples, `oreo_agents.losses.leave_one_out`).
 
 Defaults: KL coefficient 0.05 to the starting model and a sparse +1 reward (Havrilla et al.
 2024); gamma 1, GAE lambda 0.95, clip 0.2 (InstructGPT-style PPO, Ouyang et al. 2022); 4 epochs
@@ -24,19 +24,14 @@ from typing import Any
 
 import torch
 
-from oreo_agents.algorithms.base import Algorithm, logits, normalizer, shifted, target_tokens
+from oreo_agents.algorithms import ppo_experience
+from oreo_agents.algorithms.base import Algorithm, driver_set, normalizer, shifted, target_tokens
+from oreo_agents.algorithms.ppo_experience import EXPERIENCE_FIELDS, episode_key, sampled_logps
 from oreo_agents.data.tokenization import TokenizedEpisode, collate
 from oreo_agents.losses import (
-    gae,
-    kl_rewards,
-    leave_one_out,
     ppo_policy_loss,
     ppo_value_loss,
-    token_logps,
-    whiten,
 )
-
-EXPERIENCE_FIELDS = ("old_logps", "old_values", "advantages", "returns")
 
 
 @dataclass(frozen=True)
@@ -74,14 +69,14 @@ class PPOConfig:
         backend: Generation backend: auto | hf | vllm (vllm reloads the policy each iteration).
         chat_template: Prompt through the tokenizer's chat template.
         reference: The KL reference model ("" = --model, the starting policy).
-        critic: Where this iteration's critic starts (set by the iteration loop: --value, else
+        critic: Where this iteration's critic starts (set by the online driver: --value, else
             --model, at the first iteration, then the previous iteration's critic).
-        experience: The scored samples an update reads (set by the iteration loop).
+        experience: The scored samples an update reads (set by the online driver).
         carry_optimizer: Start each iteration's optimizers from the previous iteration's
             (Adam's moments and step count, as one PPO run with one optimizer keeps them);
             off: fresh optimizers each iteration. Tested on one process; FSDP and DeepSpeed
             save their optimizer states in their own layouts, which this does not read.
-        optimizer_state: The previous iteration's optimizer states (set by the iteration loop
+        optimizer_state: The previous iteration's optimizer states (set by the online driver
             when carry_optimizer is on).
     """
 
@@ -106,10 +101,10 @@ class PPOConfig:
     backend: str = "auto"
     chat_template: bool = False
     reference: str = ""
-    critic: str = ""
-    experience: str = ""
+    critic: str = driver_set()
+    experience: str = driver_set()
     carry_optimizer: bool = False
-    optimizer_state: str = ""
+    optimizer_state: str = driver_set()
 
     def __post_init__(self):
         from oreo_agents.online.rewards import reward_names
@@ -145,6 +140,28 @@ class PPO(Algorithm):
     schedule = "constant"
     default_lr = 1e-6
     log_keys = ("policy_loss", "value_loss", "clip_fraction", "approx_kl")
+
+    def run_online(self, cfg: Any, update: Any, log: Any = None) -> Any:
+        """The iterations (`oreo_agents.online.driver`), each scored and updated as below."""
+        from oreo_agents.online.driver import run_online
+
+        return run_online(cfg, update, log=log)
+
+    def score(self, cfg: Any, policy: str, critic: str, folder: Any) -> dict[str, Any]:
+        """Score an iteration's episodes into ``experience.pt`` (`make_experience`), or read
+        the totals of an earlier scoring: episodes, success rate, mean reward and KL, and the
+        update's expected optimizer steps."""
+        return ppo_experience.score_iteration(cfg, policy, critic, folder)
+
+    def update_config(self, cfg: Any, policy: str, critic: str, folder: Any, previous: Any,
+                      it: int, steps: int) -> Any:  # fmt: skip
+        """The iteration's update: ``ppo_epochs`` passes over its scored episodes from the
+        current policy and critic (and, with ``carry_optimizer``, the previous update's
+        optimizer states from ``previous``, its train folder)."""
+        return ppo_experience.update_config(cfg, policy, critic, folder, previous, it, steps)
+
+    def optimizer_state(self, settings: PPOConfig) -> str | None:
+        return settings.optimizer_state or None
 
     def select(self, episodes: list[Any], settings: PPOConfig, source: str) -> list[Any]:
         if not settings.experience:
@@ -206,127 +223,3 @@ class PPO(Algorithm):
         metrics = {**metrics, **value_metrics}
         metrics.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach())
         return policy_loss + value_loss, metrics
-
-
-def sampled_logps(model: Any, batch: dict[str, Any], labels: Any, temperature: float) -> Any:
-    """``[B, T - 1]`` log-probs of ``labels`` under softmax(logits / temperature): the
-    distribution collection sampled from."""
-    return token_logps(logits(model, batch) / temperature, labels)
-
-
-def episode_key(episode: Any) -> str:
-    """A tokenized episode's key in an experience file: ``task_id/sample``."""
-    return f"{episode.task_id}/{episode.sample}"
-
-
-def place_rewards(episode: TokenizedEpisode, step_rewards: Sequence[float]) -> list[float]:
-    """Task rewards on tokens, in the shifted alignment (``len(episode) - 1`` entries): reward j
-    at the last action token of reasoning step j (steps begin at ``episode.step_starts``), and the
-    last reward (with any beyond the episode's steps) at its last action token."""
-    scores = [0.0] * (len(episode) - 1)
-    actions = [k for k in range(1, len(episode)) if episode.action_mask[k]]
-    if not actions or not step_rewards:
-        return scores
-    # step j ends at the action token just before the start of step j + 1
-    starts = [i for i, k in enumerate(actions) if episode.step_starts[k]]
-    ends = [actions[i - 1] for i in starts[1:]]
-    for j, reward in enumerate(step_rewards):
-        last = j == len(step_rewards) - 1 or j >= len(ends)
-        scores[(actions[-1] if last else ends[j]) - 1] += float(reward)
-    return scores
-
-
-@torch.no_grad()
-def make_experience(
-    models: dict[str, Any],
-    episodes: Sequence[TokenizedEpisode],
-    step_rewards: Sequence[Sequence[float]] | None,
-    settings: PPOConfig,
-    *,
-    pad_id: int,
-    micro_batch_size: int,
-    device: Any = None,
-) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, float]]:
-    """Score sampled episodes for PPO's update: ``{key: {old_logps, old_values, advantages,
-    returns}}`` (``[len - 1]`` each, 0 off the action tokens; advantages not yet whitened) plus
-    ``return`` (the episode's summed KL-penalised reward, a scalar, for `group_advantages`), and
-    totals (``reward``: summed task reward, ``kl``: summed log-ratio to the reference).
-
-    Args:
-        models: "policy" (the sampling policy), "reference", "value" (the critic) and, for
-            reward=orm, "orm" (its logit after the last action token is the outcome reward).
-        episodes: The tokenized samples.
-        step_rewards: Each episode's rewards per reasoning step (`oreo_agents.online.rewards`); None
-            with reward=orm.
-        settings: PPO's settings (kl_coef, gamma, lam).
-        pad_id: The tokenizer's pad id.
-        micro_batch_size: Sequences per forward pass.
-        device: Where the models are.
-    """
-    out: dict[str, dict[str, torch.Tensor]] = {}
-    totals = {"reward": 0.0, "kl": 0.0}
-    for start in range(0, len(episodes), micro_batch_size):
-        chunk = list(episodes[start : start + micro_batch_size])
-        batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
-        labels, mask = shifted(batch)
-        logps = sampled_logps(models["policy"], batch, labels, settings.temperature)
-        ref = sampled_logps(models["reference"], batch, labels, settings.temperature)
-        values = models["value"](batch["input_ids"], batch["attention_mask"])[:, :-1]
-        if step_rewards is None:
-            outcome = torch.sigmoid(models["orm"](batch["input_ids"], batch["attention_mask"]))
-            rewards_of = [[float(outcome[i, _last_action(ep)])] for i, ep in enumerate(chunk)]
-        else:
-            rewards_of = step_rewards[start : start + micro_batch_size]
-        scores = torch.zeros_like(logps)
-        for i, (ep, rewards) in enumerate(zip(chunk, rewards_of, strict=True)):
-            placed = torch.tensor(place_rewards(ep, rewards), device=scores.device)
-            scores[i, : len(placed)] = placed
-        rewards = kl_rewards(logps, ref, scores, mask, settings.kl_coef)
-        advantages, returns = gae(rewards, values, mask, gamma=settings.gamma, lam=settings.lam)
-        totals["reward"] += float(scores.sum())
-        totals["kl"] += float(torch.where(mask, logps - ref, torch.zeros_like(ref)).sum())
-        for i, ep in enumerate(chunk):
-            n = len(ep) - 1
-            arrays = (logps, torch.where(mask, values, 0), advantages, returns)
-            out[episode_key(ep)] = {
-                name: x[i, :n].detach().float().cpu()
-                for name, x in zip(EXPERIENCE_FIELDS, arrays, strict=True)
-            }
-            out[episode_key(ep)]["return"] = rewards[i].sum().detach().float().cpu()
-    return out, totals
-
-
-def group_advantages(
-    experience: dict[str, dict[str, torch.Tensor]], episodes: Sequence[TokenizedEpisode]
-) -> None:
-    """Replace GAE's advantages with RLOO's (`leave_one_out` over each task's samples), the same
-    on every action token of a sample (in place; PPOConfig.advantage = group)."""
-    keys = [episode_key(ep) for ep in episodes]
-    returns = torch.stack([experience[k]["return"] for k in keys])
-    advantages = leave_one_out(returns, [ep.task_id for ep in episodes])
-    for key, ep, a in zip(keys, episodes, advantages, strict=True):
-        mask = torch.tensor(ep.action_mask[1:], dtype=torch.bool)
-        experience[key]["advantages"] = torch.where(mask, a, 0.0)
-
-
-def whiten_experience(
-    experience: dict[str, dict[str, torch.Tensor]], episodes: Sequence[TokenizedEpisode]
-) -> None:
-    """Advantages over all of an iteration's action tokens to mean 0, std 1 (in place, with
-    `whiten`)."""
-    masks = {episode_key(ep): torch.tensor(ep.action_mask[1:]) for ep in episodes}
-    if not masks:
-        return
-    flat = torch.cat([experience[k]["advantages"][m] for k, m in masks.items()])[None]
-    white = whiten(flat, torch.ones_like(flat, dtype=torch.bool))[0]
-    offset = 0
-    for key, mask in masks.items():
-        a = experience[key]["advantages"].clone()
-        n = int(mask.sum())
-        a[mask] = white[offset : offset + n]
-        experience[key]["advantages"] = torch.where(mask, a, 0.0)
-        offset += n
-
-
-def _last_action(episode: TokenizedEpisode) -> int:
-    return max(k for k in range(len(episode)) if episode.action_mask[k])

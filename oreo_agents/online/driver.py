@@ -1,21 +1,25 @@
-"""Online training (``oreo train --algo ppo --env ID``): iterations of collect -> score -> update.
+"""Online training (``oreo train --algo ALGO --env ID`` for an online algorithm, e.g. ppo):
+iterations of collect -> score -> update. The loop reaches it only through the algorithm's spec
+(`Algorithm.run_online`), so the offline loop holds no online code.
 
 Iteration i, in ``OUT/iter-000i/``:
 
 1. ``episodes/``: ``tasks x samples`` episodes of the current policy (`run_collect`, the HF or
    vLLM backend loaded from the policy folder, so a new backend sees the new weights), on a new
-   seeded sample of tasks.
-2. ``experience.pt``: the scored samples (`oreo_agents.algorithms.ppo.make_experience`), written
-   once, atomically; a resume reads it instead of scoring again with moved weights.
-3. ``train/``: the update, an ordinary `run_train` run of the algorithm over those episodes
-   (``ppo_epochs`` passes) from the current policy and critic; resumable to the micro-batch.
+   seeded sample of tasks. The settings of collection (``tasks``, ``samples``, ``iterations``,
+   ``temperature``, ``max_new_tokens``, ``backend``, ``generation_batch_size``,
+   ``chat_template``) are fields every online algorithm's config has.
+2. the spec's ``score``: whatever the update reads (PPO: ``experience.pt``, the scored samples,
+   written once, atomically, so a resume reads it instead of scoring again with moved weights),
+   and the iteration's totals for its record.
+3. ``train/``: the update, an ordinary `run_train` run of the config the spec's
+   ``update_config`` gives (PPO: ``ppo_epochs`` passes over the scored episodes) from the
+   current policy and critic; resumable to the micro-batch.
 
 ``OUT/iterations.jsonl`` gets one record per finished iteration (samples seen, optimizer steps,
-wall time, the samples' success rate and reward, KL to the reference), and ``OUT/policy`` /
-``OUT/value`` link to the newest update's models. Re-running the same command resumes: finished
-iterations are skipped, the current one continues where it stopped. Each update starts its
-optimizers afresh, or, with ``carry_optimizer``, from the previous update's last checkpoint
-(Adam's moments and step count).
+wall time, and the spec's totals: PPO's success rate, reward and KL to the reference), and
+``OUT/policy`` / ``OUT/value`` link to the newest update's models. Re-running the same command
+resumes: finished iterations are skipped, the current one continues where it stopped.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from oreo_agents.runtime.distributed import free_memory
 from oreo_envs.files import LOCK, atomic_write
 
 ITERATIONS = "iterations.jsonl"
@@ -36,9 +40,14 @@ CONFIG = "online.json"
 EXPORTS = ("policy", "value")
 
 
-def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None) -> Path:
+def run_online(
+    cfg: Any, update: Callable[..., Any], *, log: Callable[[dict[str, Any]], None] | None = None
+) -> Path:
     """Run ``cfg`` (a `TrainConfig` with ``env``) for its iterations or ``max_steps``; returns
-    OUT/policy (module docstring).
+    OUT/policy (module docstring). The algorithm's spec scores each iteration's episodes
+    (``score``) and says what its update trains (``update_config``); ``update(config, log=,
+    end=False)`` trains it (the loop's `run_train`, passed in so that the loop and this driver
+    do not import each other).
 
     Raises:
         ValueError: Bad settings, an env that does not make, too few samples for one batch, or
@@ -47,7 +56,7 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
     from oreo_agents.runtime.distributed import rank_world, wait_for_everyone
     from oreo_envs.registration import make_env
 
-    settings, out = cfg.settings, Path(cfg.out)
+    spec, settings, out = cfg.spec, cfg.settings, Path(cfg.out)
     if settings.tasks * settings.samples < cfg.batch_size:
         raise ValueError(
             f"{settings.tasks} tasks x {settings.samples} samples per iteration do not fill one "
@@ -63,7 +72,7 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
             f.write(json.dumps(settings_record, indent=2))
     wait_for_everyone()
     records = _records(out)
-    policy, critic = cfg.model, settings.critic or cfg.value or cfg.model
+    policy, critic = cfg.model, cfg.value or cfg.model
     if records:
         last = out / _folder(len(records) - 1) / "train"
         policy, critic = str(last / "policy"), str(last / "value")
@@ -75,11 +84,10 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
         t0 = time.perf_counter()
         _collect(cfg, policy, folder / "episodes", it)
         wait_for_everyone()
-        scores = _score(cfg, policy, critic, folder)
-        inner = _update_config(cfg, policy, critic, folder, it, steps)
-        from oreo_agents.training.loop import run_train
-
-        run_train(inner, log=log, end=False)
+        scores = spec.score(cfg, policy, critic, folder)
+        previous = out / _folder(it - 1) / "train" if it > 0 else None
+        update(spec.update_config(cfg, policy, critic, folder, previous, it, steps), log=log,
+               end=False)  # fmt: skip
         done = _progress_steps(folder / "train")
         steps += done
         if main:
@@ -87,7 +95,7 @@ def run_online(cfg: Any, *, log: Callable[[dict[str, Any]], None] | None = None)
         policy, critic = str(folder / "train" / "policy"), str(folder / "train" / "value")
         if done < scores["expected_steps"]:  # max_steps stopped it inside this iteration
             break
-        record = _record(cfg, it, folder, scores, steps, time.perf_counter() - t0, records)
+        record = _record(it, scores, steps, time.perf_counter() - t0, records)
         records.append(record)
         if main:
             with (out / ITERATIONS).open("a") as f:
@@ -120,139 +128,7 @@ def _collect(cfg: Any, policy: str, dest: Path, it: int) -> None:
     backend = load_backend(s.backend, policy, batch_size=s.generation_batch_size, device=device())
     run_collect(collect, lambda: make_env(cfg.env, cfg.env_options), backend=backend)
     del backend
-    _free_memory()
-
-
-def _score(cfg: Any, policy: str, critic: str, folder: Path) -> dict[str, Any]:
-    """Score the iteration's episodes into ``experience.pt`` (each rank a share, rank 0 writes),
-    or read the totals of an earlier scoring."""
-    import torch
-
-    from oreo_agents.algorithms.ppo import group_advantages, make_experience, whiten_experience
-    from oreo_agents.data.batches import load_training_episodes
-    from oreo_agents.data.tokenization import tokenize_episodes
-    from oreo_agents.models.loading import load_tokenizer
-    from oreo_agents.runtime.distributed import device, gather, rank_world, wait_for_everyone
-
-    path, totals_path = folder / "experience.pt", folder / "experience.json"
-    if totals_path.exists():
-        return json.loads(totals_path.read_text())
-    s = cfg.settings
-    tokenizer = load_tokenizer(policy)
-    episodes = load_training_episodes(str(folder / "episodes"))
-    tokenized = tokenize_episodes(episodes, tokenizer, max_length=cfg.max_length)
-    rank, world = rank_world()
-    step_rewards = None if s.reward == "orm" else _step_rewards(cfg, episodes, tokenized)
-    mine = list(range(rank, len(tokenized), world))
-    models = _scoring_models(cfg, policy, critic, device() or "cpu")
-    experience, totals = make_experience(
-        models, [tokenized[i] for i in mine],
-        None if step_rewards is None else [step_rewards[i] for i in mine], s,
-        pad_id=tokenizer.pad_token_id, micro_batch_size=cfg.micro_batch_size,
-        device=device() or "cpu",
-    )  # fmt: skip
-    del models
-    _free_memory()
-    merged: dict[str, Any] = {}
-    sums = {"reward": 0.0, "kl": 0.0}
-    for part, part_totals in gather((experience, totals)):
-        merged.update(part)
-        for k in sums:
-            sums[k] += part_totals[k]
-    if s.advantage == "group":
-        group_advantages(merged, tokenized)
-    if s.whiten_advantages:
-        whiten_experience(merged, tokenized)
-    n = len(tokenized)
-    result = {
-        "episodes": len(episodes),
-        "success_rate": sum(e.success for e in episodes) / max(len(episodes), 1),
-        "reward_mean": sums["reward"] / max(n, 1),
-        "kl_mean": sums["kl"] / max(n, 1),
-        "expected_steps": (n // cfg.batch_size) * s.ppo_epochs,
-    }
-    if rank == 0:
-        with atomic_write(path) as f:
-            torch.save(merged, f)
-        with atomic_write(totals_path, text=True) as f:
-            f.write(json.dumps(result) + "\n")
-    wait_for_everyone()
-    return result
-
-
-def _step_rewards(cfg: Any, episodes: list[Any], tokenized: list[Any]) -> list[list[float]]:
-    """The reward function's per-step rewards of each tokenized episode (by key)."""
-    from oreo_agents.online.rewards import get_reward
-    from oreo_envs.registration import make_env
-
-    s = cfg.settings
-    fn = get_reward(s.reward)
-    options = {"weight": s.dense_weight} if s.reward == "dense" else {}
-    env = make_env(cfg.env, cfg.env_options).unwrapped
-    lookup = getattr(env, "task", None)
-    by_key = {e.key: e for e in episodes}
-    rewards = []
-    for tok in tokenized:
-        episode = by_key[(tok.task_id, tok.sample)]
-        task = lookup(episode.task_id) if lookup is not None else None
-        rewards.append(list(fn(episode, task, **options)))
-    env.close()
-    return rewards
-
-
-def _scoring_models(cfg: Any, policy: str, critic: str, device: str) -> dict[str, Any]:
-    import torch
-
-    from oreo_agents.models.policy import load_policy
-    from oreo_agents.models.value import ValueModel
-
-    s = cfg.settings
-    # Scoring only reads the models: on a GPU in bf16 (as training computes under bf16), so
-    # three of them fit where training holds two.
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    models = {
-        "policy": load_policy(policy, trainable=False, dtype=dtype),
-        "reference": load_policy(s.reference or cfg.model, trainable=False, dtype=dtype),
-        "value": ValueModel.from_pretrained(critic, dtype=dtype),
-    }
-    if s.reward == "orm":
-        models["orm"] = ValueModel.from_pretrained(s.reward_model, dtype=dtype, require_head=True)
-    for model in models.values():
-        model.to(device).eval()
-    return models
-
-
-def _update_config(cfg: Any, policy: str, critic: str, folder: Path, it: int, steps: int):
-    """The iteration's update: `run_train` of the algorithm on its scored episodes."""
-    carried = ""
-    if cfg.settings.carry_optimizer and it > 0:
-        from oreo_agents.training.checkpoint import CheckpointDir
-
-        last = CheckpointDir(folder.parent / _folder(it - 1) / "train").current
-        if last is None:
-            raise ValueError(f"iteration {it - 1} left no checkpoint to carry its optimizers from")
-        carried = str(last / "state")
-    settings = replace(
-        cfg.settings,
-        reference=cfg.settings.reference or cfg.model,
-        critic=critic,
-        experience=str(folder / "experience.pt"),
-        optimizer_state=carried,
-    )
-    return replace(
-        cfg,
-        data=str(folder / "episodes"),
-        env=None,
-        env_options={},
-        model=policy,
-        value=None,  # the critic to start from is in the settings
-        out=str(folder / "train"),
-        epochs=cfg.settings.ppo_epochs,
-        warmup_ratio=0.0,
-        seed=cfg.seed + it,
-        max_steps=None if cfg.max_steps is None else cfg.max_steps - steps,
-        settings=settings,
-    )
+    free_memory()
 
 
 def _progress_steps(train_out: Path) -> int:
@@ -262,17 +138,17 @@ def _progress_steps(train_out: Path) -> int:
     return progress["step"] if progress else 0
 
 
-def _record(cfg, it, folder, scores, steps, wall, records) -> dict[str, Any]:
+def _record(it, scores, steps, wall, records) -> dict[str, Any]:
+    """An iteration's line of ``iterations.jsonl``: the totals of the spec's ``score`` (but
+    its ``expected_steps``), with the samples, steps and time so far."""
     seen = (records[-1]["samples_seen"] if records else 0) + scores["episodes"]
     total = (records[-1]["wall_total_s"] if records else 0.0) + wall
+    totals = {k: v for k, v in scores.items() if k != "expected_steps"}
     return {
         "iteration": it,
-        "episodes": scores["episodes"],
+        **totals,
         "samples_seen": seen,
         "optimizer_steps": steps,
-        "success_rate": scores["success_rate"],
-        "reward_mean": scores["reward_mean"],
-        "kl_mean": scores["kl_mean"],
         "wall_s": round(wall, 2),
         "wall_total_s": round(total, 2),
     }
@@ -299,9 +175,7 @@ def _check_resume(cfg: Any, out: Path) -> dict[str, Any] | None:
     Raises:
         ValueError: The folder holds another run (other settings, or no online run at all).
     """
-    from oreo_agents.training.loop import RESUME_FREE
-
-    new = {k: v for k, v in cfg.flat().items() if k not in RESUME_FREE}
+    new = cfg.fixed()
     path = out / CONFIG
     if path.exists():
         changed = sorted(cfg.changed(json.loads(path.read_text())))
@@ -320,6 +194,8 @@ def _export(out: Path, train_out: Path) -> None:
     """Point OUT/policy and OUT/value at the newest update's, each switched atomically (through
     a link of a name no other writer uses, as `atomic_write` does for files)."""
     for name in EXPORTS:
+        if not (train_out / name).exists():  # an algorithm with no value model
+            continue
         tmp = out / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
         os.symlink(os.path.relpath(train_out / name, out), tmp)
         try:
@@ -327,13 +203,3 @@ def _export(out: Path, train_out: Path) -> None:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-
-
-def _free_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -128,7 +128,8 @@ def run_demo(
     installed); returns the report. ``stage`` is told what starts (the names of `stage_names`,
     in order), and ``progress(done, total)`` how far the current stage is, in its own units:
     optimizer steps, episodes, test tasks or PPO iterations (a progress display)."""
-    from oreo_agents.training.loop import TrainConfig, run_train
+    from oreo_agents.training.config import TrainConfig
+    from oreo_agents.training.loop import run_train
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +228,8 @@ def _rl(cfg: DemoConfig, method: str) -> dict[str, Any]:
 
 def _train_ppo(cfg: DemoConfig, sft: str, out: Path, train_opts: dict[str, Any], tick) -> str:
     """Online PPO: samples its own episodes of the train split, from the SFT policy."""
-    from oreo_agents.training.loop import TrainConfig, run_train
+    from oreo_agents.training.config import TrainConfig
+    from oreo_agents.training.loop import run_train
 
     values = {"algo": "ppo", "data": None, "env": ENV_ID, "env_options": train_opts}
     values.update(model=sft, out=str(out / "ppo"), seed=cfg.seed, report_to="none")

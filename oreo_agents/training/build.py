@@ -8,7 +8,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from oreo_agents.training.loop import TrainConfig
+    from oreo_agents.training.config import TrainConfig
 
 
 def build(cfg: TrainConfig, total_steps: int, accelerator: Any):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from oreo_agents.algorithms import ALGORITHMS, Algorithm, get_algorithm, register
-from oreo_agents.training.loop import TrainConfig
+from oreo_agents.training.config import TrainConfig
 from oreo_cli.options import field_docs
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -65,6 +65,14 @@ def test_a_setting_of_the_wrong_kind_is_refused(values, message):
     assert (ok.carry_optimizer, ok.lam, ok.iterations) == (True, 1, 3)
 
 
+@pytest.mark.parametrize("name", ["critic", "experience", "optimizer_state"])
+def test_what_the_online_driver_sets_is_not_a_user_setting(name):
+    from oreo_agents.algorithms import get_algorithm
+
+    with pytest.raises(ValueError, match=f"ppo: {name} is set by the online driver"):
+        get_algorithm("ppo").settings({name: "/tmp/x"})
+
+
 def test_a_plugin_algorithm_trains_through_the_cli(tiny_model_dir, tmp_path):
     """A spec + a loss from a test file, installed as an ``oreo.algorithms`` entry point and
     trained by ``oreo train --algo`` in a fresh process, with no other change."""
@@ -101,6 +109,50 @@ def test_a_plugin_algorithm_trains_through_the_cli(tiny_model_dir, tmp_path):
     )  # fmt: skip
     assert "toy-rwr: reward-weighted SFT" in helped.stdout
     assert "floor = 0.1: The weight of a failed episode" in helped.stdout
+
+
+def test_a_plugin_online_algorithm_trains_through_the_cli(tiny_model_dir, tmp_path):
+    """An online spec (``online = True``, ``score``, ``update_config``, a loss) from a test
+    file, installed as an entry point: ``oreo train --algo toy-online --env`` runs its
+    iterations through the online driver, with no change to the loop or the driver."""
+    dist = tmp_path / "toy_online-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-online\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[oreo.algorithms]\ntoy = toy_online:register_algorithms\n"
+    )
+    paths = [str(tmp_path), str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "COLUMNS": "200"}
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "oreo_cli", "train", "--algo", "toy-online", "--env",
+        "oreo/Chain-v0", "-o", "size=40", "--split", "train", "--model", str(tiny_model_dir),
+        "--out", str(out), "--batch-size", "4", "--micro-batch-size", "2", "--lr", "1e-2",
+        "--report-to", "none", "--set", "tasks=2", "--set", "samples=2", "--set", "floor=0.5",
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "iteration 1" in run.stdout and "success" in run.stdout
+    log = [json.loads(line) for line in (out / "iterations.jsonl").read_text().splitlines()]
+    # 2 tasks x 2 samples = one batch of 4 a iteration, one epoch: one step each
+    assert [(r["iteration"], r["samples_seen"], r["optimizer_steps"]) for r in log] == [
+        (0, 4, 1), (1, 8, 2)
+    ]  # fmt: skip
+    assert {"success_rate", "episodes"} <= set(log[0]) and "kl_mean" not in log[0]
+    assert os.readlink(out / "policy") == "iter-0001/train/policy"
+    assert not (out / "value").exists()  # it trains no value model: nothing to link
+    second = out / "iter-0001" / "train"
+    metrics = [json.loads(x) for x in (second / "metrics.jsonl").read_text().splitlines()]
+    weight = 0.5 + 0.5 * log[1]["success_rate"]  # floor 0.5 for a failed episode
+    assert [m["mean_weight"] for m in metrics] == pytest.approx([weight])
+    config = json.loads((second / "checkpoint" / "progress.json").read_text())["config"]
+    assert config["model"] == str(out / "iter-0000" / "train" / "policy")  # on from iteration 0
+    assert config["data"] == str(out / "iter-0001" / "episodes")
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir).lm_head.weight
+    after = AutoModelForCausalLM.from_pretrained(out / "policy").lm_head.weight
+    assert not torch.equal(before, after)
 
 
 def test_rejection_sampling_keeps_successes_and_deduplicates_when_asked():

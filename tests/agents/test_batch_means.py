@@ -22,7 +22,8 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 PROBE = textwrap.dedent("""
     import os, sys, torch
-    from oreo_agents.training.loop import TrainConfig, run_train
+    from oreo_agents.training.config import TrainConfig
+    from oreo_agents.training.loop import run_train
 
     model, data, out, algo, micro, mean_per_micro_batch = sys.argv[1:7]
     grads, step = [], torch.optim.AdamW.step
@@ -104,7 +105,7 @@ def test_the_normalizers_are_the_batch_counts_over_its_micro_batches(tiny_model_
     from oreo_agents.algorithms.base import shifted
     from oreo_agents.data import batches
     from oreo_agents.models.loading import load_tokenizer
-    from oreo_agents.training.loop import TrainConfig
+    from oreo_agents.training.config import TrainConfig
 
     cfg = TrainConfig(algo="sft", data=str(mixed_data), model=str(tiny_model_dir), out="unused",
                       batch_size=8, micro_batch_size=2, max_length=1024)  # fmt: skip
@@ -124,7 +125,7 @@ def test_every_kto_sequence_matched_or_mismatched_is_cut_at_max_length(tiny_mode
     from oreo_agents.data import batches
     from oreo_agents.data.tokenization import mismatched
     from oreo_agents.models.loading import load_tokenizer
-    from oreo_agents.training.loop import TrainConfig
+    from oreo_agents.training.config import TrainConfig
 
     max_length = 600  # prompts are 309-479 tokens (a byte tokenizer), episodes up to 783
     cfg = TrainConfig(algo="kto", data=str(mixed_data), model=str(tiny_model_dir), out="unused",

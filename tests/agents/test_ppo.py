@@ -17,7 +17,8 @@ import torch
 
 from conftest import oreo_in_process
 from oreo_agents.algorithms import get_algorithm
-from oreo_agents.algorithms.ppo import PPOConfig, group_advantages, make_experience
+from oreo_agents.algorithms.ppo import PPOConfig
+from oreo_agents.algorithms.ppo_experience import group_advantages, make_experience
 from oreo_agents.data.episodes import Episode
 from oreo_agents.data.tokenization import collate, tokenize_episodes
 
@@ -245,8 +246,8 @@ def test_ppo_killed_mid_run_resumes_to_the_end(chain_dir, tmp_path):
 
 
 def test_dense_rewards_of_collected_episodes_look_up_their_tasks(tmp_path):
-    from oreo_agents.online.driver import _step_rewards
-    from oreo_agents.training.loop import TrainConfig
+    from oreo_agents.algorithms.ppo_experience import step_rewards as _step_rewards
+    from oreo_agents.training.config import TrainConfig
     from oreo_envs.registration import make_env
 
     env = make_env("oreo/Chain-v0", {"size": 5, "split": "train"}).unwrapped
@@ -315,7 +316,7 @@ def test_ppo_refuses_bad_input_before_any_compute(chain_dir, tmp_path, extra, me
 
 
 def test_offline_algorithms_refuse_an_env(tiny_model_dir, tmp_path):
-    from oreo_agents.training.loop import TrainConfig
+    from oreo_agents.training.config import TrainConfig
 
     with pytest.raises(ValueError, match="trains on logged episodes"):
         TrainConfig("sft", None, str(tiny_model_dir), str(tmp_path), env="oreo/Chain-v0")

@@ -81,7 +81,8 @@ def test_oreo_trains_a_logprob_value_with_its_own_head_lr_and_search_scores_it(
     loads as that form, its weights left zero, and `ValueScorer` ranks states with it."""
     from oreo_agents.models.loading import load_tokenizer
     from oreo_agents.models.scorer import ValueScorer
-    from oreo_agents.training.loop import TrainConfig, run_train
+    from oreo_agents.training.config import TrainConfig
+    from oreo_agents.training.loop import run_train
 
     out = tmp_path / "lp"
     cfg = TrainConfig(

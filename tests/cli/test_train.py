@@ -16,7 +16,8 @@ import torch
 
 from conftest import oreo_in_process
 from oreo_agents.models.value import ValueModel
-from oreo_agents.training.loop import TrainConfig, run_train
+from oreo_agents.training.config import TrainConfig
+from oreo_agents.training.loop import run_train
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from oreo_agents.training.loop import TrainConfig, run_train
+from oreo_agents.training.config import TrainConfig
+from oreo_agents.training.loop import run_train
 
 # Pinned to the CPU (gloo, fp32) on a GPU machine too: these tests hold the CPU path to exact
 # equalities that CUDA's kernels do not promise (batch-invariant sampling, bitwise-deterministic

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from oreo_agents.algorithms.ppo import place_rewards
+from oreo_agents.algorithms.ppo_experience import place_rewards
 from oreo_agents.data.episodes import Episode
 from oreo_agents.data.tokenization import TokenizedEpisode
 from oreo_agents.losses import (
