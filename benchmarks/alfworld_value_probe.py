@@ -22,6 +22,8 @@ drawn from that policy, and a sample that took unlikely actions fails more often
 reading ranks a game's samples without any training; but as a value for acting it picks the
 candidate the policy finds most likely, which is greedy. A value model changes what acting picks
 only where it ranks otherwise than this likelihood, so its AUROC is read against this row.
+``--policy DIR`` reads another policy's likelihood instead (e.g. one trained further on the
+expert episodes: a verifier that may know more than the policy that drew the samples).
 
 ``--targets`` adds what the value was fitted to at the ``action`` place: OREO's target
 ``R - beta * sum of log pi/pi_ref over the later action tokens`` (Eq. 7 of Wang et al. 2024;
@@ -83,12 +85,17 @@ def main() -> None:
         help="read the SFT policy's own log-likelihood of the actions so far instead of a value "
         "model (module doc: the bar a value model must clear to change what acting picks)",
     )  # fmt: skip
+    ap.add_argument(
+        "--policy",
+        type=Path,
+        help="the policy whose likelihood --likelihood reads (default RUN/sft/policy)",
+    )
     args = ap.parse_args()
     value_dir = args.value or args.run / "oreo" / "value"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = load_tokenizer(str(args.run / "sft" / "policy"))
     if args.likelihood:  # V = sum of log pi_SFT over the action tokens so far: w = 1, head 0
-        value_dir = args.run / "sft" / "policy"
+        value_dir = args.policy or args.run / "sft" / "policy"
         model = ValueModel.from_pretrained(str(value_dir), form="logprob").eval().to(device)
         with torch.no_grad():
             model.head.logprob_weight.fill_(1.0)

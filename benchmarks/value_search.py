@@ -25,6 +25,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from oreo_agents.evaluation.strategies import get_strategy
+
 ENV = ["--env", "oreo/Chain-v0", "--split", "test", "-o", "size=200"]
 # name: (algo, epochs, value lr, extra --set pairs, data)
 VARIANTS = {
@@ -63,8 +65,9 @@ def train(seed_dir: Path, out: Path, name: str, spec: tuple, data: Path) -> Path
 def evaluate(run: Path, strategy: str, temperature: float, k: int = 1) -> dict:
     dest = run / f"ev-{strategy}-T{temperature}-k{k}.json"
     if not dest.exists():
-        extra = ["-o", "granularity=step"] if strategy == "beam" else []
-        if strategy != "greedy":
+        spec = get_strategy(strategy)
+        extra = [x for k, v in spec.env_options.items() for x in ("-o", f"{k}={v}")]
+        if spec.ranked:
             extra += ["--value", run / "value"]
         oreo(
             "rollout", *ENV, *extra, "--policy", run / "policy", "--out", dest, "--tasks", 200,

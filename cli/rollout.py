@@ -72,6 +72,7 @@ def rollout(
 def run(cfg: Any, console: Console, plot: str | None = None) -> None:
     """The recipe: policy (+ value) -> rollout with a progress bar -> report, table, plot."""
     from oreo_agents.evaluation.evaluate import check_report_path, run_rollout, save_report
+    from oreo_agents.evaluation.strategies import get_strategy
     from oreo_agents.rollout.scripted import SCRIPTED
 
     check_report_path(cfg.out)  # not after every task has run
@@ -91,7 +92,7 @@ def run(cfg: Any, console: Console, plot: str | None = None) -> None:
             cfg.backend, cfg.policy, batch_size=cfg.batch_size, device=device(),
             **cfg.backend_options(),
         )  # fmt: skip
-    if cfg.value is not None and cfg.strategy in ("greedy", "sample"):
+    if cfg.value is not None and not get_strategy(cfg.strategy).ranked:
         console.print(f"[yellow]note[/]: --strategy {cfg.strategy} does not use --value")
     elif "implicit" in cfg.scorer:
         console.print(f"loading the implicit value of [bold]{cfg.policy}[/] ({cfg.scorer})...")

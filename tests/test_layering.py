@@ -51,22 +51,22 @@ def test_the_library_never_imports_the_cli():
     assert offenders("oreo_agents", ("oreo_cli",)) == []
 
 
-def _about_algos(node: ast.AST) -> bool:
-    """Whether a comparison involves an algorithm-ish name (``algo``, ``cfg.algo``, ``method``),
-    so that other vocabularies that share a word (``src_format != "oreo"``) pass."""
+def _about(node: ast.AST, words: tuple[str, ...]) -> bool:
+    """Whether a comparison involves a name holding one of ``words`` (``algo``, ``cfg.algo``,
+    ``method``; ``strategy``), so that other vocabularies that share a word
+    (``src_format != "oreo"``, ``kind == "sample"``) pass."""
     names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
     names += [n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)]
-    return any("algo" in n or "method" in n for n in names)
+    return any(w in n for n in names for w in words)
 
 
-def test_no_code_compares_algorithm_names_outside_the_algorithms():
-    """The loop, the data and the CLI ask the spec; only `oreo_agents/algorithms/` may name an
-    algorithm in a comparison."""
-    found, names = [], algorithm_names()
-    assert {"oreo", "sft", "ppo", "orm"} <= names
+def name_comparisons(names: set[str], words: tuple[str, ...], home: str) -> list[str]:
+    """Comparisons (``==``, ``in``, ``startswith``) of a name-ish variable with one of
+    ``names``, in the library, the CLI and the benchmarks but ``home``."""
+    found = []
     for folder in ("oreo_agents", "cli", "benchmarks"):
         for path in modules(folder):
-            if "algorithms" in path.parts:
+            if home in path.relative_to(ROOT).as_posix():
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Compare):
@@ -75,11 +75,28 @@ def test_no_code_compares_algorithm_names_outside_the_algorithms():
                     consts = [n.value for n in node.args if isinstance(n, ast.Constant)]
                 else:
                     continue
-                if names & {c for c in consts if isinstance(c, str)} and _about_algos(
-                    node
-                ):
+                if names & {c for c in consts if isinstance(c, str)} and _about(node, words):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert found == []
+    return found
+
+
+def test_no_code_compares_algorithm_names_outside_the_algorithms():
+    """The loop, the data and the CLI ask the spec; only `oreo_agents/algorithms/` may name an
+    algorithm in a comparison."""
+    names = algorithm_names()
+    assert {"oreo", "sft", "ppo", "orm"} <= names
+    assert name_comparisons(names, ("algo", "method"), "oreo_agents/algorithms/") == []
+
+
+def test_no_code_compares_strategy_names_outside_the_strategies():
+    """`oreo rollout`, its reports and the recipes ask the strategy's spec; only
+    `oreo_agents/evaluation/strategies.py` may name a strategy in a comparison."""
+    from oreo_agents.evaluation.strategies import STRATEGIES
+
+    names = set(STRATEGIES)
+    assert {"greedy", "sample", "best-of-k", "beam"} <= names
+    home = "oreo_agents/evaluation/strategies.py"
+    assert name_comparisons(names, ("strategy",), home) == []
 
 
 def test_code_cites_only_files_in_the_repository():

@@ -174,8 +174,8 @@ def engine_versions() -> dict[str, str | None]:
     return found
 
 
-def decoding(cfg: Any) -> dict[str, Any]:
-    """How a `RolloutConfig` chose actions, in one place.
+def decoding(cfg: Any, strategy: Any) -> dict[str, Any]:
+    """How a `RolloutConfig` chose actions, in one place (``strategy``: its spec).
 
     ``strategy`` and ``k`` as configured; ``scripted``: the scripted policy's name ("expert",
     "random") or None for a model; ``samples_per_game``: episodes per game (K with "sample",
@@ -192,19 +192,13 @@ def decoding(cfg: Any) -> dict[str, Any]:
     from oreo_agents.rollout.scripted import SCRIPTED
 
     scripted = cfg.policy if cfg.policy in SCRIPTED else None
-    guided = cfg.strategy == "best-of-k"
-    if scripted is not None:
-        temperature = None
-    elif cfg.strategy == "greedy" or (guided and (cfg.admissible or cfg.rank_actions)):
-        temperature = 0.0
-    else:
-        temperature = cfg.temperature
+    guided = strategy.ranked  # value-guided acting: K candidate actions a step
     return {
         "strategy": cfg.strategy,
         "scripted": scripted,
         "k": cfg.k,
-        "samples_per_game": cfg.k if cfg.strategy == "sample" else 1,
-        "temperature": temperature,
+        "samples_per_game": cfg.k if strategy.mean_of_samples else 1,
+        "temperature": None if scripted is not None else strategy.temperature(cfg),
         "top_p": cfg.top_p,
         "top_k": cfg.top_k,
         "max_new_tokens": cfg.max_new_tokens,
@@ -218,7 +212,9 @@ def decoding(cfg: Any) -> dict[str, Any]:
     }
 
 
-def embodied_block(cfg: Any, env: Any, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def embodied_block(
+    cfg: Any, env: Any, records: Sequence[dict[str, Any]], strategy: Any
+) -> dict[str, Any]:
     """The report's ``"embodied"`` block (module docstring) of an agent env's records, in
     evaluation order, whose samples carry the `episode_flags` fields.
 
@@ -226,6 +222,7 @@ def embodied_block(cfg: Any, env: Any, records: Sequence[dict[str, Any]]) -> dic
         cfg: The `RolloutConfig` that ran.
         env: The env as made (wrappers included: the step cap is its spec's).
         records: The report's per-game records.
+        strategy: The spec of ``cfg.strategy`` (`oreo_agents.evaluation.strategies`).
     """
     unwrapped = env.unwrapped
     games = [r["task_id"] for r in records]
@@ -236,7 +233,7 @@ def embodied_block(cfg: Any, env: Any, records: Sequence[dict[str, Any]]) -> dic
         "game_files_sha256": game_files_sha256(unwrapped, games),
         "step_cap": step_cap(env),
         "versions": engine_versions(),
-        "decoding": decoding(cfg),
+        "decoding": decoding(cfg, strategy),
         **episode_stats([s for r in records for s in r["samples"]]),
     }
 

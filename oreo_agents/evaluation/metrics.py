@@ -115,7 +115,11 @@ def curves(records: Sequence[dict[str, Any]], answers: bool) -> dict[str, dict[s
     }  # fmt: skip
     if n == 0:
         return out
-    has_values = all(r["chosen"] is not None for r in records)
+    # a value model chose among the samples (a strategy may choose by something else)
+    has_values = all(
+        r["chosen"] is not None and all(s.get("value") is not None for s in r["samples"])
+        for r in records
+    )
     has_orm = all("orm" in s for r in records for s in r["samples"])
     for k in k_grid(n):
         out["pass_at_k"][str(k)] = _mean(

@@ -60,6 +60,7 @@ def rollout(
         run_rollout,
         save_report,
     )
+    from oreo_agents.evaluation.strategies import get_strategy
     from oreo_agents.generation import load_backend
 
     rc = RolloutConfig(
@@ -69,7 +70,7 @@ def rollout(
         batch_size=64, seed=cfg.seed, temperature=1.0, control=control,
         k=k,
     )  # fmt: skip
-    gran = {"granularity": "step"} if strategy == "beam" else {}
+    gran = get_strategy(strategy).env_options  # beam: over reasoning steps
     rc = replace(rc, env_options={**options, **gran})
     done = Path(rc.out)
     if done.exists():  # a resumed demo re-uses an evaluation of the same config

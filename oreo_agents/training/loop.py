@@ -310,5 +310,3 @@ def _save(run: _Run, step: int, micro_batches: int) -> None:
 
 def _to(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     return {k: (_to(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
-
-

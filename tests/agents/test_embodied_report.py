@@ -133,8 +133,11 @@ def test_hashes_by_hand(tmp_path):
 
 
 def test_decoding_block_says_how_actions_were_chosen():
+    from oreo_agents.evaluation.strategies import get_strategy
+
     def cfg(**kw):
-        return decoding(RolloutConfig(env=ALFWORLD, out="r.json", **{"policy": "m", **kw}))
+        rc = RolloutConfig(env=ALFWORLD, out="r.json", **{"policy": "m", **kw})
+        return decoding(rc, get_strategy(rc.strategy))
 
     greedy = cfg(max_new_tokens=16, rank_actions=True)
     assert greedy["strategy"] == "greedy" and greedy["temperature"] == 0.0

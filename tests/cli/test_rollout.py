@@ -226,3 +226,38 @@ def test_agent_env_strategies_and_reference_rows(trained, tmp_path):
     expert = load_report(cfg.out)
     assert expert["success_rate"] == 1.0
     assert all(row["success_rate"] == 1.0 for row in expert["subsets"]["task_type"].values())
+
+
+def test_a_plugin_strategy_runs_through_the_cli(tiny_model_dir, tmp_path):
+    """A strategy spec from a test file, installed as an ``oreo.strategies`` entry point, runs
+    through ``oreo rollout --strategy`` in a fresh process, with no change to the library."""
+    from pathlib import Path
+
+    dist = tmp_path / "toy_strategy-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-strategy\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[oreo.strategies]\ntoy = toy_strategy:register_strategies\n"
+    )
+    plugins = Path(__file__).parents[1] / "agents" / "plugins"
+    paths = [str(tmp_path), str(plugins), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**ENV, "PYTHONPATH": os.pathsep.join(paths)}
+    out = tmp_path / "short.json"
+    cmd = [
+        sys.executable, "-m", "oreo_cli", "rollout", "--env", "oreo/Chain-v0", "--split", "test",
+        "-o", "size=6", "--tasks", "4", "--policy", str(tiny_model_dir), "--strategy",
+        "shortest-of-k", "--k", "3", "--temperature", "1.0", "--max-new-tokens", "12",
+        "--out", str(out),
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = load_report(out)
+    assert report["strategy"] == "shortest-of-k" and report["tasks"] == 4
+    for r in report["records"]:
+        tokens = [s["tokens"] for s in r["samples"]]
+        assert len(tokens) == 3 and tokens[r["chosen"]] == min(tokens)
+        assert r["success"] == r["samples"][r["chosen"]]["success"]
+    assert set(report["pass_at_k"]) == {"1", "2", "3"}
+    # without the plug-in the name is unknown, and the message lists what is registered
+    bare = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert bare.returncode == 2 and "strategy must be one of greedy, sample" in bare.stdout
