@@ -93,7 +93,8 @@ def screen(demo: Path, seed: int, variant: str, work: Path) -> dict:
     knobs = {**CHAIN, "split": "train", "data_seed": 1, "size": VAL_TASKS}
     val = ["--env", ENV_ID, *[a for k, v in knobs.items() for a in ("-o", f"{k}={v}")],
            "--tasks", str(VAL_TASKS), "--max-new-tokens", str(cfg.max_new_tokens),
-           "--seed", str(cfg.seed), "--batch-size", "64", "--policy", str(trained / "policy")]  # fmt: skip
+           "--seed", str(cfg.seed), "--batch-size", "64",
+           "--policy", str(trained / "policy")]  # fmt: skip
     value = ["--value", str(trained / "value")]
     strategies = {
         "greedy": ["--strategy", "greedy"],
