@@ -32,9 +32,12 @@ def collect(out: Path, seeds: list[int], rounds: int, oreo_algo: str) -> dict[st
                           oreo_algo=oreo_algo)  # fmt: skip
         report = run_demo(cfg, stage=lambda name, s=seed: print(f"[seed {s}] {name}", flush=True))
         for key, result in report["results"].items():
-            new = {"label": label(key, report["config"]), "success": [], "lines": [], "auroc": []}
+            new = {"label": label(key, report["config"]), "success": [], "lines": [], "auroc": [],
+                   "vs": []}  # fmt: skip
             row = per_method.setdefault(key, new)
             row["success"].append(result["success_rate"])
+            if "vs_greedy" in result:
+                row["vs"].append(result["vs_greedy"])
             if "line_accuracy" in result.get("lines", {}):
                 row["lines"].append(result["lines"]["line_accuracy"])
             if "within_task" in result.get("value_auroc", {}):
@@ -59,12 +62,23 @@ def rows(per_method: dict[str, dict]) -> list[tuple[str, ...]]:
         rates = row["success"]
         spread = statistics.stdev(rates) if len(rates) > 1 else 0.0
         values = ", ".join(f"{r:.1%}" for r in rates)
-        out.append((row["label"], _mean(rates, ".1%"), f"{spread:.1%}", values,
+        out.append((row["label"], _mean(rates, ".1%"), f"{spread:.1%}", values, _vs(row["vs"]),
                     _mean(row["lines"], ".1%"), _mean(row["auroc"], ".2f")))  # fmt: skip
     return out
 
 
-HEADER = ("method", "mean success", "std over seeds", "per seed", "line acc", "AUROC")
+def _vs(diffs: list[dict]) -> str:
+    """A search row against its policy's greedy row: the mean difference in points, then per
+    seed the difference with the tasks won / lost (`paired_difference`)."""
+    if not diffs:
+        return ""
+    mean = statistics.mean(100 * d["diff"] for d in diffs)
+    each = ", ".join(f"{100 * d['diff']:+.1f} ({d['won']}/{d['lost']})" for d in diffs)
+    return f"{mean:+.1f}: {each}"
+
+
+HEADER = ("method", "mean success", "std over seeds", "per seed", "vs greedy", "line acc",
+          "AUROC")  # fmt: skip
 
 
 def markdown(table_rows: list[tuple[str, ...]], command: str, seeds: list[int]) -> str:
@@ -74,7 +88,9 @@ def markdown(table_rows: list[tuple[str, ...]], command: str, seeds: list[int]) 
     note = (
         "line acc: right lines / lines of the row's chains (greedy; all K samples for the "
         "reranking rows), mean over seeds; AUROC: within a test task, the value model's (ORM's) "
-        "ranking of right over wrong samples (mean)."
+        "ranking of right over wrong samples (mean); vs greedy: a search row's success minus "
+        "its policy's greedy success on the same tasks, in points, mean over seeds, then per "
+        "seed with the tasks won / lost."
     )
     return f"Command: `{command}`\n\n" + "\n".join(lines) + f"\n\n{note}\n"
 

@@ -104,7 +104,13 @@ def print_results(console: Console, report: dict, seed: int, fast: bool) -> None
         "in points, with the paired 95% interval; lines: right lines of the chains / lines; "
         "AUROC: within a test task, how often the value model (or the ORM) scores a right "
         "sample above a wrong one (0.5: chance)"
-    )
+        + (
+            "; OREO's value model is a verifier (the SFT policy trained further on the gold "
+            "solutions, read in the log-probability form); OREO-paper is the paper's "
+            "configuration (the value on the policy's own backbone)"
+            if "paper-r0" in report["results"] else ""
+        )
+    )  # fmt: skip
 
 
 def vs_greedy(d: dict[str, Any] | None) -> str:

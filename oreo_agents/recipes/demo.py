@@ -29,6 +29,9 @@ AFRESH = {"oreo": False, "rft": True}
 LABELS = {
     "sft": "SFT",
     "oreo": "OREO",
+    "paper": "OREO-paper",
+    "paper+beam": "OREO-paper + beam",
+    "paper+value@k": "OREO-paper + value@K",
     "rft": "rejection sampling",
     "dpo": "DPO",
     "kto": "KTO",
@@ -71,6 +74,13 @@ class DemoConfig:
             test split) the SFT policy is checked on before anything learns from it.
         sft_floor: The greedy success on them below which the demo stops: from an SFT start
             that has not learnt the task, every method's row would be noise.
+        verifier: TrainConfig overrides that fine-tune the SFT policy further on the same gold
+            solutions into the backbone of OREO's value model, a verifier that knows more
+            arithmetic than the policy; empty: OREO's value starts from the policy itself.
+        verifier_value: OREO's settings for a value on that backbone (its value form and
+            learning rates). With a verifier, OREO is also trained in the paper's configuration
+            (the value on the policy's own backbone, ``method_overrides["oreo"]`` only), and
+            its rows are labelled OREO-paper.
     """
 
     out: str
@@ -92,6 +102,8 @@ class DemoConfig:
     ppo: dict[str, Any] = field(default_factory=dict)
     val_tasks: int = 100
     sft_floor: float = 0.0
+    verifier: dict[str, Any] = field(default_factory=dict)
+    verifier_value: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         counts = ("train_tasks", "rl_tasks", "samples", "test_tasks", "beam_width", "search_k",
@@ -171,11 +183,14 @@ def run_demo(
             "Another --seed trains another start."
         )
     policies = {"sft": sft}
+    if cfg.verifier:
+        timed("train verifier", train, "sft", out / "gold", sft, out / "verifier",
+              {**cfg.sft, **cfg.verifier})  # fmt: skip
     # Round 1: every method learns from the same episodes of the SFT policy.
     samples = out / "samples-r0"
     timed("collect from SFT", _collect, cfg, sft, samples, train_opts, cfg.rl_tasks, cfg.samples,
           progress=tick)  # fmt: skip
-    for method in METHODS:
+    for method in methods(cfg):
         policies[f"{method}-r0"] = timed(
             f"train {method}", train, _algo_of(cfg, method), samples, sft, out / f"{method}-r0",
             _rl(cfg, method),
@@ -202,16 +217,23 @@ def stage_names(cfg: DemoConfig) -> list[str]:
     """The stages `run_demo` runs, in order (the model is built only when ``cfg.out`` holds
     none yet)."""
     names = [] if (Path(cfg.out) / "init" / "config.json").exists() else ["build tiny model"]
-    names += ["collect gold", "SFT", "check SFT", "collect from SFT"]
-    names += [f"train {m}" for m in METHODS]
+    names += ["collect gold", "SFT", "check SFT", *(["train verifier"] if cfg.verifier else [])]
+    names += ["collect from SFT", *(f"train {m}" for m in methods(cfg))]
     names += ["train orm"] + (["train ppo"] if cfg.ppo else [])
     later = [(r, m) for r in range(1, cfg.rounds) for m in AFRESH]
     for r, m in later:
         names += [f"collect r{r + 1} {m}", f"train r{r + 1} {m}"]
-    policies = ["sft", *(f"{m}-r0" for m in METHODS), *(["ppo"] if cfg.ppo else [])]
+    policies = ["sft", *(f"{m}-r0" for m in methods(cfg)), *(["ppo"] if cfg.ppo else [])]
     policies += [f"{m}-r{r}" for r, m in later]
     names += [f"eval {key}" for key in policies]
-    return names + ["eval OREO + beam", "eval OREO + value@K", "eval SFT + ORM rerank"]
+    paper = ["eval OREO-paper + beam", "eval OREO-paper + value@K"] if cfg.verifier else []
+    return names + ["eval OREO + beam", "eval OREO + value@K", *paper, "eval SFT + ORM rerank"]
+
+
+def methods(cfg: DemoConfig) -> tuple[str, ...]:
+    """The methods trained from the SFT policy's samples: `METHODS`, with ``paper`` (OREO in
+    the paper's configuration) after OREO when OREO's value is a verifier."""
+    return ("oreo", "paper", *METHODS[1:]) if cfg.verifier else METHODS
 
 
 def _ignore(_done: float, _total: float | None) -> None:
@@ -219,11 +241,17 @@ def _ignore(_done: float, _total: float | None) -> None:
 
 
 def _algo_of(cfg: DemoConfig, method: str) -> str:
-    return {"oreo": cfg.oreo_algo}.get(method, method)
+    return {"oreo": cfg.oreo_algo, "paper": cfg.oreo_algo}.get(method, method)
 
 
 def _rl(cfg: DemoConfig, method: str) -> dict[str, Any]:
-    return {**cfg.rl, **cfg.method_overrides.get(method, {})}
+    """A method's training overrides. OREO in the paper's configuration (``paper``) takes
+    OREO's; OREO with a verifier starts its value from the verifier's folder."""
+    overrides = {**cfg.rl, **cfg.method_overrides.get({"paper": "oreo"}.get(method, method), {})}
+    if method == "oreo" and cfg.verifier:
+        verifier = str(Path(cfg.out) / "verifier" / "policy")
+        overrides.update(cfg.verifier_value, value=verifier)
+    return overrides
 
 
 def _train_ppo(cfg: DemoConfig, sft: str, out: Path, train_opts: dict[str, Any], tick) -> str:
@@ -266,8 +294,10 @@ def _later_rounds(cfg, out, policies, samples, train_opts, timed, train, tick) -
                     policies["sft"],
                     {"deduplicate": True},
                 )
-            else:
+            else:  # iterative OREO: the policy and its value train on
                 data, start, extra = eps, previous, {}
+                if cfg.verifier:
+                    extra = {"value": str(out / f"{method}-r{r - 1}" / "value")}
             policies[f"{method}-r{r}"] = timed(
                 f"train r{r + 1} {method}", train, _algo_of(cfg, method), data, start,
                 out / f"{method}-r{r}", {**_rl(cfg, method), **extra},
@@ -342,7 +372,7 @@ def method_label(key: str, config: dict[str, Any]) -> str:
     the K of the reranking rows filled in from the report's ``config``: ``search_k`` for OREO's
     samples, ``samples`` for the ORM's."""
     method = key.partition("-r")[0]
-    k = config["search_k"] if method.startswith("oreo+") else config["samples"]
+    k = config["search_k"] if method.startswith(("oreo+", "paper+")) else config["samples"]
     return LABELS.get(method, method).replace("@K", f"@{k}")
 
 
@@ -376,6 +406,7 @@ def demo_config(
             rl={**common, "micro_batch_size": 8, "lr": 1e-4, "batch_size": 8},
             method_overrides={"oreo": {"value_lr": 1e-4}, "orm": {"value_lr": 1e-4},
                               "dpo": {"lr": 1e-5}},
+            verifier={"epochs": 1, "lr": 1e-3}, verifier_value=dict(VERIFIER_VALUE),
         )  # fmt: skip
     return DemoConfig(
         out=out, seed=seed, rounds=rounds, oreo_algo=oreo_algo, env_options=dict(CHAIN),
@@ -387,7 +418,8 @@ def demo_config(
         method_overrides={"oreo": {"value_lr": 3e-4, **OREO_ALPHA.get(oreo_algo, {})},
                           "orm": {"value_lr": 3e-4}, "dpo": {"lr": 1e-5}, "kto": {"lr": 1e-5},
                           **RCRL_BUDGET},
-        ppo=PPO_SETTINGS if ppo else {}, sft_floor=SFT_FLOOR,
+        ppo=PPO_SETTINGS if ppo else {}, sft_floor=SFT_FLOOR, verifier=dict(VERIFIER),
+        verifier_value=dict(VERIFIER_VALUE),
     )  # fmt: skip
 
 
@@ -401,6 +433,14 @@ CHAIN_SFT = {"train_tasks": 8000, "epochs": 12}
 # but for seed 3, at 8.5% with a final loss of 0.111 against the others' 0.032-0.058
 # (`benchmarks/demo_sft_seeds.py`, docs/results.md).
 SFT_FLOOR = 0.3
+# OREO's value model in the demo: a verifier, the SFT policy fine-tuned 3 more epochs on the same
+# gold solutions at peak lr 1e-3, read in the log-probability form with a small backbone step
+# and a large head step (`oreo_agents.models.value.ValueModel`). Chosen on validation tasks as the
+# cheapest backbone that keeps value-guided search above greedy by `benchmarks/demo_verifier.py`
+# (docs/results.md, "The demo's verifier"); the paper's configuration, the value on the policy's
+# own backbone, ranks the policy's samples at chance here and stays in the table as OREO-paper.
+VERIFIER = {"epochs": 3, "lr": 1e-3}
+VERIFIER_VALUE = {"value_form": "logprob", "value_lr": 3e-5, "value_head_lr": 1e-2}
 # Token-level OREO's KL weight on this task: the paper's 0.01 took the SFT policy from 60.0% to
 # 56.5% greedy on the validation tasks, 0.1 kept it at 61.0% (docs/results.md); the step and
 # response levels keep the paper's 0.1 and 0.3.

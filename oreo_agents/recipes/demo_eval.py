@@ -17,8 +17,9 @@ def _ignore(_done: float, _total: float | None) -> None:
 
 def evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options, timed, tick):
     """Greedy rollouts of every policy (RCRL told its good control text), the last OREO policy
-    with value-guided beam and reranking ``search_k`` of its samples, and the ORM's pick among
-    K samples of the SFT policy."""
+    with value-guided beam and reranking ``search_k`` of its samples (and so OREO in the
+    paper's configuration where the demo trained it), and the ORM's pick among K samples of
+    the SFT policy."""
     from oreo_agents.algorithms.rcrl import RCRLConfig
 
     controls = {"rcrl": RCRLConfig().good}  # return-conditioned: told to act as the good did
@@ -28,15 +29,18 @@ def evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options,
         evaluations[key] = timed(
             f"eval {key}", rollout, cfg, path, None, options, "greedy", control, progress=tick
         )
-    oreo_policy, oreo_value = str(last_oreo / "policy"), str(last_oreo / "value")
-    evaluations["oreo+beam"] = timed(
-        "eval OREO + beam", rollout, cfg, oreo_policy, oreo_value, options, "beam",
-        progress=tick,
-    )  # fmt: skip
-    evaluations["oreo+value@k"] = timed(
-        "eval OREO + value@K", rollout, cfg, oreo_policy, oreo_value, options, "best-of-k",
-        k=cfg.search_k, progress=tick,
-    )  # fmt: skip
+    searched = {"oreo": ("OREO", last_oreo)}
+    if "paper-r0" in policies:  # OREO in the paper's configuration, beside the verifier's
+        searched["paper"] = ("OREO-paper", Path(policies["paper-r0"]).parent)
+    for key, (label, trained) in searched.items():
+        policy, value = str(trained / "policy"), str(trained / "value")
+        evaluations[f"{key}+beam"] = timed(
+            f"eval {label} + beam", rollout, cfg, policy, value, options, "beam", progress=tick
+        )
+        evaluations[f"{key}+value@k"] = timed(
+            f"eval {label} + value@K", rollout, cfg, policy, value, options, "best-of-k",
+            k=cfg.search_k, progress=tick,
+        )  # fmt: skip
     evaluations["sft+orm"] = timed(
         "eval SFT + ORM rerank", rollout, cfg, policies["sft"], str(orm), options, "best-of-k",
         k=cfg.samples, progress=tick,
@@ -112,7 +116,8 @@ def results(evaluations: dict[str, Any], k: int, oreo: str) -> dict[str, dict[st
                 rate = r[curve][str(k)]
                 ci = list(wilson_interval(round(rate * n), n))
                 results[f"oreo+{name}@k"] = {"success_rate": rate, "ci95": ci, "tasks": n}
-    searches = {"oreo+beam": oreo, "oreo+value@k": oreo, "sft+orm": "sft"}
+    searches = {"oreo+beam": oreo, "oreo+value@k": oreo, "paper+beam": "paper-r0",
+                "paper+value@k": "paper-r0", "sft+orm": "sft"}  # fmt: skip
     for key, greedy in searches.items():
         if key in evaluations and greedy in evaluations:
             results[key]["vs_greedy"] = _vs(evaluations[greedy], evaluations[key])

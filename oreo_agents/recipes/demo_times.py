@@ -17,6 +17,8 @@ STAGE_SECONDS = {
     "train orm": 6.7, "train ppo": 270.0, "eval sft": 0.7, "eval oreo-r0": 0.7, "eval rft-r0": 0.7,
     "eval dpo-r0": 0.7, "eval kto-r0": 0.7, "eval rcrl-r0": 0.7, "eval ppo": 0.7,
     "eval OREO + beam": 11.2, "eval OREO + value@K": 12.0, "eval SFT + ORM rerank": 3.1,
+    "train verifier": 35.0, "train paper": 15.4, "eval paper-r0": 0.7,
+    "eval OREO-paper + beam": 11.2, "eval OREO-paper + value@K": 12.0,
 }  # fmt: skip
 FAST_STAGE_SECONDS = {
     "build tiny model": 1.9, "collect gold": 0.1, "SFT": 2.2, "check SFT": 0.3,
@@ -25,6 +27,8 @@ FAST_STAGE_SECONDS = {
     "train orm": 0.4, "train ppo": 1.7, "eval sft": 0.1, "eval oreo-r0": 0.1, "eval rft-r0": 0.1,
     "eval dpo-r0": 0.1, "eval kto-r0": 0.1, "eval rcrl-r0": 0.1, "eval ppo": 0.1,
     "eval OREO + beam": 0.5, "eval OREO + value@K": 0.4, "eval SFT + ORM rerank": 0.9,
+    "train verifier": 0.8, "train paper": 0.9, "eval paper-r0": 0.1,
+    "eval OREO-paper + beam": 0.5, "eval OREO-paper + value@K": 0.4,
 }  # fmt: skip
 
 

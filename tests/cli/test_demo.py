@@ -14,7 +14,8 @@ from oreo_agents.evaluation.metrics import wilson_interval
 
 EXPECTED = {
     "sft", "oreo-r0", "rft-r0", "dpo-r0", "kto-r0", "rcrl-r0", "oreo+beam", "sft+orm", "ppo",
-    "oreo-r1", "rft-r1", "oreo+value@k", "oreo+maj@k", "oreo+pass@k",
+    "oreo-r1", "rft-r1", "oreo+value@k", "oreo+maj@k", "oreo+pass@k", "paper-r0", "paper+beam",
+    "paper+value@k",
 }  # fmt: skip
 
 
@@ -73,14 +74,34 @@ def test_demo_fast_reports_every_method(tmp_path):
     if "within_task" in ranked.get("value_auroc", {}):
         assert results["oreo+value@k"]["value_auroc"] == ranked["value_auroc"]
 
-    # round 2: iterative OREO trains on from its round-1 policy; expert iteration starts again
-    # from the SFT policy on the de-duplicated successes of both rounds' samples
     def trained(name):
         return json.loads((out / name / "checkpoint" / "progress.json").read_text())["config"]
 
+    # OREO's value is the verifier, the SFT policy trained further on the gold solutions, in
+    # the log-probability form; OREO-paper's starts from the policy, a head on the last state
+    verifier = trained("verifier")
+    assert verifier["model"] == str(out / "sft" / "policy") and verifier["algo"] == "sft"
+    assert verifier["data"] == str(out / "gold")
+    oreo0, paper = trained("oreo-r0"), trained("paper-r0")
+    assert oreo0["value"] == str(out / "verifier" / "policy") and oreo0["value_form"] == "logprob"
+    assert paper["value"] is None and paper["value_form"] == "last"
+    assert paper["model"] == oreo0["model"] == str(out / "sft" / "policy")
+    assert paper["data"] == oreo0["data"] and paper["alpha"] == oreo0["alpha"]
+    paper_ranked = json.loads((out / "paper-r0" / "eval-best-of-k.json").read_text())
+    assert paper_ranked["value"] == str(out / "paper-r0" / "value")
+    assert results["paper+value@k"]["success_rate"] == paper_ranked["value_at_k"][str(k)]
+    for key in ("paper+beam", "paper+value@k"):
+        vs = results[key]["vs_greedy"]
+        diff = results[key]["success_rate"] - results["paper-r0"]["success_rate"]
+        assert vs["diff"] == pytest.approx(diff)
+    assert "OREO-paper + value@" in run.stdout and "paper's configuration" in run.stdout
+
+    # round 2: iterative OREO trains on from its round-1 policy; expert iteration starts again
+    # from the SFT policy on the de-duplicated successes of both rounds' samples
     oreo, ei = trained("oreo-r1"), trained("rft-r1")
     assert oreo["model"] == str(out / "oreo-r0" / "policy")
     assert oreo["data"] == str(out / "samples-r1-oreo")
+    assert oreo["value"] == str(out / "oreo-r0" / "value")  # the value trains on too
     assert ei["model"] == str(out / "sft" / "policy") and ei["deduplicate"] is True
     assert ei["data"] == f"{out / 'samples-r0'},{out / 'samples-r1-rft'}"
 
