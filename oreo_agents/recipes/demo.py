@@ -248,9 +248,9 @@ def _rl(cfg: DemoConfig, method: str) -> dict[str, Any]:
     """A method's training overrides. OREO in the paper's configuration (``paper``) takes
     OREO's; OREO with a verifier starts its value from the verifier's folder."""
     overrides = {**cfg.rl, **cfg.method_overrides.get({"paper": "oreo"}.get(method, method), {})}
-    if method == "oreo" and cfg.verifier:
-        verifier = str(Path(cfg.out) / "verifier" / "policy")
-        overrides.update(cfg.verifier_value, value=verifier)
+    if cfg.verifier:
+        verifier = {**cfg.verifier_value, "value": str(Path(cfg.out) / "verifier" / "policy")}
+        overrides.update({"oreo": verifier}.get(method, {}))
     return overrides
 
 
