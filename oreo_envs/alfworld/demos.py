@@ -129,10 +129,12 @@ class ExpertDemos:
         return self._played[game.task_id]
 
     def _play(self, game: GameEntry) -> Demo | None:
-        if self._env is None:
-            from oreo_envs.alfworld.env import AlfWorldEnv
+        if self._env is None:  # through the registry: this module and the env's do not
+            # import each other (the env makes an ExpertDemos)
+            from oreo_envs.registration import make_env
 
-            self._env = AlfWorldEnv(self.source, data_dir=self.data_dir)
+            options = {"split": self.source, "data_dir": self.data_dir}
+            self._env = make_env("oreo/ALFWorld-v0", options).unwrapped
         observation, info = self._env.reset(options={"task_id": game.task_id})
         steps = []
         for action in info["walkthrough"][: self.max_steps]:
