@@ -30,7 +30,7 @@ from oreo_agents.rollout.ranking import action_ids, following_action, score_admi
 from oreo_agents.rollout.stepping import (
     Slot,
     advance_all,
-    env_kind,
+    drive_mode,
     episode_seed,
     fill_slots,
     model_input,
@@ -96,7 +96,7 @@ def _act(cfg, envs, pending, backend, value_fn, k, admissible, prompter, tokeniz
     counts: dict[str, int] = {}
     while pending or any(slots):
         for i in fill_slots(slots, envs, pending, cfg.seed, prompter, tokenizer):
-            if env_kind(slots[i]) != "agent":
+            if drive_mode(slots[i]) != "agent":
                 raise ValueError(f"{cfg.env} is not an agent env (no admissible actions)")
         active = [i for i, s in enumerate(slots) if s is not None]
         if admissible:

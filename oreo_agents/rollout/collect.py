@@ -197,7 +197,7 @@ def _generate(backend: Backend, slots: list[Slot], cfg: CollectConfig):
     completion)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for j, slot in enumerate(slots):
-        kind = stepping.env_kind(slot)
+        kind = stepping.drive_mode(slot)
         if kind == "step":
             stop = tuple(slot.env.unwrapped.step_delimiters)
         elif kind == "agent":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from oreo_agents.data.inputs import action_segment
 from oreo_agents.generation import Backend
 from oreo_agents.rollout.config import CollectConfig
-from oreo_agents.rollout.stepping import Slot, context, env_kind, episode_seed
+from oreo_agents.rollout.stepping import Slot, context, drive_mode, episode_seed
 
 
 def ranked_actions(backend: Backend, slots: list[Slot], cfg: CollectConfig):
@@ -39,7 +39,7 @@ def score_admissible(backend: Backend, slot: Slot, env_id: str):
             f"rank_actions scores actions with the hf or openai backend, not {backend.name}"
         )
     admissible = list(dict.fromkeys(slot.info.get("admissible_actions") or []))
-    if env_kind(slot) != "agent" or not admissible:
+    if drive_mode(slot) != "agent" or not admissible:
         raise ValueError(f"rank_actions needs an agent env with admissible actions: {env_id}")
     if slot.tokenizer is None or slot.ids is None:  # a served model known by name only
         raise ValueError(

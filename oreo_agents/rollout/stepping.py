@@ -95,8 +95,9 @@ def start_episodes(
     return slots
 
 
-def env_kind(slot: Slot) -> str:
-    """How the slot's env is driven: "agent", or an answer env's "response" / "step"."""
+def drive_mode(slot: Slot) -> str:
+    """How the slot's env is driven: "agent", or an answer env's "response" / "step" (its
+    granularity). What kind an env is comes from `oreo_envs.env_kind` alone."""
     if oreo_envs.env_kind(slot.env) == "agent":
         return "agent"
     return slot.env.unwrapped.granularity
@@ -157,7 +158,7 @@ def _thought_result(slot: Slot) -> tuple:
 
 def _env_action(slot: Slot, action: str, cfg: CollectConfig) -> str:
     """An agent's action is its first line, optionally snapped to an admissible action."""
-    if env_kind(slot) != "agent":
+    if drive_mode(slot) != "agent":
         return action
     action = action.strip().split("\n")[0].strip()
     admissible = slot.info.get("admissible_actions") or []
@@ -181,8 +182,8 @@ def _record(slot: Slot, action: str, generated: tuple, result: tuple, cfg):
     slot.info = info
     # A scripted non-agent policy (gold solutions) writes complete answers, as if it ended in
     # EOS; agents' actions are lines, never followed by EOS.
-    slot.eos = reason == "eos" or (reason == "scripted" and env_kind(slot) != "agent")
-    if env_kind(slot) == "step" and reason == "eos" and not (terminated or truncated):
+    slot.eos = reason == "eos" or (reason == "scripted" and drive_mode(slot) != "agent")
+    if drive_mode(slot) == "step" and reason == "eos" and not (terminated or truncated):
         # The model stopped mid-solution: tell the env (an empty step means EOS).
         obs, reward, terminated, truncated, info = env.step("")
         slot.steps[-1]["observation"] += obs
@@ -229,7 +230,8 @@ def _log_ids(slot: Slot, completion: Any) -> None:
             step["action"], step["observation"],
         )  # fmt: skip
     if split is None:  # encoded as training encodes an episode without ids
-        split = action_segment(tok, step["action"], step["observation"], env_kind(slot) == "agent")
+        agent = drive_mode(slot) == "agent"
+        split = action_segment(tok, step["action"], step["observation"], agent)
         slot.reencoded += 1
     step["action_ids"], step["observation_ids"] = split[0], encode_text(tok, split[1])
     slot.ids += step["action_ids"] + step["observation_ids"]
