@@ -201,3 +201,20 @@ def test_the_training_loop_imports_no_online_code():
                    "oreo_agents.training.config"):  # fmt: skip
         assert graph[module], module  # the graph knows it
         assert not {m for m in graph[module] if m.startswith("oreo_agents.online")}, module
+
+
+def test_the_cli_starts_without_torch():
+    """``oreo --help`` and option parsing load no torch, transformers or accelerate: the
+    modules the CLI imports when it starts keep those imports inside their functions, so
+    every other module may import at its top."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom oreo_cli.main import app\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', "
+        "'accelerate', 'datasets'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -53,6 +53,8 @@ class Algorithm:
         online: Trains on episodes it collects itself from ``--env`` instead of on ``--data``
             (`run_online`).
         schedule: The learning-rate schedule: "cosine" (with ``warmup_ratio``) or "constant".
+        epochs_setting: An online algorithm's setting of passes over each iteration's
+            episodes, for messages (``--epochs`` does not apply online).
     """
 
     config: type = type(None)
@@ -63,6 +65,7 @@ class Algorithm:
     log_keys: tuple[str, ...] = ()
     online: bool = False
     schedule: str = "cosine"
+    epochs_setting: str = ""
 
     def __init__(self, name: str, description: str):
         self.name, self.description = name, description

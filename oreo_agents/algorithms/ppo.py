@@ -138,6 +138,7 @@ class PPO(Algorithm):
     value = True
     online = True
     schedule = "constant"
+    epochs_setting = "--set ppo_epochs=N"
     default_lr = 1e-6
     log_keys = ("policy_loss", "value_loss", "clip_fraction", "approx_kl")
 

@@ -10,14 +10,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from oreo_agents.algorithms.base import logits, shifted
-from oreo_agents.data.tokenization import TokenizedEpisode, collate
+from oreo_agents.data.batches import load_training_episodes
+from oreo_agents.data.tokenization import TokenizedEpisode, collate, tokenize_episodes
 from oreo_agents.losses import gae, kl_rewards, leave_one_out, token_logps, whiten
+from oreo_agents.models.loading import load_tokenizer
+from oreo_agents.models.policy import load_policy
+from oreo_agents.models.value import ValueModel
+from oreo_agents.online.rewards import get_reward
+from oreo_agents.runtime.distributed import (
+    device,
+    free_memory,
+    gather,
+    rank_world,
+    wait_for_everyone,
+)
+from oreo_agents.training.checkpoint import CheckpointDir
+from oreo_envs.files import atomic_write
+from oreo_envs.registration import make_env
 
 EXPERIENCE_FIELDS = ("old_logps", "old_values", "advantages", "returns")
 
@@ -149,19 +165,6 @@ def _last_action(episode: TokenizedEpisode) -> int:
 def score_iteration(cfg: Any, policy: str, critic: str, folder: Path) -> dict[str, Any]:
     """Score an online iteration's episodes into ``experience.pt`` (each rank a share, rank 0
     writes), or read the totals of an earlier scoring."""
-
-    from oreo_agents.data.batches import load_training_episodes
-    from oreo_agents.data.tokenization import tokenize_episodes
-    from oreo_agents.models.loading import load_tokenizer
-    from oreo_agents.runtime.distributed import (
-        device,
-        free_memory,
-        gather,
-        rank_world,
-        wait_for_everyone,
-    )
-    from oreo_envs.files import atomic_write
-
     path, totals_path = folder / "experience.pt", folder / "experience.json"
     if totals_path.exists():
         return json.loads(totals_path.read_text())
@@ -210,9 +213,6 @@ def score_iteration(cfg: Any, policy: str, critic: str, folder: Path) -> dict[st
 
 def step_rewards(cfg: Any, episodes: list[Any], tokenized: list[Any]) -> list[list[float]]:
     """The reward function's per-step rewards of each tokenized episode (by key)."""
-    from oreo_agents.online.rewards import get_reward
-    from oreo_envs.registration import make_env
-
     s = cfg.settings
     fn = get_reward(s.reward)
     options = {"weight": s.dense_weight} if s.reward == "dense" else {}
@@ -229,10 +229,6 @@ def step_rewards(cfg: Any, episodes: list[Any], tokenized: list[Any]) -> list[li
 
 
 def _scoring_models(cfg: Any, policy: str, critic: str, device: str) -> dict[str, Any]:
-    import torch
-
-    from oreo_agents.models.policy import load_policy
-    from oreo_agents.models.value import ValueModel
 
     s = cfg.settings
     # Scoring only reads the models: on a GPU in bf16 (as training computes under bf16), so
@@ -253,12 +249,8 @@ def _scoring_models(cfg: Any, policy: str, critic: str, device: str) -> dict[str
 def update_config(cfg: Any, policy: str, critic: str, folder: Path, previous: Path | None,
                    it: int, steps: int) -> Any:  # fmt: skip
     """An online iteration's update: `run_train` of PPO on its scored episodes."""
-    from dataclasses import replace
-
     carried = ""
     if cfg.settings.carry_optimizer and previous is not None:
-        from oreo_agents.training.checkpoint import CheckpointDir
-
         last = CheckpointDir(previous).current
         if last is None:
             raise ValueError(f"iteration {it - 1} left no checkpoint to carry its optimizers from")

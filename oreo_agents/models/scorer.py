@@ -6,11 +6,18 @@ implies through its log-ratio to the reference (optionally added to a value mode
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from oreo_agents.data.inputs import encode_prompt, encode_text
+from oreo_agents.losses.logprobs import token_logps
+from oreo_agents.models.loading import load_causal_lm, load_tokenizer
+from oreo_agents.models.prefix_cache import PrefixCache
+from oreo_agents.models.value import ValueModel
 
 
 class ValueScorer:
@@ -43,9 +50,6 @@ class ValueScorer:
             ValueError: The folder cannot be loaded, or is not a value folder (a policy folder
                 would score every state 0 through a fresh zero head).
         """
-        from oreo_agents.models.loading import load_tokenizer
-        from oreo_agents.models.value import ValueModel
-
         model = ValueModel.from_pretrained(path, require_head=True)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda"):
@@ -54,8 +58,6 @@ class ValueScorer:
 
     def encode(self, prompt: str, continuation: str) -> list[int]:
         """A state's ids from text: the prompt, then the continuation as one segment."""
-        from oreo_agents.data.inputs import encode_prompt, encode_text
-
         return encode_prompt(self.tokenizer, prompt) + encode_text(self.tokenizer, continuation)
 
     def score_texts(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
@@ -92,8 +94,6 @@ class ValueScorer:
         The ``logprob`` form keeps the context's running sum of log-probability terms and its
         last logits beside the cache. A model that is not a `ValueModel` may read all of a
         state: those score whole states."""
-        from oreo_agents.models.prefix_cache import PrefixCache
-
         form = getattr(self.model, "form", None)
         if form not in ("last", "logprob") or not hasattr(self.model, "backbone"):
             return self([[*context, *c] for c in continuations])
@@ -242,8 +242,6 @@ class ImplicitScorer:
         Raises:
             ValueError: No run beside the policy folder and no ``reference`` / ``beta`` given.
         """
-        from oreo_agents.models.loading import load_causal_lm, load_tokenizer
-
         run = _run_config(Path(policy))
         reference = reference or run.get("model")
         beta = beta if beta is not None else run.get("beta")
@@ -262,7 +260,6 @@ class ImplicitScorer:
         return cls(*models, tokenizer, beta=float(beta), value=scorer, batch_size=batch_size)
 
     def _score(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        from oreo_agents.losses.logprobs import token_logps
 
         device = next(self.policy.parameters()).device
         ids, mask = ids.to(device), mask.to(device)
@@ -281,7 +278,6 @@ class ImplicitScorer:
 
 
 def _run_config(policy: Path) -> dict[str, Any]:
-    import json
 
     # OUT/policy links into the newest checkpoint, which holds the run's progress.json
     for progress in (policy.parent / "checkpoint" / "progress.json",

@@ -32,8 +32,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from oreo_agents.runtime.distributed import free_memory
+from oreo_agents.generation import load_backend
+from oreo_agents.rollout.collect import run_collect
+from oreo_agents.rollout.config import CollectConfig
+from oreo_agents.runtime.distributed import device, free_memory, rank_world, wait_for_everyone
+from oreo_agents.training.checkpoint import CheckpointDir
 from oreo_envs.files import LOCK, atomic_write
+from oreo_envs.registration import make_env
 
 ITERATIONS = "iterations.jsonl"
 CONFIG = "online.json"
@@ -53,9 +58,6 @@ def run_online(
         ValueError: Bad settings, an env that does not make, too few samples for one batch, or
             an output folder holding another run.
     """
-    from oreo_agents.runtime.distributed import rank_world, wait_for_everyone
-    from oreo_envs.registration import make_env
-
     spec, settings, out = cfg.spec, cfg.settings, Path(cfg.out)
     if settings.tasks * settings.samples < cfg.batch_size:
         raise ValueError(
@@ -112,12 +114,6 @@ def _folder(it: int) -> str:
 
 def _collect(cfg: Any, policy: str, dest: Path, it: int) -> None:
     """This iteration's samples into ``dest`` (resumes a store an interrupt left)."""
-    from oreo_agents.generation import load_backend
-    from oreo_agents.rollout.collect import run_collect
-    from oreo_agents.rollout.config import CollectConfig
-    from oreo_agents.runtime.distributed import device
-    from oreo_envs.registration import make_env
-
     s = cfg.settings
     collect = CollectConfig(
         env=cfg.env, env_options=cfg.env_options, model=policy, out=str(dest), tasks=s.tasks,
@@ -132,7 +128,6 @@ def _collect(cfg: Any, policy: str, dest: Path, it: int) -> None:
 
 
 def _progress_steps(train_out: Path) -> int:
-    from oreo_agents.training.checkpoint import CheckpointDir
 
     progress = CheckpointDir(train_out).progress()
     return progress["step"] if progress else 0

@@ -20,7 +20,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium
+
+import oreo_envs  # noqa: F401
+from oreo_agents.algorithms import OREO, get_algorithm
+from oreo_agents.generation import load_backend
+from oreo_agents.models.tiny import chain_model
 from oreo_agents.recipes.demo_eval import ENV_ID, evaluate, results, rollout
+from oreo_agents.rollout.collect import CollectConfig, run_collect
+from oreo_agents.rollout.scripted import scripted_policy
+from oreo_agents.training.config import TrainConfig
+from oreo_agents.training.loop import run_train
 
 METHODS = ("oreo", "rft", "dpo", "kto", "rcrl")
 # The methods of later rounds, and whether a round trains afresh from the SFT policy on every
@@ -111,7 +121,6 @@ class DemoConfig:
         for name in (*counts, "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        from oreo_agents.algorithms import OREO, get_algorithm
 
         if not isinstance(get_algorithm(self.oreo_algo), OREO):
             raise ValueError(f"oreo_algo must be an OREO level, got {self.oreo_algo!r}")
@@ -140,9 +149,6 @@ def run_demo(
     installed); returns the report. ``stage`` is told what starts (the names of `stage_names`,
     in order), and ``progress(done, total)`` how far the current stage is, in its own units:
     optimizer steps, episodes, test tasks or PPO iterations (a progress display)."""
-    from oreo_agents.training.config import TrainConfig
-    from oreo_agents.training.loop import run_train
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -256,9 +262,6 @@ def _rl(cfg: DemoConfig, method: str) -> dict[str, Any]:
 
 def _train_ppo(cfg: DemoConfig, sft: str, out: Path, train_opts: dict[str, Any], tick) -> str:
     """Online PPO: samples its own episodes of the train split, from the SFT policy."""
-    from oreo_agents.training.config import TrainConfig
-    from oreo_agents.training.loop import run_train
-
     values = {"algo": "ppo", "data": None, "env": ENV_ID, "env_options": train_opts}
     values.update(model=sft, out=str(out / "ppo"), seed=cfg.seed, report_to="none")
     ppo = TrainConfig.from_dict({**values, "max_new_tokens": cfg.max_new_tokens, **cfg.ppo})
@@ -305,18 +308,12 @@ def _later_rounds(cfg, out, policies, samples, train_opts, timed, train, tick) -
 
 
 def _default_model(path: Path, seed: int, size: dict[str, Any]) -> Any:
-    from oreo_agents.models.tiny import chain_model
 
     return chain_model(path, seed=seed, **size)
 
 
 def _collect(cfg, policy, dest, options, tasks, samples=1, round_=0, progress=_ignore) -> None:
     """Episodes into ``dest``: the gold policy, or a model sampled at temperature 1."""
-    import gymnasium
-
-    import oreo_envs  # noqa: F401
-    from oreo_agents.rollout.collect import CollectConfig, run_collect
-    from oreo_agents.rollout.scripted import scripted_policy
 
     cc = CollectConfig(
         env=ENV_ID, model=policy, out=str(dest), env_options=options, samples=samples,
@@ -327,8 +324,6 @@ def _collect(cfg, policy, dest, options, tasks, samples=1, round_=0, progress=_i
     if policy == "gold":
         kwargs["scripted"] = scripted_policy("gold", cfg.seed)
     else:
-        from oreo_agents.generation import load_backend
-
         kwargs["backend"] = load_backend("hf", policy, batch_size=64)
     total = [0, 0]  # episodes in the store before this run, and in all
 

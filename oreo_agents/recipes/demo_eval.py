@@ -8,6 +8,21 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import gymnasium
+
+import oreo_envs  # noqa: F401
+from oreo_agents.algorithms.rcrl import RCRLConfig
+from oreo_agents.evaluation.evaluate import (
+    RolloutConfig,
+    load_report,
+    run_rollout,
+    save_report,
+)
+from oreo_agents.evaluation.metrics import majority_index, paired_difference, wilson_interval
+from oreo_agents.evaluation.strategies import get_strategy
+from oreo_agents.generation import load_backend
+from oreo_agents.models.scorer import ValueScorer
+
 ENV_ID = "oreo/Chain-v0"
 
 
@@ -20,8 +35,6 @@ def evaluate(cfg, policies: dict[str, str], last_oreo: Path, orm: Path, options,
     with value-guided beam and reranking ``search_k`` of its samples (and so OREO in the
     paper's configuration where the demo trained it), and the ORM's pick among K samples of
     the SFT policy."""
-    from oreo_agents.algorithms.rcrl import RCRLConfig
-
     controls = {"rcrl": RCRLConfig().good}  # return-conditioned: told to act as the good did
     evaluations = {}
     for key, path in policies.items():
@@ -55,17 +68,6 @@ def rollout(
     """One `run_rollout` of ``policy`` on ``tasks`` tasks of ``options`` (default the test
     tasks), its report written beside the policy as ``eval-NAME.json`` (default the
     strategy's name) and reused by a resumed demo when its config is the same."""
-    import gymnasium
-
-    import oreo_envs  # noqa: F401
-    from oreo_agents.evaluation.evaluate import (
-        RolloutConfig,
-        load_report,
-        run_rollout,
-        save_report,
-    )
-    from oreo_agents.evaluation.strategies import get_strategy
-    from oreo_agents.generation import load_backend
 
     rc = RolloutConfig(
         env=ENV_ID, policy=policy, out=str(Path(policy).parent / f"eval-{name or strategy}.json"),
@@ -84,8 +86,6 @@ def rollout(
     backend = load_backend("hf", policy, batch_size=64)
     value_fn = None
     if value is not None:
-        from oreo_agents.models.scorer import ValueScorer
-
         value_fn = ValueScorer.from_pretrained(value, backend.tokenizer, batch_size=64)
     report = run_rollout(
         rc, lambda: gymnasium.make(ENV_ID, **options, **gran), backend=backend, value_fn=value_fn,
@@ -102,8 +102,6 @@ def results(evaluations: dict[str, Any], k: int, oreo: str) -> dict[str, dict[st
     is right). Each search row (beam, value@K and maj@K of the ``oreo`` policy, the ORM's
     rerank of SFT samples) also holds ``vs_greedy``: its difference from the same policy's
     greedy row on the same tasks, with the paired interval (`paired_difference`)."""
-    from oreo_agents.evaluation.metrics import majority_index, wilson_interval
-
     results = {}
     for key, r in evaluations.items():
         n = len(r["records"])
@@ -133,8 +131,6 @@ def results(evaluations: dict[str, Any], k: int, oreo: str) -> dict[str, dict[st
 def _vs(greedy: dict[str, Any], search: dict[str, Any]) -> dict[str, Any]:
     """`paired_difference` of a search's outcomes (a report, or task id -> 0/1) from greedy's,
     over the tasks greedy evaluated."""
-    from oreo_agents.evaluation.metrics import paired_difference
-
     outcome = search if "records" not in search else {
         rec["task_id"]: int(bool(rec["success"])) for rec in search["records"]
     }  # fmt: skip

@@ -111,8 +111,9 @@ class TrainConfig:
         if self.value is not None and not spec.value:
             raise ValueError(f"--value: {self.algo} trains no value model")
         if self.env is not None and self.epochs != 1:
-            raise ValueError(f"{self.algo}: passes over each iteration's episodes are one of "
-                             "its settings (oreo train --help); leave --epochs at 1")  # fmt: skip
+            setting = spec.epochs_setting or "one of its settings (oreo train --help)"
+            raise ValueError(f"{self.algo}: passes over each iteration's episodes are "
+                             f"{setting}; leave --epochs at 1")  # fmt: skip
         settings = self.settings
         if settings is None or isinstance(settings, dict):
             settings = spec.settings(settings)

@@ -10,15 +10,42 @@ schedulers, RNG and the position in the data, for an exact resume) and ``metrics
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oreo_agents.training.config import TrainConfig
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DataLoaderConfiguration, set_seed
 
-# torch and the algorithms load inside the functions: `oreo --help` should not wait for torch.
+from oreo_agents.algorithms.base import precompute_reference, with_reference
+from oreo_agents.data import batches
+from oreo_agents.models.loading import load_tokenizer
+from oreo_agents.runtime.distributed import check_gpus
+from oreo_agents.runtime.provenance import software
+from oreo_agents.training.build import build
+from oreo_agents.training.checkpoint import (
+    CheckpointDir,
+    Interrupts,
+    TrainingInterrupted,
+    load_first,
+    note,
+    resume_points,
+    rng_state,
+    set_rng_state,
+    write_progress,
+)
+from oreo_agents.training.config import TrainConfig
+from oreo_agents.training.metrics import Meter, Pace, append_metrics, truncate_metrics
+from oreo_envs.files import WriterLock
+
+# torch loads with this module: the CLI imports it only when it trains (`oreo --help` and the
+# options come from TrainConfig, in training/config.py, which loads no torch).
 
 
 def run_train(
@@ -38,12 +65,6 @@ def run_train(
             another run, or a checkpoint that could not be written (the previous one is kept).
         TrainingInterrupted: A signal stopped training after its checkpoint was saved.
     """
-    import torch
-    from accelerate import PartialState
-
-    from oreo_agents.runtime.distributed import check_gpus
-    from oreo_envs.files import WriterLock
-
     check_gpus()
     # On a machine without CUDA, accelerate joins a torchrun / accelerate launch process group
     # (gloo) only when told it runs on CPU; otherwise every process would be "rank 0 of 1".
@@ -60,18 +81,6 @@ def _train(cfg: TrainConfig, state: Any, *, log: Callable[[dict[str, Any]], None
            end: bool) -> Path:  # fmt: skip
     """`run_train` of an offline algorithm, with the output folder locked (``state``: the
     process group's `accelerate.PartialState`)."""
-    import logging
-
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, set_seed
-
-    from oreo_agents.data import batches
-    from oreo_agents.models.loading import load_tokenizer
-    from oreo_agents.training.build import build
-    from oreo_agents.training.checkpoint import CheckpointDir, load_first, note, resume_points
-    from oreo_agents.training.metrics import truncate_metrics
-
     # accelerate warns on every save that tied embeddings are stored once: expected, not news
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
 
@@ -142,17 +151,6 @@ class _Run:
 def _loop(run: _Run, plan: Any, progress: dict[str, Any]) -> None:
     """The micro-batches from the checkpoint's position on; saves as configured, on a signal
     (at the next micro-batch boundary, holding the last optimizer step) and at the end."""
-    import signal
-
-    from oreo_agents.algorithms.base import precompute_reference, with_reference
-    from oreo_agents.training.checkpoint import (
-        Interrupts,
-        TrainingInterrupted,
-        rng_state,
-        set_rng_state,
-    )
-    from oreo_agents.training.metrics import Meter, Pace
-
     cfg, accelerator, models = run.cfg, run.accelerator, run.models
     spec = cfg.spec
     settings = spec.finalize(cfg.settings, plan.items)
@@ -218,8 +216,6 @@ def _load_optimizers(optimizers: list[Any], state: Path) -> None:
     Raises:
         ValueError: The folder lacks an optimizer's file, or it holds other parameters.
     """
-    import torch
-
     for i, opt in enumerate(optimizers):
         path = state / ("optimizer.bin" if i == 0 else f"optimizer_{i}.bin")
         if not path.exists():
@@ -235,7 +231,6 @@ def _agree(accelerator: Any, flag: bool) -> bool:
     """``flag`` on any process, so that all processes save (or stop) at the same micro-batch."""
     if accelerator.num_processes == 1:
         return flag
-    import torch
 
     tensor = torch.tensor([float(flag)], device=accelerator.device)
     return bool(accelerator.reduce(tensor, reduction="sum").item() > 0)
@@ -244,8 +239,6 @@ def _agree(accelerator: Any, flag: bool) -> bool:
 def _report(run: _Run, record: dict[str, Any], eta_s: float) -> None:
     """The step's record to metrics.jsonl and the trackers; to ``run.log`` with the run's
     ``total_steps`` and the ``eta_s`` seconds left at this process's pace added."""
-    from oreo_agents.training.metrics import append_metrics
-
     append_metrics(Path(run.cfg.out), record, run.accelerator)
     if run.trackers:
         run.accelerator.log(record, step=record["step"])
@@ -257,7 +250,6 @@ def _report(run: _Run, record: dict[str, Any], eta_s: float) -> None:
 def _trackers(report_to: str) -> list[str]:
     if report_to == "none":
         return []
-    import importlib.util
 
     available = importlib.util.find_spec("tensorboard") is not None
     if report_to == "tensorboard" and not available:
@@ -279,9 +271,6 @@ def _resume_line(out: Path, step: int, total: int) -> str:
 def _save(run: _Run, step: int, micro_batches: int) -> None:
     """One atomic checkpoint (`CheckpointDir.save`): every process's accelerate state, then the
     main process's policy, value model and progress record."""
-    from oreo_agents.runtime.provenance import software
-    from oreo_agents.training.checkpoint import write_progress
-
     accelerator = run.accelerator
 
     def write(folder: Path) -> None:

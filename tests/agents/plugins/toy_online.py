@@ -50,6 +50,7 @@ class OnlineRWRConfig:
 class OnlineRWR(Algorithm):
     config = OnlineRWRConfig
     online = True
+    epochs_setting = "--set update_epochs=N"
     log_keys = ("rwr_loss",)
 
     def run_online(self, cfg, update, log=None):
