@@ -175,7 +175,7 @@ def flops_per_token(algo: str, lm_params: int, value_params: int) -> int:
     from oreo_agents.algorithms import get_algorithm
 
     spec = get_algorithm(algo)
-    return 6 * lm_params + 6 * value_params * spec.value + 2 * lm_params * spec.reference
+    return 6 * lm_params + 6 * value_params * spec.trains_value + 2 * lm_params * spec.reference
 
 
 def print_table(args, results, lm_params: int, value_params: int) -> None:

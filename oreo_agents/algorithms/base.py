@@ -45,7 +45,7 @@ class Algorithm:
         config: The algorithm's settings, a frozen dataclass whose docstring documents each
             field (``oreo train --help`` shows them; ``--set FIELD=VALUE`` sets them).
         reference: Whether the loop loads a frozen reference copy of the starting model.
-        value: Whether it trains a value (critic) model beside the policy (`value_model`
+        trains_value: Whether it trains a value (critic) model beside the policy (`value_model`
             builds it).
         default_lr: The policy learning rate when the user gives none.
         unit: What one training item is, for messages ("episodes", "pairs").
@@ -59,7 +59,7 @@ class Algorithm:
 
     config: type = type(None)
     reference: bool = False
-    value: bool = False
+    trains_value: bool = False
     default_lr: float = 5e-6
     unit: str = "episodes"
     log_keys: tuple[str, ...] = ()
@@ -145,8 +145,10 @@ class Algorithm:
 
     def value_model(self, model: str, settings: Any) -> tuple[Any, float]:
         """The trainable value/critic model, started from ``model``, and its learning rate
-        (called when `value` is set)."""
-        raise NotImplementedError(f"{self.name} declares value = True but builds no value model")
+        (called when `trains_value` is set)."""
+        raise NotImplementedError(
+            f"{self.name} declares trains_value = True but builds no value model"
+        )
 
     def value_head_lr(self, settings: Any) -> float | None:
         """A learning rate of the value model's ``head`` apart from its backbone's (None: one

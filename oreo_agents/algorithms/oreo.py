@@ -60,7 +60,7 @@ class OREO(Algorithm):
 
     config = OREOConfig
     reference = True
-    value = True
+    trains_value = True
     log_keys = ("residual", "kl")
 
     def __init__(self, name: str, description: str, *, level: str, alpha: float):

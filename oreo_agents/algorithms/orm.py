@@ -41,7 +41,7 @@ class ORM(Algorithm):
     OUT/value, loadable wherever a value model is."""
 
     config = ORMConfig
-    value = True
+    trains_value = True
     log_keys = ("orm_loss", "orm_accuracy")
 
     def select(self, episodes: list[Any], settings: Any, source: str) -> list[Any]:

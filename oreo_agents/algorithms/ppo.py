@@ -135,7 +135,7 @@ class PPO(Algorithm):
     `oreo_agents.online.driver.run_online`'s."""
 
     config = PPOConfig
-    value = True
+    trains_value = True
     online = True
     schedule = "constant"
     epochs_setting = "--set ppo_epochs=N"

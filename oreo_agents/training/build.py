@@ -24,7 +24,7 @@ def build(cfg: TrainConfig, total_steps: int, accelerator: Any):
     groups = [("policy", cfg.lr)]
     if spec.reference:
         models["reference"] = load_policy(cfg.model, trainable=False)
-    if spec.value:
+    if spec.trains_value:
         models["value"], value_lr = spec.value_model(cfg.value or cfg.model, cfg.settings)
         if cfg.value is not None:
             _check_value_vocabulary(cfg, models["policy"], models["value"])

@@ -108,7 +108,7 @@ class TrainConfig:
             raise ValueError("env options (-o, --split) need an --env")
         if self.env is not None and not spec.online:
             raise ValueError(f"{self.algo} trains on logged episodes: give --data, not --env")
-        if self.value is not None and not spec.value:
+        if self.value is not None and not spec.trains_value:
             raise ValueError(f"--value: {self.algo} trains no value model")
         if self.env is not None and self.epochs != 1:
             setting = spec.epochs_setting or "one of its settings (oreo train --help)"
