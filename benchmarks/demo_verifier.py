@@ -15,10 +15,11 @@ A variant names how its value backbone is made from the demo's own gold solution
 Each variant then trains token-level OREO from the demo's SFT policy and samples with the demo's
 settings but ``--value BACKBONE`` in the log-probability form (backbone lr 3e-5, head lr 1e-2:
 the settings chosen for the 1.06M backbone, docs/results.md), and plays the validation tasks
-(the train split's stream of ``data_seed=1``, never the test split): OREO greedy, value@16
-(best of 16 samples at temperature 1 by the value) with its within-task AUROC, and beam search
-of width 4, each search against greedy on the same tasks with its paired 95% interval. Every
-step is skipped when its output exists, so a re-run resumes.
+(the train split's stream of ``data_seed=1``, never the test split): the backbone itself as a
+greedy policy ("alone"), OREO greedy, value@16 (best of 16 samples at temperature 1 by the
+value) with its within-task AUROC, and beam search of width 4, each search against greedy on
+the same tasks with its paired 95% interval. Every step is skipped when its output exists, so
+a re-run resumes.
 
 The demo takes the cheapest variant whose value@16 and beam both beat greedy with a paired
 interval above zero (`oreo_agents.recipes.demo.VERIFIER`).
@@ -109,12 +110,17 @@ def screen(demo: Path, seed: int, variant: str, work: Path) -> dict:
         if not out.exists():
             run(oreo("rollout", *val, *args, "--out", str(out)), work / f"val-{name}.log")
         reports[name] = json.loads(out.read_text())
+    alone = work / "backbone-greedy.json"  # the verifier itself as a greedy policy
+    if not alone.exists():
+        run(oreo("rollout", *val[:-2], "--policy", str(path), "--strategy", "greedy", "--out",
+                 str(alone)), work / "backbone-greedy.log")  # fmt: skip
     v16 = reports["value16"]
     vs = {name: _vs(reports["greedy"], reports[name]) for name in ("value16", "beam")}
     return {
         "variant": variant,
         "params": params,
         "backbone_s": sft_s,
+        "backbone_greedy": json.loads(alone.read_text())["success_rate"],
         "greedy": reports["greedy"]["success_rate"],
         "value@16": v16["success_rate"],
         "auroc": v16["value_auroc"]["within_task"],
@@ -151,12 +157,14 @@ def main() -> None:
     for variant in args.variants:
         rows.append(screen(args.demo, args.seed, variant, work / variant.replace(":", "_")))
         (work / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")
-    head = f"{'variant':<14} {'params':>7} {'backbone s':>10} {'greedy':>6} {'value@16':>8} "
+    head = f"{'variant':<14} {'params':>7} {'backbone s':>10} {'alone':>6} {'greedy':>6} "
+    head += f"{'value@16':>8} "
     head += f"{'vs greedy':>14} {'AUROC':>5} {'beam':>6} {'vs greedy':>14} {'pass@16':>7}"
     print("\n" + head)
     for r in rows:
         print(f"{r['variant']:<14} {r['params'] / 1e6:>6.2f}M {r['backbone_s']:>10.0f} "
-              f"{r['greedy']:>6.1%} {r['value@16']:>8.1%} {_points(r['value@16_vs_greedy']):>14} "
+              f"{r['backbone_greedy']:>6.1%} {r['greedy']:>6.1%} {r['value@16']:>8.1%} "
+              f"{_points(r['value@16_vs_greedy']):>14} "
               f"{r['auroc']:>5.2f} {r['beam']:>6.1%} {_points(r['beam_vs_greedy']):>14} "
               f"{r['pass@16']:>7.1%}")  # fmt: skip
 

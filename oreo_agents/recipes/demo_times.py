@@ -17,7 +17,7 @@ STAGE_SECONDS = {
     "train orm": 6.7, "train ppo": 270.0, "eval sft": 0.7, "eval oreo-r0": 0.7, "eval rft-r0": 0.7,
     "eval dpo-r0": 0.7, "eval kto-r0": 0.7, "eval rcrl-r0": 0.7, "eval ppo": 0.7,
     "eval OREO + beam": 11.2, "eval OREO + value@K": 12.0, "eval SFT + ORM rerank": 3.1,
-    "train verifier": 35.0, "train paper": 15.4, "eval paper-r0": 0.7,
+    "train verifier": 65.0, "train paper": 15.4, "eval paper-r0": 0.7,
     "eval OREO-paper + beam": 11.2, "eval OREO-paper + value@K": 12.0,
 }  # fmt: skip
 FAST_STAGE_SECONDS = {
