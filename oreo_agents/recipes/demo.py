@@ -383,7 +383,7 @@ def demo_config(
     ppo: bool = False, full: bool = False,
 ) -> DemoConfig:  # fmt: skip
     """The demo's settings: the calibrated default (``CHAIN``, `benchmarks/calibrate_chain.py`;
-    about 4 minutes on 2 free cores; ``ppo`` adds online PPO, about 4.5 more), ``full`` (the
+    about 7 minutes on 2 free cores; ``ppo`` adds online PPO, about 4.5 more), ``full`` (the
     results page: the same training on 500 test tasks) or ``fast`` (a pipeline check of about
     15 seconds, always with a short PPO run)."""
     if fast and full:

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from oreo_agents.recipes.demo import CHAIN, DemoConfig, stage_names
 
-# Each stage's seconds in `oreo demo` and `oreo demo --fast` (seed 0; report.json's timings_s)
-# on the 2-core machine, alone, on 2026-12-06, with PPO's from docs/results.md (about 4.5
+# Each stage's seconds in `oreo demo` (seed 14; rft and dpo from seed 11, which trained them on
+# more samples) and `oreo demo --fast` (seed 0) from report.json's timings_s, on the 2-core
+# machine, alone, on 2026-12-06, with PPO's from docs/results.md (about 4.5
 # minutes): what the demo's overall ETA starts from before it learns this machine's pace
 # (`oreo_agents.recipes.eta`). `benchmarks/demo_eta.py` prints them anew and measures the ETA
 # against the real time.
 STAGE_SECONDS = {
-    "build tiny model": 2.0, "collect gold": 1.1, "SFT": 132.7, "check SFT": 1.0,
-    "collect from SFT": 13.5,
-    "train oreo": 15.4, "train rft": 2.1, "train dpo": 9.1, "train kto": 13.2, "train rcrl": 25.0,
-    "train orm": 6.7, "train ppo": 270.0, "eval sft": 0.7, "eval oreo-r0": 0.7, "eval rft-r0": 0.7,
-    "eval dpo-r0": 0.7, "eval kto-r0": 0.7, "eval rcrl-r0": 0.7, "eval ppo": 0.7,
-    "eval OREO + beam": 11.2, "eval OREO + value@K": 12.0, "eval SFT + ORM rerank": 3.1,
-    "train verifier": 65.0, "train paper": 15.4, "eval paper-r0": 0.7,
-    "eval OREO-paper + beam": 11.2, "eval OREO-paper + value@K": 12.0,
+    "build tiny model": 2.4, "collect gold": 1.4, "SFT": 145.1, "check SFT": 0.5,
+    "train verifier": 73.1, "collect from SFT": 18.1,
+    "train oreo": 17.8, "train paper": 17.0, "train rft": 3.4, "train dpo": 9.1, "train kto": 14.6,
+    "train rcrl": 31.1, "train orm": 7.8, "train ppo": 270.0, "eval sft": 0.9, "eval oreo-r0": 0.9,
+    "eval paper-r0": 0.9, "eval rft-r0": 0.9, "eval dpo-r0": 1.1, "eval kto-r0": 0.9,
+    "eval rcrl-r0": 0.9, "eval ppo": 0.9, "eval OREO + beam": 33.4, "eval OREO + value@K": 16.0,
+    "eval OREO-paper + beam": 30.6, "eval OREO-paper + value@K": 16.1,
+    "eval SFT + ORM rerank": 4.2,
 }  # fmt: skip
 FAST_STAGE_SECONDS = {
     "build tiny model": 1.9, "collect gold": 0.1, "SFT": 2.2, "check SFT": 0.3,
