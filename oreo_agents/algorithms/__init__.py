@@ -18,51 +18,16 @@ from oreo_agents.algorithms.orm import ORM, ORMConfig
 from oreo_agents.algorithms.ppo import PPO, PPOConfig
 from oreo_agents.algorithms.rcrl import RCRL, RCRLConfig
 from oreo_agents.algorithms.sft import SFT, RejectionSampling, RFTConfig, SFTConfig
-from oreo_envs.registration import run_entry_points
+from oreo_agents.registry import Registry
 
 ENTRY_POINT_GROUP = "oreo.algorithms"
-ALGORITHMS: dict[str, Algorithm] = {}
-_plugins_loaded = False
-
-
-def register(spec: Algorithm) -> Algorithm:
-    """Make ``spec`` trainable as ``oreo train --algo spec.name``.
-
-    Raises:
-        ValueError: Another spec already has that name.
-    """
-    if spec.name in ALGORITHMS and ALGORITHMS[spec.name] is not spec:
-        raise ValueError(f"an algorithm named {spec.name!r} is already registered")
-    ALGORITHMS[spec.name] = spec
-    return spec
-
-
-def get_algorithm(name: str) -> Algorithm:
-    """The spec registered as ``name`` (plug-ins included).
-
-    Raises:
-        ValueError: No such algorithm (the message lists the registered ones).
-    """
-    if name not in ALGORITHMS:
-        load_plugins()
-    if name not in ALGORITHMS:
-        raise ValueError(f"algo must be one of {algorithm_names()}, got {name!r}")
-    return ALGORITHMS[name]
-
-
-def algorithm_names() -> tuple[str, ...]:
-    load_plugins()
-    return tuple(ALGORITHMS)
-
-
-def load_plugins() -> None:
-    """Load the ``oreo.algorithms`` entry points of installed packages (once per process); a
-    plug-in that fails is reported with a warning and skipped."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    run_entry_points(ENTRY_POINT_GROUP, "algorithm")
+_REGISTRY = Registry("algorithm", "algo", ENTRY_POINT_GROUP)
+ALGORITHMS: dict[str, Algorithm] = _REGISTRY.specs
+# register(spec) makes spec trainable as ``oreo train --algo spec.name``
+register = _REGISTRY.register
+get_algorithm = _REGISTRY.get
+algorithm_names = _REGISTRY.names
+load_plugins = _REGISTRY.load_plugins
 
 
 # Defaults: Wang et al. 2024, Sec. 5 and App. A.3.

@@ -35,8 +35,8 @@ from typing import Any
 from oreo_agents.data.episodes import Episode, load_episodes
 from oreo_agents.data.inputs import episode_state
 from oreo_agents.evaluation.embodied import episode_flags
+from oreo_agents.registry import Registry
 from oreo_agents.rollout.collect import run_collect
-from oreo_envs.registration import run_entry_points
 
 ENTRY_POINT_GROUP = "oreo.strategies"
 
@@ -187,49 +187,13 @@ class Beam(Strategy):
         return _beam_records(run)
 
 
-STRATEGIES: dict[str, Strategy] = {}
-_plugins_loaded = False
-
-
-def register_strategy(spec: Strategy) -> Strategy:
-    """Make ``spec`` runnable as ``oreo rollout --strategy spec.name``.
-
-    Raises:
-        ValueError: Another spec already has that name.
-    """
-    if spec.name in STRATEGIES and STRATEGIES[spec.name] is not spec:
-        raise ValueError(f"a strategy named {spec.name!r} is already registered")
-    STRATEGIES[spec.name] = spec
-    return spec
-
-
-def get_strategy(name: str) -> Strategy:
-    """The spec registered as ``name`` (plug-ins included).
-
-    Raises:
-        ValueError: No such strategy (the message lists the registered ones).
-    """
-    if name not in STRATEGIES:
-        load_plugins()
-    if name not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(strategy_names())}; got {name!r}")
-    return STRATEGIES[name]
-
-
-def strategy_names() -> tuple[str, ...]:
-    load_plugins()
-    return tuple(STRATEGIES)
-
-
-def load_plugins() -> None:
-    """Load the ``oreo.strategies`` entry points of installed packages (once per process); a
-    plug-in that fails is reported with a warning and skipped."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    run_entry_points(ENTRY_POINT_GROUP, "strategy")
-
+_REGISTRY = Registry("strategy", "strategy", ENTRY_POINT_GROUP)
+STRATEGIES: dict[str, Strategy] = _REGISTRY.specs
+# register_strategy(spec) makes spec runnable as ``oreo rollout --strategy spec.name``
+register_strategy = _REGISTRY.register
+get_strategy = _REGISTRY.get
+strategy_names = _REGISTRY.names
+load_plugins = _REGISTRY.load_plugins
 
 register_strategy(Greedy("greedy", "one greedy episode per task"))
 register_strategy(Sample("sample", "K sampled episodes per task: pass@1, pass@k, maj@k"))
