@@ -74,15 +74,30 @@ def test_demo_fast_reports_every_method(tmp_path):
     if "within_task" in ranked.get("value_auroc", {}):
         assert results["oreo+value@k"]["value_auroc"] == ranked["value_auroc"]
 
-    def trained(name):
-        return json.loads((out / name / "checkpoint" / "progress.json").read_text())["config"]
+    check_verifier_rows(out, results, k, run.stdout)
 
-    # OREO's value is the verifier, the SFT policy trained further on the gold solutions, in
-    # the log-probability form; OREO-paper's starts from the policy, a head on the last state
-    verifier = trained("verifier")
+    # round 2: iterative OREO trains on from its round-1 policy; expert iteration starts again
+    # from the SFT policy on the de-duplicated successes of both rounds' samples
+    oreo, ei = trained(out, "oreo-r1"), trained(out, "rft-r1")
+    assert oreo["model"] == str(out / "oreo-r0" / "policy")
+    assert oreo["data"] == str(out / "samples-r1-oreo")
+    assert oreo["value"] == str(out / "oreo-r0" / "value")  # the value trains on too
+    assert ei["model"] == str(out / "sft" / "policy") and ei["deduplicate"] is True
+    assert ei["data"] == f"{out / 'samples-r0'},{out / 'samples-r1-rft'}"
+
+
+def trained(out, name):
+    """The settings a demo stage's training ran with."""
+    return json.loads((out / name / "checkpoint" / "progress.json").read_text())["config"]
+
+
+def check_verifier_rows(out, results, k, stdout):
+    """OREO's value is the verifier, the SFT policy trained further on the gold solutions, in
+    the log-probability form; OREO-paper's starts from the policy, a head on the last state."""
+    verifier = trained(out, "verifier")
     assert verifier["model"] == str(out / "sft" / "policy") and verifier["algo"] == "sft"
     assert verifier["data"] == str(out / "gold")
-    oreo0, paper = trained("oreo-r0"), trained("paper-r0")
+    oreo0, paper = trained(out, "oreo-r0"), trained(out, "paper-r0")
     assert oreo0["value"] == str(out / "verifier" / "policy") and oreo0["value_form"] == "logprob"
     assert paper["value"] is None and paper["value_form"] == "last"
     assert paper["model"] == oreo0["model"] == str(out / "sft" / "policy")
@@ -94,16 +109,7 @@ def test_demo_fast_reports_every_method(tmp_path):
         vs = results[key]["vs_greedy"]
         diff = results[key]["success_rate"] - results["paper-r0"]["success_rate"]
         assert vs["diff"] == pytest.approx(diff)
-    assert "OREO-paper + value@" in run.stdout and "paper's configuration" in run.stdout
-
-    # round 2: iterative OREO trains on from its round-1 policy; expert iteration starts again
-    # from the SFT policy on the de-duplicated successes of both rounds' samples
-    oreo, ei = trained("oreo-r1"), trained("rft-r1")
-    assert oreo["model"] == str(out / "oreo-r0" / "policy")
-    assert oreo["data"] == str(out / "samples-r1-oreo")
-    assert oreo["value"] == str(out / "oreo-r0" / "value")  # the value trains on too
-    assert ei["model"] == str(out / "sft" / "policy") and ei["deduplicate"] is True
-    assert ei["data"] == f"{out / 'samples-r0'},{out / 'samples-r1-rft'}"
+    assert "OREO-paper + value@" in stdout and "paper's configuration" in stdout
 
 
 def test_demo_settings_full_and_fast():
