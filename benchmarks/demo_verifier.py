@@ -34,11 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from calibrate_chain import oreo, run  # noqa: E402
+from value_backbone import demo_searches  # noqa: E402
 
-from oreo_agents.recipes.demo import CHAIN, ENV_ID, demo_config  # noqa: E402
+from oreo_agents.recipes.demo import CHAIN, ENV_ID, VERIFIER_VALUE, demo_config  # noqa: E402
 
 VAL_TASKS = 200  # as in the value settings' choice (docs/results.md)
-VALUE = {"value_form": "logprob", "value_lr": 3e-5, "value_head_lr": 1e-2}
 
 
 def backbone(demo: Path, seed: int, variant: str, work: Path) -> tuple[Path, float, int]:
@@ -83,7 +83,7 @@ def screen(demo: Path, seed: int, variant: str, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     path, sft_s, params = backbone(demo, seed, variant, work)
     cfg = demo_config(str(demo), seed=seed)
-    rl = {**cfg.rl, **cfg.method_overrides["oreo"], **VALUE}
+    rl = {**cfg.rl, **cfg.method_overrides["oreo"], **VERIFIER_VALUE}
     trained = work / "oreo"
     if not (trained / "value" / "oreo_value.json").exists():
         sets = [a for k, v in rl.items() for a in ("--set", f"{k}={v}")]
@@ -96,20 +96,7 @@ def screen(demo: Path, seed: int, variant: str, work: Path) -> dict:
            "--tasks", str(VAL_TASKS), "--max-new-tokens", str(cfg.max_new_tokens),
            "--seed", str(cfg.seed), "--batch-size", "64",
            "--policy", str(trained / "policy")]  # fmt: skip
-    value = ["--value", str(trained / "value")]
-    strategies = {
-        "greedy": ["--strategy", "greedy"],
-        "value16": ["--strategy", "best-of-k", "--k", str(cfg.search_k), "--temperature", "1.0",
-                    *value],
-        "beam": ["--strategy", "beam", "--beam-width", str(cfg.beam_width), "-o",
-                 "granularity=step", *value],
-    }  # fmt: skip
-    reports = {}
-    for name, args in strategies.items():
-        out = work / f"val-{name}.json"
-        if not out.exists():
-            run(oreo("rollout", *val, *args, "--out", str(out)), work / f"val-{name}.log")
-        reports[name] = json.loads(out.read_text())
+    reports = demo_searches(cfg, val, trained / "value", work, "val")
     alone = work / "backbone-greedy.json"  # the verifier itself as a greedy policy
     if not alone.exists():
         run(oreo("rollout", *val[:-2], "--policy", str(path), "--strategy", "greedy", "--out",

@@ -36,9 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from calibrate_chain import PRESETS, calibrate, oreo, run  # noqa: E402
 
-from oreo_agents.recipes.demo import CHAIN, ENV_ID, demo_config  # noqa: E402
-
-VALUE = {"value_form": "logprob", "value_lr": 3e-5, "value_head_lr": 1e-2}
+from oreo_agents.recipes.demo import CHAIN, ENV_ID, VERIFIER_VALUE, demo_config  # noqa: E402
 
 
 def chain_opts(split: str, tasks: int) -> list[str]:
@@ -46,12 +44,33 @@ def chain_opts(split: str, tasks: int) -> list[str]:
     return ["--env", ENV_ID, *[a for k, v in knobs.items() for a in ("-o", f"{k}={v}")]]
 
 
+def demo_searches(cfg, rollout: list[str], value: Path, folder: Path, prefix: str) -> dict:
+    """Greedy, value-guided beam (the demo's width, step level) and value@K (the demo's K, at
+    temperature 1) of one policy: ``rollout`` holds the env, tasks and ``--policy`` options of
+    ``oreo rollout``, ``value`` the value model. Each report is FOLDER/PREFIX-NAME.json, kept:
+    a re-run reads it instead of playing again."""
+    strategies = {
+        "greedy": ["--strategy", "greedy"],
+        "beam": ["--strategy", "beam", "--beam-width", str(cfg.beam_width), "-o",
+                 "granularity=step", "--value", str(value)],
+        "value16": ["--strategy", "best-of-k", "--k", str(cfg.search_k), "--temperature", "1.0",
+                    "--value", str(value)],
+    }  # fmt: skip
+    reports = {}
+    for name, args in strategies.items():
+        path = folder / f"{prefix}-{name}.json"
+        if not path.exists():
+            run(oreo("rollout", *rollout, *args, "--out", str(path)), path.with_suffix(".log"))
+        reports[name] = json.loads(path.read_text())
+    return reports
+
+
 def seed_runs(seed_dir: Path, seed: int, backbone: Path) -> dict:
     """Steps 2-4 for one seed; each step is skipped when its output exists."""
     if not (seed_dir / "report.json").exists():
         run(oreo("demo", "--seed", str(seed), "--out", str(seed_dir)), seed_dir.with_suffix(".log"))
     cfg = demo_config(str(seed_dir), seed=seed)
-    rl = {**cfg.rl, **cfg.method_overrides["oreo"], **VALUE}
+    rl = {**cfg.rl, **cfg.method_overrides["oreo"], **VERIFIER_VALUE}
     vb = seed_dir / "oreo-vb"
     if not (vb / "value" / "oreo_value.json").exists():
         sets = [a for k, v in rl.items() if k not in ("lr", "batch_size", "epochs")
@@ -65,19 +84,7 @@ def seed_runs(seed_dir: Path, seed: int, backbone: Path) -> dict:
     test = [*chain_opts("test", cfg.test_tasks), "--tasks", str(cfg.test_tasks),
             "--max-new-tokens", str(cfg.max_new_tokens), "--seed", str(seed), "--batch-size", "64",
             "--policy", str(vb / "policy")]  # fmt: skip
-    strategies = {
-        "greedy": ["--strategy", "greedy"],
-        "beam": ["--strategy", "beam", "--beam-width", str(cfg.beam_width), "-o",
-                 "granularity=step", "--value", str(vb / "value")],
-        "value16": ["--strategy", "best-of-k", "--k", str(cfg.search_k), "--temperature", "1.0",
-                    "--value", str(vb / "value")],
-    }  # fmt: skip
-    reports = {}
-    for name, args in strategies.items():
-        path = seed_dir / f"vb-{name}.json"
-        if not path.exists():
-            run(oreo("rollout", *test, *args, "--out", str(path)), seed_dir / f"vb-{name}.log")
-        reports[name] = json.loads(path.read_text())
+    reports = demo_searches(cfg, test, vb / "value", seed_dir, "vb")
     demo = json.loads((seed_dir / "report.json").read_text())["results"]
     v16 = reports["value16"]
     return {

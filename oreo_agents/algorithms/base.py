@@ -157,12 +157,16 @@ class Algorithm:
 
     def run_online(self, cfg: Any, update: Any, log: Any = None) -> Any:
         """An online algorithm's whole training (``cfg.env`` given; `online`): iterations of
-        collect -> score -> update, usually through `oreo_agents.online.driver.run_online`
-        with the spec's ``score(cfg, policy, critic, folder)`` and ``update_config(cfg,
-        policy, critic, folder, previous, it, steps)``. Each update is an offline run of the
-        config it returns, through ``update(config, log=, end=False)`` (the loop's
-        `run_train`). Returns the final policy folder."""
-        raise NotImplementedError(f"{self.name} trains on logged episodes (--data), not online")
+        collect -> score -> update through `oreo_agents.online.driver.run_online`, with the
+        spec's ``score(cfg, policy, critic, folder)`` and ``update_config(cfg, policy, critic,
+        folder, previous, it, steps)``. Each update is an offline run of the config it returns,
+        through ``update(config, log=, end=False)`` (the loop's `run_train`). Returns the final
+        policy folder. A spec overrides this only to drive its iterations otherwise."""
+        if not self.online:
+            raise NotImplementedError(f"{self.name} trains on logged episodes (--data)")
+        from oreo_agents.online.driver import run_online  # the offline path never loads it
+
+        return run_online(cfg, update, log=log)
 
     def optimizer_state(self, settings: Any) -> str | None:
         """A folder of optimizer states a fresh run starts its optimizers from (an online

@@ -142,12 +142,6 @@ class PPO(Algorithm):
     default_lr = 1e-6
     log_keys = ("policy_loss", "value_loss", "clip_fraction", "approx_kl")
 
-    def run_online(self, cfg: Any, update: Any, log: Any = None) -> Any:
-        """The iterations (`oreo_agents.online.driver`), each scored and updated as below."""
-        from oreo_agents.online.driver import run_online
-
-        return run_online(cfg, update, log=log)
-
     def score(self, cfg: Any, policy: str, critic: str, folder: Any) -> dict[str, Any]:
         """Score an iteration's episodes into ``experience.pt`` (`make_experience`), or read
         the totals of an earlier scoring: episodes, success rate, mean reward and KL, and the

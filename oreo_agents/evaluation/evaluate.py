@@ -194,7 +194,7 @@ def run_rollout(
     env.close()
     elapsed = time.perf_counter() - started
     embodied = embodied_block(cfg, env, records, spec) if agent else None
-    return _report(cfg, records, unwrapped, elapsed, embodied)
+    return _report(cfg, spec, records, unwrapped, elapsed, embodied)
 
 
 def _counter(progress, total: int) -> Callable[[float], None] | None:
@@ -225,9 +225,8 @@ def _subset(unwrapped: Any, record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in labels.items() if k in SUBSET_KEYS}
 
 
-def _report(cfg: RolloutConfig, records, unwrapped, elapsed: float,
+def _report(cfg: RolloutConfig, spec, records, unwrapped, elapsed: float,
             embodied: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    spec = get_strategy(cfg.strategy)
     for r in records:
         r["success"] = spec.task_success(r)
     n = len(records)

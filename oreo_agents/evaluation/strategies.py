@@ -79,7 +79,6 @@ class Strategy:
 
     Class attributes:
         ranked: Ranks with a value model (``--value``) or an implicit scorer (``--scorer``).
-        samples: Draws ``--k`` samples per task (False: one episode per task; k must be 1).
         scripted: A scripted policy (gold, expert, random) may run it.
         reranks: ``--reranker`` scores its samples (rerank@k).
         admissible: ``--admissible`` applies (score every admissible action of agent envs).
@@ -89,7 +88,6 @@ class Strategy:
     """
 
     ranked: bool = False
-    samples: bool = True
     scripted: bool = False
     reranks: bool = False
     admissible: bool = False
@@ -126,7 +124,6 @@ class Strategy:
 
 
 class Greedy(Strategy):
-    samples = False
     scripted = True
 
     def check(self, cfg: Any) -> None:
@@ -175,7 +172,6 @@ class BestOfK(Strategy):
 
 class Beam(Strategy):
     ranked = True
-    samples = False
     env_options = {"granularity": "step"}
 
     def run(self, run: Run) -> list[dict[str, Any]]:

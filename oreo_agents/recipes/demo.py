@@ -246,14 +246,19 @@ def _ignore(_done: float, _total: float | None) -> None:
     pass
 
 
+# OREO in the paper's configuration trains as OREO does, but for where its value starts.
+TRAINS_AS = {"paper": "oreo"}
+
+
 def _algo_of(cfg: DemoConfig, method: str) -> str:
-    return {"oreo": cfg.oreo_algo, "paper": cfg.oreo_algo}.get(method, method)
+    method = TRAINS_AS.get(method, method)
+    return {"oreo": cfg.oreo_algo}.get(method, method)
 
 
 def _rl(cfg: DemoConfig, method: str) -> dict[str, Any]:
-    """A method's training overrides. OREO in the paper's configuration (``paper``) takes
-    OREO's; OREO with a verifier starts its value from the verifier's folder."""
-    overrides = {**cfg.rl, **cfg.method_overrides.get({"paper": "oreo"}.get(method, method), {})}
+    """A method's training overrides (``paper`` takes OREO's); OREO with a verifier starts its
+    value from the verifier's folder."""
+    overrides = {**cfg.rl, **cfg.method_overrides.get(TRAINS_AS.get(method, method), {})}
     if cfg.verifier:
         verifier = {**cfg.verifier_value, "value": str(Path(cfg.out) / "verifier" / "policy")}
         overrides.update({"oreo": verifier}.get(method, {}))

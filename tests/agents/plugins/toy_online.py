@@ -3,8 +3,9 @@
 Each iteration the online driver collects episodes of the current policy; this spec scores
 them (only counts: the update reads the episodes themselves) and fine-tunes the policy on them,
 a failed episode weighted ``floor``. A spec with ``online = True``, ``score``,
-``update_config`` and a loss, nothing else: `test_algorithms` installs this module as an
-``oreo.algorithms`` plug-in and trains it with ``oreo train --algo toy-online --env ...``.
+``update_config`` and a loss, nothing else (the base spec runs the online driver):
+`test_algorithms` installs this module as an ``oreo.algorithms`` plug-in and trains it with
+``oreo train --algo toy-online --env ...``.
 """
 
 from __future__ import annotations
@@ -52,11 +53,6 @@ class OnlineRWR(Algorithm):
     online = True
     epochs_setting = "--set update_epochs=N"
     log_keys = ("rwr_loss",)
-
-    def run_online(self, cfg, update, log=None):
-        from oreo_agents.online.driver import run_online
-
-        return run_online(cfg, update, log=log)
 
     def score(self, cfg, policy, critic, folder):
         from oreo_agents.data.batches import load_training_episodes
