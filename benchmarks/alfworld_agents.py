@@ -142,7 +142,7 @@ class Plan:
     sample_games: int  # the first N of them sampled from the SFT policy (0: all of them)
     samples: int  # SFT samples per sampled game
     eval_games: int  # per split; 0: all
-    ks: list[int]
+    ks: dict[str, list[int]]  # split -> the Ks of value-guided acting on it
     value_splits: list[str]  # the splits of value-guided acting
     limit: list[Any]  # -o max_episode_steps=N
     loop: list[Any]  # oreo train flags every training shares
@@ -177,7 +177,8 @@ def plan(args: argparse.Namespace) -> Plan:
     return Plan(
         out=args.out, seed=args.seed, train_env=env, splits=splits, model=model, sft=sft, rl=rl,
         games=games, sample_games=sampled, samples=args.samples,
-        eval_games=args.eval_games, ks=args.ks,
+        eval_games=args.eval_games,
+        ks={s: args.seen_ks if s == "valid_seen" else args.ks for s in splits},
         value_splits=list(splits) if args.fast or not args.value_splits else args.value_splits,
         limit=["-o", f"max_episode_steps={steps}"], loop=loop, acting=[*acting, *prompt],
         prompt=prompt,
@@ -206,12 +207,27 @@ def train_all(p: Plan) -> dict[str, Path]:
             "--temperature", 1.0, *p.acting,
             "--out", samples])  # fmt: skip
     print("4. OREO, rejection sampling, DPO", flush=True)
+    with stage(out, "expert"):
+        expert = _sampled_experts(p, expert)
     for method, extra in SETTINGS.items():
         with stage(out, method):
             sh(["train", "--algo", method, "--data", f"{samples},{expert}", "--model",
                 policies["sft"], "--out", out / method, *p.rl, *p.loop, *extra])  # fmt: skip
         policies[method] = out / method / "policy"
     return policies
+
+
+def _sampled_experts(p: Plan, expert: Path) -> Path:
+    """The expert episodes of the sampled games only, beside their samples in step 4: the
+    methods then learn from each game's samples and its walkthrough, and one epoch over 4
+    samples a game does not turn into one over every train game's walkthrough (3,339 of them by
+    default). ``collect --tasks N`` with the seed picks the same N games as the samples did."""
+    if p.sample_games == p.games:
+        return expert
+    sampled = p.out / "expert_sampled"
+    sh(["collect", "--env", ENV, *p.train_env, "--model", "expert", "--tasks", p.sample_games,
+        *p.prompt, "--seed", p.seed, "--env-workers", 2, "--out", sampled])  # fmt: skip
+    return sampled
 
 
 def _sft(p: Plan, expert: Path, init: Path) -> None:
@@ -244,12 +260,12 @@ def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
     print("5. evaluation", flush=True)
     tasks = ["--tasks", p.eval_games] if p.eval_games else []
     greedy = [(name, path, []) for name, path in policies.items()]
-    guided = [(f"oreo+value K={k}", policies["oreo"],
-               ["--strategy", "best-of-k", "--k", k, "--value", p.out / "oreo" / "value",
-                "--temperature", 1.0]) for k in p.ks]  # fmt: skip
     summary: dict[str, dict[str, Any]] = {}
     for split, where in p.splits.items():
         rows = summary.setdefault(split, {})
+        guided = [(f"oreo+value K={k}", policies["oreo"],
+                   ["--strategy", "best-of-k", "--k", k, "--value", p.out / "oreo" / "value",
+                    "--temperature", 1.0]) for k in p.ks[split]]  # fmt: skip
         runs = greedy + (guided if split in p.value_splits else [])
         if split == HELDOUT:  # settings are chosen on the SFT agent's held-out train games
             runs = greedy[:1]
@@ -394,13 +410,15 @@ def main() -> None:
         help="expert episodes of a seeded sample of N train_fit games (0: all 3,339)",
     )  # fmt: skip
     parser.add_argument(
-        "--sample-games", type=int, default=0,
-        help="sample the SFT policy on a seeded sample of N train games (0: all --train-games)",
+        "--sample-games", type=int, default=200,
+        help="sample the SFT policy on the first N of the expert games (0: all of them); the "
+        "methods of step 4 train on their samples and their expert episodes",
     )  # fmt: skip
-    parser.add_argument("--samples", type=int, default=5, help="SFT samples per sampled game")
+    parser.add_argument("--samples", type=int, default=4, help="SFT samples per sampled game")
     parser.add_argument(
-        "--rl-epochs", type=int, default=3,
-        help="epochs of OREO / rejection sampling / DPO (the paper's ALFWorld run: 3)",
+        "--rl-epochs", type=int, default=1,
+        help="epochs of OREO / rejection sampling / DPO (the paper's ALFWorld run: 3; 1 keeps "
+        "a seed within 2 hours of a 2-core machine)",
     )  # fmt: skip
     parser.add_argument(
         "--sft-epochs", type=int, default=3,
@@ -411,7 +429,14 @@ def main() -> None:
     )
     parser.add_argument("--eval-games", type=int, default=0, help="per split; 0: all")
     parser.add_argument("--max-episode-steps", type=int, default=40)
-    parser.add_argument("--ks", type=int, nargs="+", default=[2, 3, 4, 5])
+    parser.add_argument(
+        "--ks", type=int, nargs="+", default=[2, 3, 4, 5],
+        help="K of value-guided acting on valid_unseen (and --fast's games); K = 1 is greedy",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seen-ks", type=int, nargs="+", default=[3, 5],
+        help="K of value-guided acting on valid_seen",
+    )  # fmt: skip
     parser.add_argument(
         "--value-splits", nargs="+", choices=("valid_unseen", "valid_seen"),
         help="the splits of value-guided acting (default both; the paper's Fig. 4: unseen)",
@@ -442,7 +467,7 @@ def main() -> None:
     (args.out / "summary.json").write_text(json.dumps({**summary, "wall_s": wall}, indent=2))
     (args.out / "summary.md").write_text(markdown(summary))
     print_summary(summary)
-    plot(summary, p.ks, args.out / "summary.png")
+    plot(summary, args.out / "summary.png")
     print(f"\n{wall:.0f} s; {args.out / 'summary.json'}")
     print(f"record: {write_record(p, args, summary, record)}")
 

@@ -59,7 +59,8 @@ def print_summary(summary: dict[str, dict[str, Any]]) -> None:
                   f"{row['tasks']} games)")  # fmt: skip
 
 
-def plot(summary: dict[str, Any], ks: list[int], path: Path) -> None:
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Value-guided acting's success against K per split (K = 1: OREO greedy), SFT dashed."""
     try:
         import matplotlib
 
@@ -68,16 +69,18 @@ def plot(summary: dict[str, Any], ks: list[int], path: Path) -> None:
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
+    ticks = {1}
     for split, rows in summary.items():
-        xs = [1, *ks]
-        if f"oreo+value K={ks[0]}" not in rows:
+        ks = sorted(int(name.split("=")[1]) for name in rows if name.startswith("oreo+value K="))
+        if not ks:
             continue
+        ticks.update(ks)
         ys = [rows["oreo"]["success_rate"]] + [
             rows[f"oreo+value K={k}"]["success_rate"] for k in ks
         ]
-        ax.plot(xs, ys, marker="o", label=f"OREO + value, {split} (K=1: greedy)")
+        ax.plot([1, *ks], ys, marker="o", label=f"OREO + value, {split} (K=1: greedy)")
         ax.axhline(rows["sft"]["success_rate"], linestyle="--", linewidth=1, label=f"SFT, {split}")
-    ax.set_xticks([1, *ks])
+    ax.set_xticks(sorted(ticks))
     ax.set_xlabel("K candidate actions per step")
     ax.set_ylabel("success rate")
     ax.set_ylim(0, 1)
