@@ -93,6 +93,15 @@ def with_control(tokenizer: Any, prompt_ids: list[int], control: str) -> list[in
     return [*prompt_ids[:k], *encode_text(tokenizer, control), *prompt_ids[k:]]
 
 
+def policy_prompt_ids(tokenizer: Any, prompt: str, control: str = "") -> list[int]:
+    """The ids a policy is fed for a rendered prompt (`oreo_agents.rollout.prompting`): the
+    prompt's ids with the control text's in front (`with_control`). Collection, acting and beam
+    search all start a context here; training reads those ids from the episode, or, for an
+    episode of text only, encodes its prompt the same way (`stored_ids`, then `with_control`
+    of the episode's ``meta["control"]``)."""
+    return with_control(tokenizer, encode_prompt(tokenizer, prompt), control)
+
+
 def tokenizer_id(tokenizer: Any) -> str:
     """``name@hash``: the tokenizer's identity, equal for two tokenizers that encode alike.
 

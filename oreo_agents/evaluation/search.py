@@ -13,7 +13,7 @@ and the candidates' new tokens, packed into one sequence, so a path's tokens run
 value model about once, as when reranking finished samples; any other scorer gets one call for
 all candidates of the step, as whole states. A partial solution is
 kept as the ids the policy generated, and the value model scores exactly those (after the
-prompt's ids, `oreo_agents.data.inputs.encode_prompt`), the ids training reads from a logged
+prompt's ids, `oreo_agents.data.inputs.policy_prompt_ids`), the ids training reads from a logged
 episode of the same steps.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from oreo_agents.data.inputs import encode_prompt, with_control
+from oreo_agents.data.inputs import policy_prompt_ids
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.generation.base import derive_seed
 
@@ -123,7 +123,7 @@ def beam_search(
     if beam_width < 1 or max_steps < 1:
         raise ValueError(f"beam_width and max_steps must be >= 1, got {beam_width}, {max_steps}")
     tok = backend.tokenizer
-    prompt_ids = [with_control(tok, encode_prompt(tok, p), control) for p in prompts]
+    prompt_ids = [policy_prompt_ids(tok, p, control) for p in prompts]
     problems = [_Problem(beams=[_Node("", 0)]) for _ in prompts]
     params = SamplingParams(n=beam_width, max_new_tokens=max_new_tokens, temperature=temperature,
                             top_p=top_p, top_k=top_k, stop=tuple(stop))  # fmt: skip

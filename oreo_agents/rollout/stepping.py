@@ -14,11 +14,10 @@ import oreo_envs
 from oreo_agents.data.episodes import Episode
 from oreo_agents.data.inputs import (
     action_segment,
-    encode_prompt,
     encode_text,
+    policy_prompt_ids,
     split_generation,
     tokenizer_id,
-    with_control,
 )
 from oreo_agents.generation.base import derive_seed
 from oreo_agents.rollout.agent_prompt import THINK_REPLY, is_think
@@ -87,9 +86,7 @@ def start_episodes(
             slot.formatter, slot.fewshot = episode_prompter, episode_prompter.example_ids
         if tokenizer is not None:  # the control text is a segment of its own, as in training
             slot.tokenizer = tokenizer
-            slot.prompt_ids = with_control(
-                tokenizer, encode_prompt(tokenizer, prompt), prompter.control
-            )
+            slot.prompt_ids = policy_prompt_ids(tokenizer, prompt, prompter.control)
             slot.ids = list(slot.prompt_ids)
         slots.append(slot)
     return slots

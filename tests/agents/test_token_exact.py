@@ -191,3 +191,46 @@ def test_logged_ids_still_count_after_the_tokenizer_moves(chat_model, tmp_path):
                 backend=HFBackend(model, here))  # fmt: skip
     (ep,) = load_episodes(tmp_path / "eps")
     assert has_ids(ep, here) and has_ids(ep, there) and not has_ids(ep, other)
+
+
+@pytest.mark.parametrize(
+    "env_id, options, transforms",
+    [
+        ("oreo/Chain-v0", {"size": 6, "granularity": "step"}, {"control": "return: 1\n"}),
+        ("oreo/ALFWorld-v0", {"split": "bundled", "max_episode_steps": 3},
+         {"chat_template": True, "remind_task": True}),
+    ],
+)  # fmt: skip
+def test_prompt_transforms_reach_training_as_fed(chat_model, tmp_path, env_id, options, transforms):
+    """The prompt transforms (a control text in front, the chat template, the task's reminder
+    after each observation) are applied once, when the collector renders a context
+    (`oreo_agents.rollout.prompting`, `oreo_agents.data.inputs.policy_prompt_ids`): training
+    reads every generation's context exactly as the policy was fed it, and the transform is in
+    it."""
+    from oreo_agents.rollout.collect import run_collect
+
+    model, tok = chat_model
+    backend = RecordingBackend(model, tok)
+    cfg = CollectConfig(env=env_id, env_options=options, model="m", out=str(tmp_path), tasks=2,
+                        samples=1, max_new_tokens=8, seed=3, **transforms)  # fmt: skip
+    run_collect(cfg, lambda: gymnasium.make(env_id, **options), backend=backend)
+    episodes = load_episodes(tmp_path)
+    assert len(episodes) == 2
+    for ep in episodes:
+        item = tokenize_episode(ep, tok)
+        pos = item.prompt_len
+        for step, logged in enumerate(ep.steps):  # (an agent's action ids: its parse, re-encoded)
+            seed = derive_seed(cfg.seed, ep.task_id, ep.key[1], step)
+            key = (tuple(item.input_ids[:pos]), seed)
+            assert key in backend.calls, f"step {step}: the policy was never fed these ids"
+            pos += len(logged["action_ids"]) + len(logged["observation_ids"])
+        assert len(item.input_ids) - pos in (0, 1) and ep.steps  # 1: an EOS the model emitted
+        # an episode of text only (expert walkthroughs, other tools' logs) renders the same prompt
+        plain = tokenize_episode(without_ids(ep), tok)
+        assert plain.input_ids[: plain.prompt_len] == item.input_ids[: item.prompt_len]
+        text = tok.decode(item.input_ids)
+        if "control" in transforms:
+            assert tok.decode(item.input_ids[: item.prompt_len]).startswith("return: 1\n")
+        else:
+            line = text.split("Your task is to: ")[1].split("\n")[0]
+            assert text.startswith("<|im_start|>") and text.count(line) >= 1 + len(ep.steps) - 1
