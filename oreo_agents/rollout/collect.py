@@ -29,6 +29,7 @@ from oreo_agents.data.inputs import tokenizer_id
 from oreo_agents.generation import Backend, SamplingParams
 from oreo_agents.rollout import stepping
 from oreo_agents.rollout.agent_prompt import AgentPrompt
+from oreo_agents.rollout.branches import Branch, plan_branches
 from oreo_agents.rollout.config import CollectConfig
 from oreo_agents.rollout.prompting import make_prompter
 from oreo_agents.rollout.ranking import ranked_actions
@@ -106,7 +107,12 @@ def run_collect(
     prompter = make_prompter(cfg, tokenizer, agent_prompt, first, chat_messages=chat_messages)
     if scripted is not None and cfg.model in SCRIPTED:
         check_scripted(cfg.model, first, cfg.env)
-    chosen = select_tasks(list(first.unwrapped.task_ids), cfg.tasks, cfg.seed)
+    branches = _branches(cfg)
+    if branches is None:
+        universe = list(first.unwrapped.task_ids)
+    else:  # the source's tasks, in its order
+        universe = list(dict.fromkeys(b.source.task_id for b in branches.values()))
+    chosen = select_tasks(universe, cfg.tasks, cfg.seed)
     rank, world = rank_world()  # under torchrun / accelerate launch: every world-th task
     mine = chosen[rank::world]
     manifest = {
@@ -122,20 +128,25 @@ def run_collect(
         "tokenizer": tokenizer_id(tokenizer) if tokenizer is not None else None,
         # only when on, so that stores made before the option resume (None == None)
         **({"fewshot": prompter.fewshot.describe()} if prompter.fewshot else {}),
+        **({"branch": {"from": cfg.branch_from, "states": cfg.branch_states}} if branches else {}),
     }
     stats = CollectStats()
     # The examples change every prompt: a store of other examples is another run's.
-    resume_keys = ("env_id", "env_options", "model", "sampling", "seed", "fewshot")
+    resume_keys = ("env_id", "env_options", "model", "sampling", "seed", "fewshot", "branch")
     writer = EpisodeWriter(cfg.out, manifest, resume_keys=resume_keys, rank=rank, world=world)
     with writer:
-        pending = [(t, s) for t in mine for s in range(cfg.samples) if (t, s) not in writer.done]
+        if branches is None:
+            keys = [(t, s) for t in mine for s in range(cfg.samples)]
+        else:
+            keys = [key for t in mine for key in sorted(k for k in branches if k[0] == t)]
+        pending = [key for key in keys if key not in writer.done]
         pending.reverse()  # pop() from the end keeps task order
         if on_plan is not None:
             on_plan(len(pending), len(writer.done))
         n = min(cfg.batch_size, len(pending))
         envs, close_envs = make_envs(make_env, n, cfg.env_workers if n else 0, first)
         try:
-            for episode in _lockstep(cfg, envs, pending, backend, scripted, prompter):
+            for episode in _lockstep(cfg, envs, pending, backend, scripted, prompter, branches):
                 writer.write(episode)
                 stats.add(episode)
                 if on_episode is not None:
@@ -150,14 +161,33 @@ def run_collect(
     return stats
 
 
-def _lockstep(cfg, envs, pending, backend, scripted, prompter) -> Iterator[Episode]:
+def _branches(cfg: CollectConfig) -> dict[tuple[str, int], Branch] | None:
+    """The branches of ``cfg.branch_from`` by key (`oreo_agents.rollout.branches`); None
+    without it.
+
+    Raises:
+        ValueError: The source holds no episode, or another env's.
+    """
+    if cfg.branch_from is None:
+        return None
+    source = load_episodes(cfg.branch_from)
+    if not source:
+        raise ValueError(f"--branch-from {cfg.branch_from}: no episodes there")
+    other = {e.env_id for e in source} - {cfg.env}
+    if other:
+        raise ValueError(f"--branch-from {cfg.branch_from} holds episodes of {sorted(other)}, "
+                         f"not of --env {cfg.env}")  # fmt: skip
+    return plan_branches(source, cfg.branch_states, cfg.samples, cfg.seed)
+
+
+def _lockstep(cfg, envs, pending, backend, scripted, prompter, branches) -> Iterator[Episode]:
     """Run the ``pending`` (task, sample) episodes side by side in ``envs``, one batched action
     per round for every running episode; yield each episode as it finishes."""
     policies = [scripted(e) for e in envs] if scripted else None
     tokenizer = getattr(backend, "tokenizer", None)
     slots: list[Slot | None] = [None] * len(envs)
     while pending or any(slots):
-        stepping.fill_slots(slots, envs, pending, cfg.seed, prompter, tokenizer)
+        stepping.fill_slots(slots, envs, pending, cfg.seed, prompter, tokenizer, branches)
         active = [i for i, s in enumerate(slots) if s is not None]
         if policies is not None:
             actions = [

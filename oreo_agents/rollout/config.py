@@ -153,14 +153,25 @@ class CollectConfig(ActingConfig):
             reference solutions), "expert" (ALFWorld walkthroughs), "random" (admissible
             actions).
         out: Output folder (an episode store; re-running the same command resumes it).
-        samples: Episodes per task (K).
+        samples: Episodes per task (K); with ``branch_from``, branches per state.
+        branch_from: An episode store to branch from: the policy takes over each of its
+            episodes at ``branch_states`` of its states (the source's first actions
+            replayed), ``samples`` times each; a state's branches' mean success estimates its
+            value (`oreo_agents.rollout.branches`). ``tasks`` then samples the source's tasks.
+            Collect with the source's prompt settings.
+        branch_states: States of each source episode that branches start from (drawn by the
+            seed; every state of a shorter episode).
     """
 
     model: str
     out: str
     samples: int = 1
+    branch_from: str | None = None
+    branch_states: int = 3
 
     def __post_init__(self):
         super().__post_init__()
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.branch_states < 1:
+            raise ValueError(f"branch_states must be >= 1, got {self.branch_states}")

@@ -17,6 +17,7 @@ from oreo_agents.data.inputs import (
     encode_text,
     policy_prompt_ids,
     split_generation,
+    stored_ids,
     tokenizer_id,
 )
 from oreo_agents.generation.base import derive_seed
@@ -50,17 +51,20 @@ class Slot:
     prompt_ids: list[int] | None = None
     ids: list[int] | None = None
     reencoded: int = 0  # actions logged as encoded text, not as generated (parsed, snapped)
+    segments: list[tuple[list[int], list[int]]] | None = None  # a branch's source, as ids
+    branch: dict[str, int] | None = None  # a branch's source sample and replayed actions
 
 
 def fill_slots(
     slots: list[Slot | None], envs: list[Any], pending: list[tuple[str, int]], seed: int,
-    prompter: Prompter, tokenizer: Any = None,
+    prompter: Prompter, tokenizer: Any = None, branches: dict[tuple[str, int], Any] | None = None,
 ) -> list[int]:  # fmt: skip
     """Start the next pending episodes in the free slots (resets run in parallel in an env
-    pool); returns the slots filled."""
+    pool); returns the slots filled. ``branches``: the keys that continue a logged episode
+    (`oreo_agents.rollout.branches`)."""
     free = [i for i, s in enumerate(slots) if s is None][: len(pending)]
     keys = [pending.pop() for _ in free]
-    started = start_episodes([envs[i] for i in free], keys, seed, prompter, tokenizer)
+    started = start_episodes([envs[i] for i in free], keys, seed, prompter, tokenizer, branches)
     for i, slot in zip(free, started, strict=True):
         slots[i] = slot
     return free
@@ -68,11 +72,17 @@ def fill_slots(
 
 def start_episodes(
     envs: list[Any], keys: list[tuple[str, int]], seed: int, prompter: Prompter,
-    tokenizer: Any = None,
+    tokenizer: Any = None, branches: dict[tuple[str, int], Any] | None = None,
 ) -> list[Slot]:  # fmt: skip
     """Reset each env to its (task, sample); sample ``s`` is seeded ``seed + s``. With the
-    policy's ``tokenizer`` the slots keep their contexts as ids."""
-    calls = [{"seed": seed + sample, "options": {"task_id": task}} for task, sample in keys]
+    policy's ``tokenizer`` the slots keep their contexts as ids. A key of ``branches`` is reset
+    as its source episode was, and its source's first actions are replayed (`replay`)."""
+    branches = branches or {}
+    calls = [
+        {"seed": branches[key].reset_seed if key in branches else seed + key[1],
+         "options": {"task_id": key[0]}}
+        for key in keys
+    ]  # fmt: skip
     slots = []
     for env, key, (obs, info) in zip(envs, keys, reset_all(envs, calls), strict=True):
         kind = oreo_envs.env_kind(env)
@@ -89,7 +99,68 @@ def start_episodes(
             slot.prompt_ids = policy_prompt_ids(tokenizer, prompt, prompter.control)
             slot.ids = list(slot.prompt_ids)
         slots.append(slot)
+    replay([s for s in slots if s.key in branches], [branches[s.key] for s in slots
+                                                    if s.key in branches])  # fmt: skip
     return slots
+
+
+_SAME_PROMPT = "collect with the source's --remind-task / --chat-template / --fewshot / --control"
+
+
+def replay(slots: list[Slot], branches: list[Any]) -> None:
+    """Step each slot's env through its branch's logged actions (`oreo_agents.rollout.branches`)
+    and log them as the source did, its ids as training reads the source's.
+
+    Raises:
+        ValueError: The slot's prompt is not the source's (the branch renders prompts with
+            other settings), or a replayed observation differs from the logged one (the env
+            does not retrace the episode).
+    """
+    for slot, branch in zip(slots, branches, strict=True):
+        src = branch.source
+        if slot.prompt != src.prompt:
+            raise ValueError(f"task {src.task_id}: the branch's prompt is not its source's; "
+                             f"{_SAME_PROMPT}")  # fmt: skip
+        slot.branch = {"sample": int(src.meta["sample"]), "at": branch.at}
+        if slot.ids is not None:
+            prompt, segments = stored_ids(src, slot.tokenizer)
+            if prompt != slot.prompt_ids:
+                raise ValueError(f"task {src.task_id}: the source's prompt ids are not the "
+                                 "branch's (another tokenizer?)")  # fmt: skip
+            slot.segments = segments
+    for i in range(max((b.at for b in branches), default=0)):
+        moving = [(s, b) for s, b in zip(slots, branches, strict=True) if b.at > i]
+        moves = [b.source.steps[i]["action"] for _, b in moving]
+        acting = [j for j, (s, _) in enumerate(moving) if not _thinks(s, moves[j])]
+        stepped = step_all([moving[j][0].env for j in acting], [moves[j] for j in acting])
+        results = {j: r for j, r in zip(acting, stepped, strict=True)}
+        for j, (slot, branch) in enumerate(moving):
+            _replay_step(slot, branch, i, results.get(j))
+
+
+def _replay_step(slot: Slot, branch: Any, i: int, result: tuple | None) -> None:
+    """Log the source's i-th step in the slot after the env took it (``result``; None for a
+    thought, which the env never sees)."""
+    logged = branch.source.steps[i]
+    if result is not None:
+        obs, _, terminated, truncated, info = result
+        if obs != logged.get("env_observation", logged["observation"]) or terminated or truncated:
+            raise ValueError(f"task {branch.source.task_id}: replaying step {i + 1} of sample "
+                             f"{slot.branch['sample']} gave another observation: the env does not "
+                             "retrace the logged episode")  # fmt: skip
+        slot.env_obs, slot.info = obs, info
+    step = {k: logged[k] for k in ("action", "observation", "env_observation") if k in logged}
+    if slot.formatter is not None:
+        slot.history.append((step["action"], step.get("env_observation", step["observation"])))
+    if slot.ids is not None:
+        step["action_ids"], step["observation_ids"] = slot.segments[i]
+        slot.ids += step["action_ids"] + step["observation_ids"]
+    slot.steps.append(step)
+    if slot.formatter is not None and slot.formatter.render(slot.first_obs, slot.history) != (
+        context(slot)
+    ):
+        raise ValueError(f"task {branch.source.task_id}: the branch renders the source's step "
+                         f"{i + 1} otherwise than it was logged; {_SAME_PROMPT}")  # fmt: skip
 
 
 def drive_mode(slot: Slot) -> str:
@@ -205,6 +276,7 @@ def _record(slot: Slot, action: str, generated: tuple, result: tuple, cfg):
             "sampling": cfg.sampling(),
             "seed": cfg.seed,
             "sample": slot.key[1],
+            **({"branch": slot.branch} if slot.branch else {}),
             **({"fewshot": slot.fewshot} if slot.fewshot else {}),
             "eos": slot.eos,
             **({"eos_id": slot.eos_id} if slot.eos and slot.eos_id is not None else {}),
