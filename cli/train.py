@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from oreo_agents.online.driver import RECORD_KEYS
 from oreo_agents.training.checkpoint import TrainingInterrupted
 from oreo_agents.training.config import TrainConfig
 from oreo_cli.options import (
@@ -153,12 +154,6 @@ def _load_config_file(path: Path) -> dict[str, Any]:
     return values
 
 
-# What every online iteration's record holds (`oreo_agents.online.driver`), beside the
-# algorithm's own totals.
-_ITERATION_KEYS = {"iteration", "episodes", "samples_seen", "optimizer_steps", "wall_s",
-                   "wall_total_s"}  # fmt: skip
-
-
 def _format(record: dict[str, Any], keys: tuple[str, ...]) -> str:
     if "iteration" in record:  # an online run's iteration ended (`oreo_agents.online.driver`)
         head = (f"[bold]iteration {record['iteration']}[/]  samples {record['samples_seen']}  "
@@ -167,7 +162,7 @@ def _format(record: dict[str, Any], keys: tuple[str, ...]) -> str:
         totals = [
             f"success {v:.1%}" if k == "success_rate" else f"{k.removesuffix('_mean')} {v:.3f}"
             for k, v in record.items()
-            if k not in _ITERATION_KEYS and isinstance(v, float)
+            if k not in RECORD_KEYS and isinstance(v, float)
         ]
         return "  ".join([head, *totals, f"{record['wall_s']:.0f} s"])
     parts = [f"step {record['step']}/{record['total_steps']}"]

@@ -133,6 +133,13 @@ def _progress_steps(train_out: Path) -> int:
     return progress["step"] if progress else 0
 
 
+# What every iteration's record holds beside the spec's own totals (`_record`): what a
+# display shows of the spec's numbers is the rest.
+RECORD_KEYS = frozenset(
+    {"iteration", "episodes", "samples_seen", "optimizer_steps", "wall_s", "wall_total_s"}
+)
+
+
 def _record(it, scores, steps, wall, records) -> dict[str, Any]:
     """An iteration's line of ``iterations.jsonl``: the totals of the spec's ``score`` (but
     its ``expected_steps``), with the samples, steps and time so far."""
