@@ -16,9 +16,9 @@ STARTING = "interrupted: the command had not started its work; nothing to resume
 
 def main(args: list[str] | None = None) -> None:
     try:
-        import typer
+        import typer  # inside the Ctrl-C guard
 
-        from oreo_cli.main import app
+        from oreo_cli.main import app  # inside the Ctrl-C guard
 
         app(args=args)
     except KeyboardInterrupt:

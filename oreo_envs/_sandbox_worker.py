@@ -32,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+from multiprocessing.connection import Connection
 
 # Audit events that a scorer has no business raising. Matched as exact names or, for names
 # ending in ".", as prefixes.
@@ -180,8 +181,6 @@ def _serve(conn, scorer, audit: _Audit) -> None:
 
 def main() -> None:
     """Entry point: ``python _sandbox_worker.py FD``."""
-    from multiprocessing.connection import Connection
-
     _die_with_parent()
     parent = os.getppid()
     conn = Connection(int(sys.argv[1]))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import io
+import subprocess
+import sys
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,14 +123,20 @@ PACKAGES = {"oreo_agents": "oreo_agents", "oreo_envs": "oreo_envs", "oreo_cli": 
 KNOWN_CYCLES: list[set[str]] = []
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Module -> the project modules it imports, at the top or inside functions (``from pkg
-    import submodule`` points at the submodule, not at the package)."""
+def module_files() -> dict[str, Path]:
+    """Module name -> file, for every module of the three packages (``oreo_cli`` is ``cli/``)."""
     names = {}
     for package, folder in PACKAGES.items():
         for path in modules(folder):
             parts = [package, *path.relative_to(ROOT / folder).with_suffix("").parts]
             names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports, at the top or inside functions (``from pkg
+    import submodule`` points at the submodule, not at the package)."""
+    names = module_files()
 
     def resolve(name: str) -> str:
         while name and name not in names:
@@ -203,18 +213,95 @@ def test_the_training_loop_imports_no_online_code():
         assert not {m for m in graph[module] if m.startswith("oreo_agents.online")}, module
 
 
+def startup_modules() -> set[str]:
+    """Every module loaded once the CLI has started (``from oreo_cli.main import app``), read in
+    a fresh interpreter."""
+    code = "import sys\nfrom oreo_cli.main import app\nprint('\\n'.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
 def test_the_cli_starts_without_torch():
     """``oreo --help`` and option parsing load no torch, transformers or accelerate: the
     modules the CLI imports when it starts keep those imports inside their functions, so
     every other module may import at its top."""
-    import subprocess
-    import sys
+    started = startup_modules()
+    assert "oreo_cli.main" in started
+    heavy = {"torch", "transformers", "accelerate", "datasets"}
+    assert {m.split(".")[0] for m in started} & heavy == set()
 
-    code = (
-        "import sys\nfrom oreo_cli.main import app\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', "
-        "'accelerate', 'datasets'}))"
+
+# Top-level packages that a function may import without a comment: each is optional or slow.
+OPTIONAL = {
+    "vllm": "the vllm extra (GPU machines)",
+    "httpx": "the served extra (--backend openai)",
+    "peft": "the lora extra",
+    "matplotlib": "a dev dependency: only the plots (--plot, the demo's figures) need it",
+    "alfworld": "the alfworld extra; its import also has side effects on the process",
+    "textworld": "the alfworld extra",
+    "fast_downward": "the alfworld extra (through textworld)",
+    "math_verify": "slow (sympy): loaded by the verifier worker process, not by the package",
+    "huggingface_hub": "not a dependency of ours (transformers brings it); hub.py works without",
+    "yaml": "PyYAML is not a dependency: only a YAML config file needs it",
+    "datasets": "slow: only tasks read from the hub load it",
+    "resource": "Unix only",
+    "ctypes": "Linux syscalls (Landlock, prctl) where the platform has them",
+}
+
+
+def unexplained_imports(source: str) -> list[int]:
+    """Lines of the imports inside functions that are of no `OPTIONAL` package and carry no
+    trailing comment (on any line of the statement) saying why they are not at the top."""
+    lines = source.splitlines()
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    commented = {
+        t.start[0]
+        for t in tokens
+        if t.type == tokenize.COMMENT and lines[t.start[0] - 1][: t.start[1]].strip()
+    }
+    inside = {
+        node
+        for fn in ast.walk(ast.parse(source))
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(fn)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    }
+    found = []
+    for node in inside:
+        if isinstance(node, ast.Import):
+            tops = {alias.name.split(".")[0] for alias in node.names}
+        else:
+            tops = {(node.module or "").split(".")[0] if not node.level else ""}
+        if tops <= OPTIONAL.keys() or commented & set(range(node.lineno, node.end_lineno + 1)):
+            continue
+        found.append(node.lineno)
+    return sorted(found)
+
+
+def test_unexplained_imports_are_found():
+    source = (
+        "import os\n"
+        "def f():\n"
+        "    import json\n"
+        "    import torch  # after the model check\n"
+        "    from vllm import LLM\n"
+        "    def g():\n"
+        "        from oreo_envs import hub\n"
+        "    from . import sibling\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert unexplained_imports(source) == [3, 7, 8]
+
+
+def test_imports_inside_functions_have_a_reason():
+    """Imports sit at the top of every module the CLI does not load when it starts; one inside a
+    function guards an optional dependency (`OPTIONAL`) or says on its line why it waits (a
+    check that must fail before torch loads, a cycle, a path that must not load it)."""
+    started = startup_modules()
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for name, path in module_files().items()
+        if name not in started
+        for line in unexplained_imports(path.read_text())
+    ]
+    assert found == [], "move these imports to the module's top, or say on the line why not"

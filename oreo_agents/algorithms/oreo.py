@@ -10,6 +10,7 @@ import torch
 
 from oreo_agents.algorithms.base import Algorithm, logits, normalizer, shifted, target_tokens
 from oreo_agents.losses import kl_penalty, oreo_loss, token_logps
+from oreo_agents.models.value import FORMS, ValueModel
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,6 @@ class OREOConfig:
     value_form: str = "last"
 
     def __post_init__(self):
-        from oreo_agents.models.value import FORMS
-
         if self.value_lora_rank < 0:
             raise ValueError(f"value_lora_rank must be >= 0, got {self.value_lora_rank}")
         if self.value_form not in FORMS:
@@ -73,8 +72,6 @@ class OREO(Algorithm):
         return replace(OREOConfig(), alpha=self.alpha)
 
     def value_model(self, model: str, settings: OREOConfig):
-        from oreo_agents.models.value import ValueModel
-
         value = ValueModel.from_pretrained(model, form=settings.value_form)
         if settings.value_lora_rank:
             value.add_lora(settings.value_lora_rank, settings.value_lora_alpha)

@@ -10,6 +10,7 @@ from typing import Any
 
 from oreo_agents.algorithms.base import Algorithm, normalizer
 from oreo_agents.losses import orm_loss
+from oreo_agents.models.value import FORMS, ValueModel
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,6 @@ class ORMConfig:
     value_form: str = "last"
 
     def __post_init__(self):
-        from oreo_agents.models.value import FORMS
-
         if self.value_form not in FORMS:
             raise ValueError(f"value_form must be one of {', '.join(FORMS)}: {self.value_form!r}")
 
@@ -51,8 +50,6 @@ class ORM(Algorithm):
         return episodes
 
     def value_model(self, model: str, settings: ORMConfig):
-        from oreo_agents.models.value import ValueModel
-
         return ValueModel.from_pretrained(model, form=settings.value_form), settings.value_lr
 
     def value_head_lr(self, settings: ORMConfig) -> float | None:

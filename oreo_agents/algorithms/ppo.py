@@ -32,6 +32,8 @@ from oreo_agents.losses import (
     ppo_policy_loss,
     ppo_value_loss,
 )
+from oreo_agents.models.value import ValueModel
+from oreo_agents.online.rewards import reward_names
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,6 @@ class PPOConfig:
     optimizer_state: str = driver_set()
 
     def __post_init__(self):
-        from oreo_agents.online.rewards import reward_names
-
         for name in ("iterations", "tasks", "samples", "ppo_epochs", "generation_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -193,8 +193,6 @@ class PPO(Algorithm):
         return batch
 
     def value_model(self, model: str, settings: PPOConfig):
-        from oreo_agents.models.value import ValueModel
-
         # the critic is a head on the last state; the logprob form is OREO's (value_form)
         critic = ValueModel.from_pretrained(settings.critic or model, form="last")
         return critic, settings.critic_lr

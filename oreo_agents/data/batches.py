@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoConfig
 
+from oreo_agents.data.convert import from_oreo_agent, from_oreo_math, read_records
 from oreo_agents.data.episodes import Episode, load_episodes
 from oreo_agents.data.inputs import has_ids, tokenizer_id
 from oreo_agents.data.tokenization import (
@@ -33,8 +35,6 @@ def load_training_episodes(path: str) -> list[Episode]:
     """
     if "," in path:
         return [ep for part in path.split(",") if part for ep in load_training_episodes(part)]
-    from oreo_agents.data.convert import from_oreo_agent, from_oreo_math, read_records
-
     p = Path(path)
     if not p.exists():
         raise ValueError(f"no training data at {path}")
@@ -191,8 +191,6 @@ def prepare(cfg: Any, tokenizer: Any, world: int = 1) -> TrainPlan:
 
 
 def _check_tokenizer(model: str, tokenizer: Any) -> None:
-    from transformers import AutoConfig
-
     try:
         config = AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as e:

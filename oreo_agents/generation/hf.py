@@ -6,15 +6,20 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from oreo_agents.data.inputs import encode_prompt
 from oreo_agents.generation.base import Completion, Prompt, SamplingParams, derive_seed, eos_ids
 from oreo_agents.models.loading import load_causal_lm, load_tokenizer
 
 if TYPE_CHECKING:
     import torch
 
+# torch and transformers load inside the functions: `HFBackend` checks the model folder
+# (`load_tokenizer`) before the seconds that importing them takes.
+
+
 def left_padded(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """``input_ids`` and ``attention_mask`` of id sequences, padded on the left."""
-    import torch
+    import torch  # after the model check (see above)
 
     width = max(len(x) for x in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -54,7 +59,7 @@ class HFBackend:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.eos_ids = eos_ids(getattr(self.model, "generation_config", None), self.tokenizer)
-        from oreo_agents.models.prefix_cache import PrefixCache
+        from oreo_agents.models.prefix_cache import PrefixCache  # after the model check (see above)
 
         # the key/value caches of contexts scored (`score_continuations`), with the logits
         # after each
@@ -93,8 +98,6 @@ class HFBackend:
         self._prefix.capacity = max(self._prefix.capacity, n)
 
     def _generate(self, prompts, params, seeds, cached: bool) -> list[list[Completion]]:
-        from oreo_agents.data.inputs import encode_prompt
-
         encoded = [
             encode_prompt(self.tokenizer, p) if isinstance(p, str) else list(p) for p in prompts
         ]
@@ -137,7 +140,7 @@ class HFBackend:
         the continuations, not one over the context per continuation. (The caches hold the
         weights' outputs: a backend whose model changes must be made anew.)
         """
-        import torch
+        import torch  # after the model check (see above)
 
         if not continuations or not all(continuations):
             raise ValueError("every continuation needs at least one token")
@@ -159,10 +162,10 @@ class HFBackend:
     def _generate_batch(
         self, prompts: list[list[int]], params: SamplingParams, seeds: list[int], cached: bool
     ) -> list[Completion]:
-        import torch
-        from transformers import LogitsProcessorList
+        import torch  # after the model check (see above)
+        from transformers import LogitsProcessorList  # after the model check (see above)
 
-        from oreo_agents.generation.sampling import RowSampler
+        from oreo_agents.generation.sampling import RowSampler  # after the model check (see above)
 
         tok = self.tokenizer
         enc = {k: v.to(self.device) for k, v in left_padded(prompts, tok.pad_token_id).items()}
@@ -183,7 +186,7 @@ class HFBackend:
             "return_dict_in_generate": True,
         }
         if params.stop:
-            from transformers import StoppingCriteriaList
+            from transformers import StoppingCriteriaList  # after the model check (see above)
 
             prompt_len = enc["input_ids"].shape[1]
             kwargs["stopping_criteria"] = StoppingCriteriaList(
@@ -201,8 +204,8 @@ class HFBackend:
         prompt's cache but the last token (`PrefixCache.context`, so `generate` runs that token
         and samples on), padded on the left with zeros that the attention mask hides. A row's
         positions count from its first real token, as they did when its cache was made."""
-        import torch
-        from transformers import DynamicCache
+        import torch  # after the model check (see above)
+        from transformers import DynamicCache  # after the model check (see above)
 
         caches = {}
         for p in prompts:
@@ -286,7 +289,7 @@ class _StopOnText:
         self.window = 4 * max(len(s) for s in stops) + 4
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        import torch
+        import torch  # after the model check (see above)
 
         generated = input_ids[:, self.prompt_len :]
         tail = generated[:, -self.window :].tolist()

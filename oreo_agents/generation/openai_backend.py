@@ -39,12 +39,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from oreo_agents.data.inputs import encode_prompt, encode_text
 from oreo_agents.generation.base import Completion, Prompt, SamplingParams, eos_ids
 from oreo_agents.generation.served_client import (  # noqa: F401 (the backend's errors)
     ServedModelError,
     ServerClient,
     ServerUnreachable,
 )
+from oreo_agents.models.loading import load_tokenizer
 
 
 class OpenAIBackend:
@@ -91,8 +93,6 @@ class OpenAIBackend:
             tokenizer = model
         source = tokenizer if isinstance(tokenizer, str) else model
         if isinstance(tokenizer, str):
-            from oreo_agents.models.loading import load_tokenizer
-
             tokenizer = load_tokenizer(tokenizer)
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids(_generation_config(source), tokenizer) if tokenizer else []
@@ -111,8 +111,6 @@ class OpenAIBackend:
         extensions that make the text the ids' text and give back the sampled ids (servers
         without them ignore them)."""
         if isinstance(prompt, str) and self.tokenizer is not None:
-            from oreo_agents.data.inputs import encode_prompt
-
             prompt = encode_prompt(self.tokenizer, prompt)  # ids, as the other backends send
         body: dict[str, Any] = {
             "model": self.model_name,
@@ -272,8 +270,6 @@ class OpenAIBackend:
                     eos_id = self.tokenizer.eos_token_id
         text_only = ids is None
         if ids is None:
-            from oreo_agents.data.inputs import encode_text
-
             ids = encode_text(self.tokenizer, text) if self.tokenizer is not None else []
         elif self.tokenizer is not None:
             text = self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -327,7 +323,7 @@ def _generation_config(model: str) -> Any:
     if not os.path.isdir(model):
         return None
     try:
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig  # only for a local model folder
 
         return GenerationConfig.from_pretrained(model)
     except (OSError, ValueError):

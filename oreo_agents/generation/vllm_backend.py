@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from oreo_agents.data.inputs import encode_prompt
 from oreo_agents.generation.base import Completion, Prompt, SamplingParams, eos_ids
 
 
@@ -55,8 +56,6 @@ class VLLMBackend:
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[list[Completion]]:
-        from oreo_agents.data.inputs import encode_prompt
-
         # Token ids as they are (vLLM's TokensPrompt); texts encoded as the HF backend does, so
         # both backends continue the same ids.
         ids = [encode_prompt(self.tokenizer, p) if isinstance(p, str) else list(p) for p in prompts]
@@ -100,7 +99,7 @@ def completion(out: Any, eos: list[int], primary: int | None, tokenizer: Any = N
 def _generation_config(model: str) -> Any:
     """The ``generation_config.json`` of the model vLLM loaded (its EOS ids), None if absent."""
     try:
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig  # after __init__'s vllm check
 
         return GenerationConfig.from_pretrained(model)
     except (OSError, ValueError):

@@ -5,9 +5,12 @@ config.json), before the seconds that importing torch and `transformers` take.""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
+
+from oreo_envs import hub
 
 VALUE_CONFIG_FILE = "oreo_value.json"  # what makes a folder a value model's (`ValueModel`)
 
@@ -23,7 +26,7 @@ def load_tokenizer(name_or_path: str, **kwargs: Any):
             that holds no tokenizer; the message says what to pass.
     """
     kwargs = {**check_model_source(name_or_path, "tokenizer", kwargs.get("cache_dir")), **kwargs}
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # after check_model_source
 
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
@@ -47,8 +50,8 @@ def load_causal_lm(name_or_path: str, *, device: str | None = None, dtype: Any =
     if is_value_folder(name_or_path):
         raise ValueError(f"{name_or_path} is a value model folder, not a policy (pass OUT/policy)")
     kwargs = check_model_source(name_or_path, "model")
-    import torch
-    from transformers import AutoModelForCausalLM
+    import torch  # after check_model_source
+    from transformers import AutoModelForCausalLM  # after check_model_source
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
@@ -64,7 +67,7 @@ def load_pretrained(auto: Any, name_or_path: str, what: str, **kwargs: Any):
     Raises:
         ValueError: The load fails (the message says what to pass), or the weights do not fit.
     """
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # after check_model_source
 
     hf_logging.disable_progress_bar()
     try:
@@ -133,8 +136,6 @@ def _weights_file(name_or_path: str) -> str:
 @contextlib.contextmanager
 def _no_load_report():
     """Leave out `transformers`' table of missing and unexpected weights while loading."""
-    import logging
-
     def drop(record: logging.LogRecord) -> bool:
         return "LOAD REPORT" not in str(record.msg)
 
@@ -164,8 +165,6 @@ def check_model_source(name: str, what: str, cache_dir: str | None = None) -> di
     Raises:
         ValueError: ``name`` cannot load; the message says what to pass.
     """
-    from oreo_envs import hub
-
     if os.path.isdir(name):
         return {}
     if hub.looks_local(name):

@@ -11,6 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
+from transformers.utils import logging as hf_logging
+
+from oreo_envs.chain_env import ALPHABET
+
 PAD, EOS, UNK = "<|pad|>", "<|endoftext|>", "<|unk|>"
 # A minimal chat template so chat-formatted prompts can be exercised offline.
 CHAT_TEMPLATE = (
@@ -21,9 +34,6 @@ CHAT_TEMPLATE = (
 
 def byte_tokenizer(chat_template: bool = True):
     """A byte-level `PreTrainedTokenizerFast` (256 byte tokens + pad + eos)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -50,9 +60,6 @@ def trained_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024, chat_tem
         vocab_size: Target vocabulary including the 256 bytes and the 2 special tokens.
         chat_template: Attach the Qwen-style chat template.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     if vocab_size < 258:
         raise ValueError(f"vocab_size must hold 256 bytes and pad/eos (>= 258), got {vocab_size}")
     core = Tokenizer(models.BPE())
@@ -124,9 +131,6 @@ def tiny_model(
 
 def _random_llama(tok, hidden, intermediate, layers, heads, max_positions, *, seed, out_dir):
     """A randomly initialised Llama for ``tok`` (tied embeddings), saved with it if asked."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden,
@@ -143,8 +147,6 @@ def _random_llama(tok, hidden, intermediate, layers, heads, max_positions, *, se
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     if out_dir is not None:
-        from transformers.utils import logging as hf_logging
-
         hf_logging.disable_progress_bar()
         model.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
@@ -160,9 +162,6 @@ def char_tokenizer(alphabet: str):
     Args:
         alphabet: Every character the task's prompts, observations and answers use.
     """
-    from tokenizers import Tokenizer, decoders, models
-    from transformers import PreTrainedTokenizerFast
-
     chars = list(dict.fromkeys(alphabet))  # deduplicated, order kept
     vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *chars])}
     # BPE without merges and without a pre-tokenizer splits text into single characters and
@@ -201,8 +200,6 @@ def chain_model(
     Returns:
         ``(model, tokenizer)``.
     """
-    from oreo_envs.chain_env import ALPHABET
-
     tok = char_tokenizer(ALPHABET)
     sizes = (hidden_size, hidden_size * 4, num_layers, num_heads, max_positions)
     return _random_llama(tok, *sizes, seed=seed, out_dir=out_dir), tok
@@ -224,9 +221,6 @@ def random_qwen2(arch: str, *, device: str = "cpu", dtype=None):
     Returns:
         ``(model, tokenizer)``; the model is in eval mode on ``device``.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
     tok = byte_tokenizer()
     config = Qwen2Config(
         vocab_size=QWEN2_VOCAB,

@@ -9,11 +9,13 @@ policy). Scoring and search pass ``require_head=True``, since a zero head scores
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from oreo_agents.losses.logprobs import token_logps
@@ -104,10 +106,6 @@ class ValueModel(nn.Module):
         self.backbone = get_peft_model(self.backbone, config)
 
     def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
-        import copy
-
-        from safetensors.torch import save_file
-
         path = Path(path)
         backbone = self.backbone
         if hasattr(backbone, "merge_and_unload"):  # LoRA: save plain merged weights
@@ -153,7 +151,7 @@ class ValueModel(nn.Module):
             raise ValueError(f"value form must be one of {', '.join(FORMS)}, got {form!r}")
 
         kwargs = check_model_source(str(path), "value model backbone")
-        from transformers import AutoModel, AutoModelForCausalLM
+        from transformers import AutoModel, AutoModelForCausalLM  # after check_model_source
 
         auto = AutoModelForCausalLM if form == "logprob" else AutoModel  # logprob: an LM head
         dtype = dtype or torch.float32
@@ -161,8 +159,6 @@ class ValueModel(nn.Module):
         model = cls(backbone, form=form)
         head_file = Path(path) / VALUE_HEAD_FILE
         if head_file.exists():
-            from safetensors.torch import load_file
-
             model.head.load_state_dict(load_file(str(head_file)))
         return model
 

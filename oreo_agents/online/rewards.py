@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from oreo_envs import step_delimiters_of
+from oreo_envs.math_env import split_steps
 
 RewardFn = Callable[..., list[float]]
 REWARDS: dict[str, RewardFn] = {}
@@ -70,8 +71,6 @@ def reasoning_steps(episode: Any) -> list[str]:
     """The reasoning steps of an episode's actions, in order: each action split on its env's step
     delimiters, each piece keeping its delimiter (what OREO's step level and token step starts
     use); an empty action contributes none."""
-    from oreo_envs.math_env import split_steps
-
     delims = step_delimiters_of(episode.env_id)
     return [piece for step in episode.steps for piece in split_steps(step["action"], delims)]
 

@@ -7,6 +7,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import torch
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+from oreo_agents.models.loading import load_tokenizer
+from oreo_agents.models.policy import load_policy
+
 if TYPE_CHECKING:
     from oreo_agents.training.config import TrainConfig
 
@@ -14,11 +20,6 @@ if TYPE_CHECKING:
 def build(cfg: TrainConfig, total_steps: int, accelerator: Any):
     """The models the algorithm asks for (policy; frozen reference; value model), with an AdamW
     optimizer and the algorithm's schedule for each trained one, prepared by ``accelerator``."""
-    import torch
-    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
-
-    from oreo_agents.models.policy import load_policy
-
     spec = cfg.spec
     models: dict[str, Any] = {"policy": load_policy(cfg.model)}
     groups = [("policy", cfg.lr)]
@@ -73,8 +74,6 @@ def _head_groups(model: Any, accelerator: Any, lr: float, head_lr: float) -> lis
 def _check_value_vocabulary(cfg: TrainConfig, policy: Any, value: Any) -> None:
     """A value model started from another folder reads the policy's token ids: refuse one
     whose tokenizer (or, without a tokenizer file, vocabulary size) differs."""
-    from oreo_agents.models.loading import load_tokenizer
-
     ours = policy.config.vocab_size
     theirs = value.config.vocab_size
     if ours != theirs:

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 class Meter:
     """Averages metrics over the micro-batches of one optimizer step; tokens/s and padding."""
@@ -19,8 +21,6 @@ class Meter:
         self.t0 = time.perf_counter()
 
     def add(self, batch: dict[str, Any], metrics: dict[str, Any]) -> None:
-        import torch
-
         # Sum tensors on their device: float() here would wait for the GPU every micro-batch.
         for k, v in metrics.items():
             v = v.detach() if torch.is_tensor(v) else v
@@ -31,8 +31,6 @@ class Meter:
 
     def flush(self, step: int, lr: float, accelerator: Any) -> dict[str, Any]:
         """The step's record, averaged over all processes (tokens summed over them)."""
-        import torch
-
         dt = max(time.perf_counter() - self.t0, 1e-9)
         names = sorted(self.sums)
         device = accelerator.device

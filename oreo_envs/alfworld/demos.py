@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oreo_envs.alfworld.data import GameEntry, canonical_split, load_split
+from oreo_envs.registration import make_env
 
 # Splits whose games are evaluated on: examples must never come from them.
 EVALUATION_SPLITS = ("valid_seen", "valid_unseen")
@@ -131,8 +132,6 @@ class ExpertDemos:
     def _play(self, game: GameEntry) -> Demo | None:
         if self._env is None:  # through the registry: this module and the env's do not
             # import each other (the env makes an ExpertDemos)
-            from oreo_envs.registration import make_env
-
             options = {"split": self.source, "data_dir": self.data_dir}
             self._env = make_env("oreo/ALFWorld-v0", options).unwrapped
         observation, info = self._env.reset(options={"task_id": game.task_id})

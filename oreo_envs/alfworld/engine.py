@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -32,6 +33,7 @@ import tempfile
 import zlib
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +105,6 @@ def engine_imports() -> dict[str, Any]:
 def alfworld_logic_files() -> tuple[Path, Path]:
     """Paths of the ALFWorld domain (``alfred.pddl``) and grammar (``alfred.twl2``) shipped with
     the installed alfworld package, found without importing it (the import has side effects)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("alfworld")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"ALFWorld envs need the alfworld extra; install it with: {INSTALL_HINT}")
@@ -285,8 +285,6 @@ def sas_cache_dir() -> Path:
 
 @functools.cache
 def _fast_downward_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("fast_downward_textworld")
     except PackageNotFoundError:

@@ -14,6 +14,7 @@ from typing import Any
 
 from oreo_envs.alfworld.data import has_data, load_split
 from oreo_envs.alfworld.demos import ExpertDemos
+from oreo_envs.alfworld.engine import AlfredEngine, strip_banner
 from oreo_envs.core import TextEnv
 
 # "put X in/on Y" (the 2.1.1 games' verb, used by ReAct, ETO and the OREO paper's prompts)
@@ -60,8 +61,6 @@ class AlfWorldEnv(TextEnv):
     def engine(self):
         """The `AlfredEngine` playing the current game (created on first reset)."""
         if self._engine is None:
-            from oreo_envs.alfworld.engine import AlfredEngine
-
             self._engine = AlfredEngine()
         return self._engine
 
@@ -75,8 +74,6 @@ class AlfWorldEnv(TextEnv):
         return ExpertDemos(self.split, self.data_dir)
 
     def _start(self, task_id: str) -> tuple[str, dict[str, Any]]:
-        from oreo_envs.alfworld.engine import strip_banner
-
         game = self.games[task_id]
         self.engine.load(game.game_file)
         obs = strip_banner(self.engine.reset())

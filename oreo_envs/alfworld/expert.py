@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from oreo_envs.alfworld.engine import _contained_side_effects, engine_imports
+
 FALLBACK_ACTION = "look"
 INTRO_BANNER = "-= Welcome to TextWorld, ALFRED! =-"
 
@@ -68,8 +70,6 @@ class HandcodedExpert:
         self._prev = ""
 
     def __call__(self, observation: str, info: dict[str, Any]) -> str:
-        from oreo_envs.alfworld.engine import _contained_side_effects, engine_imports
-
         engine_imports()
         with _contained_side_effects():
             from alfworld.agents.expert import (

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from functools import lru_cache
+from multiprocessing.connection import Connection
 
 # The address-space cap is set relative to what the fresh interpreter maps, so it means the
 # same on every platform; 2 GiB is ample for sympy on any honest answer.
@@ -82,8 +83,6 @@ def _serve(conn) -> None:
 
 def main() -> None:
     """Entry point: `python _worker.py FD`."""
-    from multiprocessing.connection import Connection
-
     # math-verify warns that its own timeout is off, once per process; that is intended here.
     logging.disable(logging.WARNING)
     _limit_memory(MEMORY_HEADROOM_BYTES)
