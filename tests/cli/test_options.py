@@ -22,7 +22,7 @@ VALUES = {
     "tasks": 3, "max_new_tokens": 7, "temperature": 0.5, "top_p": 0.5, "top_k": 3,
     "backend": "openai", "base_url": "http://h/v1", "tokenizer": "t", "concurrency": 3,
     "request_timeout": 2.5, "max_retries": 2, "batch_size": 6, "seed": 3,
-    "env_workers": 2, "samples": 3, "fewshot": 2,
+    "env_workers": 2, "samples": 3, "fewshot": 2, "branch_from": "b", "branch_states": 2,
     "strategy": "best-of-k", "k": 3, "beam_width": 3, "max_steps": 3, "value": "v",
     "value_batch_size": 3, "epochs": 2, "lr": 0.5, "micro_batch_size": 3, "max_length": 9,
     "warmup_ratio": 0.5, "adam_betas": (0.5, 0.6), "weight_decay": 0.5, "grad_clip": 0.5,
