@@ -115,30 +115,19 @@ def run_collect(
     chosen = select_tasks(universe, cfg.tasks, cfg.seed)
     rank, world = rank_world()  # under torchrun / accelerate launch: every world-th task
     mine = chosen[rank::world]
-    manifest = {
-        "env_id": cfg.env,
-        "env_options": cfg.env_options,
-        "model": cfg.model,
-        "backend": backend.name if backend is not None else "scripted",
-        "sampling": cfg.sampling(),
-        "seed": cfg.seed,
-        "samples": cfg.samples,
-        "tasks": len(chosen),
-        "chat_template": cfg.chat_template,
-        "tokenizer": tokenizer_id(tokenizer) if tokenizer is not None else None,
-        # only when on, so that stores made before the option resume (None == None)
-        **({"fewshot": prompter.fewshot.describe()} if prompter.fewshot else {}),
-        **({"branch": {"from": cfg.branch_from, "states": cfg.branch_states}} if branches else {}),
-    }
+    manifest = _manifest(cfg, backend, tokenizer, prompter, len(chosen), branches is not None)
     stats = CollectStats()
     # The examples change every prompt: a store of other examples is another run's.
     resume_keys = ("env_id", "env_options", "model", "sampling", "seed", "fewshot", "branch")
     writer = EpisodeWriter(cfg.out, manifest, resume_keys=resume_keys, rank=rank, world=world)
     with writer:
+        by_task: dict[str, list[tuple[str, int]]] = {}
+        for key in sorted(branches or {}):  # a task's branches, in their order
+            by_task.setdefault(key[0], []).append(key)
         if branches is None:
             keys = [(t, s) for t in mine for s in range(cfg.samples)]
         else:
-            keys = [key for t in mine for key in sorted(k for k in branches if k[0] == t)]
+            keys = [key for t in mine for key in by_task.get(t, [])]
         pending = [key for key in keys if key not in writer.done]
         pending.reverse()  # pop() from the end keeps task order
         if on_plan is not None:
@@ -159,6 +148,25 @@ def run_collect(
         # once all have written (a rank that finished first counted 6 of 10 episodes).
         wait_for_everyone()
     return stats
+
+
+def _manifest(cfg, backend, tokenizer, prompter, tasks: int, branched: bool) -> dict[str, Any]:
+    """The store's manifest: what makes two runs the same run (``resume_keys`` among them)."""
+    return {
+        "env_id": cfg.env,
+        "env_options": cfg.env_options,
+        "model": cfg.model,
+        "backend": backend.name if backend is not None else "scripted",
+        "sampling": cfg.sampling(),
+        "seed": cfg.seed,
+        "samples": cfg.samples,
+        "tasks": tasks,
+        "chat_template": cfg.chat_template,
+        "tokenizer": tokenizer_id(tokenizer) if tokenizer is not None else None,
+        # only when on, so that stores made before the option resume (None == None)
+        **({"fewshot": prompter.fewshot.describe()} if prompter.fewshot else {}),
+        **({"branch": {"from": cfg.branch_from, "states": cfg.branch_states}} if branched else {}),
+    }
 
 
 def _branches(cfg: CollectConfig) -> dict[tuple[str, int], Branch] | None:

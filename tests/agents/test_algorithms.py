@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from oreo_agents.algorithms import ALGORITHMS, Algorithm, get_algorithm, register
+from oreo_agents.online.driver import RECORD_KEYS  # what the CLI line leaves to the spec
 from oreo_agents.training.config import TrainConfig
 from oreo_cli.options import field_docs
 
@@ -139,8 +140,6 @@ def test_a_plugin_online_algorithm_trains_through_the_cli(tiny_model_dir, tmp_pa
         (0, 4, 1), (1, 8, 2)
     ]  # fmt: skip
     assert {"success_rate", "episodes"} <= set(log[0]) and "kl_mean" not in log[0]
-    from oreo_agents.online.driver import RECORD_KEYS  # what the CLI line leaves to the spec
-
     assert set(log[0]) - RECORD_KEYS == {"success_rate"}  # the plug-in's own total
     assert os.readlink(out / "policy") == "iter-0001/train/policy"
     assert not (out / "value").exists()  # it trains no value model: nothing to link
