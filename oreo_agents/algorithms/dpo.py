@@ -31,8 +31,10 @@ class DPOConfig:
 
 
 class DPO(Algorithm):
-    """Items are (chosen, rejected) pairs; a micro-batch holds the chosen episodes first and the
-    rejected ones second, so one forward scores both."""
+    """Items are (chosen, rejected) pairs. A micro-batch holds the chosen episodes, with the
+    rejected ones as its ``rejected`` sub-batch, and each runs its own forward: padded
+    together, a short success and a failure that ran to the step cap spent a third of an
+    ALFWorld DPO run's tokens on padding (docs/results.md)."""
 
     config = DPOConfig
     reference = True
@@ -53,17 +55,20 @@ class DPO(Algorithm):
         return max(len(item[0]), len(item[1]))
 
     def collate(self, items, pad_id: int, max_length: int | None = None) -> dict[str, Any]:
-        return collate([c for c, _ in items] + [r for _, r in items], pad_id)
+        batch = collate([c for c, _ in items], pad_id)
+        batch["rejected"] = collate([r for _, r in items], pad_id)
+        return batch
 
     def precomputes_reference(self, settings: DPOConfig) -> bool:
         return settings.precompute_ref
 
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: DPOConfig):
-        labels, mask = shifted(batch)
-        half = batch["input_ids"].shape[0] // 2
-        policy = sequence_logps(logits(models["policy"], batch), labels, mask)
-        ref = ref_sequence_logps(models, batch)
+        chosen, rejected = batch, batch["rejected"]
         loss, metrics = dpo_loss(
-            policy[:half], policy[half:], ref[:half], ref[half:], beta=settings.beta
+            sequence_logps(logits(models["policy"], chosen), *shifted(chosen)),
+            sequence_logps(logits(models["policy"], rejected), *shifted(rejected)),
+            ref_sequence_logps(models, chosen),
+            ref_sequence_logps(models, rejected),
+            beta=settings.beta,
         )
         return loss, {**metrics, "dpo_loss": loss.detach()}

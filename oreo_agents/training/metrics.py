@@ -26,8 +26,10 @@ class Meter:
             v = v.detach() if torch.is_tensor(v) else v
             self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.n += 1
-        self.tokens += int(batch["attention_mask"].sum())
-        self.slots += batch["attention_mask"].numel()
+        for part in (batch, *(v for v in batch.values() if isinstance(v, dict))):
+            if "attention_mask" in part:  # a sub-batch (DPO's rejected, KTO's mismatched)
+                self.tokens += int(part["attention_mask"].sum())
+                self.slots += part["attention_mask"].numel()
 
     def flush(self, step: int, lr: float, accelerator: Any) -> dict[str, Any]:
         """The step's record, averaged over all processes (tokens summed over them)."""

@@ -178,3 +178,55 @@ def test_token_means_of_halves_with_the_batch_normalizer_give_the_batch_mean(los
     per_micro = (fn(first) + fn(second)) / 2
     assert accumulated.item() == pytest.approx(whole.item(), rel=1e-6)
     assert abs(per_micro.item() - whole.item()) > 1e-3
+
+
+def test_dpo_pads_chosen_and_rejected_apart_with_the_same_loss(tiny_model_dir, mixed_data):
+    """DPO runs a micro-batch's chosen and rejected episodes as two forwards, each padded to
+    its own longest: the loss is the one the old layout (both in one tensor) gave, live and
+    with the reference precomputed, on fewer padded slots (a long gold solution is padded
+    with a short wrong answer no more)."""
+    from oreo_agents.algorithms import get_algorithm
+    from oreo_agents.algorithms.base import precompute_reference, with_reference
+    from oreo_agents.data import batches
+    from oreo_agents.data.tokenization import collate
+    from oreo_agents.losses import dpo_loss, sequence_logps
+    from oreo_agents.models.loading import load_causal_lm, load_tokenizer
+    from oreo_agents.training.config import TrainConfig
+    from oreo_agents.training.metrics import Meter
+
+    cfg = TrainConfig(algo="dpo", data=str(mixed_data), model=str(tiny_model_dir), out="unused",
+                      batch_size=4, micro_batch_size=2, max_length=1024)  # fmt: skip
+    plan = batches.prepare(cfg, load_tokenizer(cfg.model))
+    policy, reference = load_causal_lm(cfg.model), load_causal_lm(cfg.model)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a reference unlike the policy, else every loss is ln 2
+        for p in reference.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    models, dpo = {"policy": policy, "reference": reference}, get_algorithm("dpo")
+    micro = plan.micro_batches()
+    refs = precompute_reference(reference, micro, 0, "cpu")
+    split_slots = joint_slots = 0
+    for i in range(len(micro)):
+        items = [plan.items[k] for k in micro.groups[i]]
+        joint = collate([c for c, _ in items] + [r for _, r in items], plan.pad_id)
+        half = len(items)
+        labels, mask = joint["input_ids"][:, 1:], joint["action_mask"][:, 1:]
+        with torch.no_grad():
+            pol = [sequence_logps(m(input_ids=joint["input_ids"],
+                                    attention_mask=joint["attention_mask"]).logits[:, :-1],
+                                  labels, mask & joint["attention_mask"][:, 1:].bool())
+                   for m in (policy, reference)]  # fmt: skip
+            want = dpo_loss(pol[0][:half], pol[0][half:], pol[1][:half], pol[1][half:],
+                            beta=cfg.settings.beta)[0]  # fmt: skip
+            live = dpo.step(models, micro[i], cfg.settings)[0]
+            stored = with_reference(micro[i], refs[i])
+            stored = dpo.step({"policy": policy}, stored, cfg.settings)[0]
+        assert float(live) == pytest.approx(float(want), abs=1e-5)
+        assert float(stored) == pytest.approx(float(want), abs=1e-5)
+        assert float(want) != pytest.approx(0.6931, abs=1e-3)  # the reference differs
+        metrics = Meter()
+        metrics.add(micro[i], {})
+        split_slots += metrics.slots
+        joint_slots += joint["attention_mask"].numel()
+        assert metrics.tokens == int(joint["attention_mask"].sum())  # every sequence counted
+    assert split_slots < joint_slots
