@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 class PrefixCache:
@@ -78,7 +79,7 @@ class PrefixCache:
             seen, cache, previous = self._entries[best]
             if len(seen) == len(ids):
                 return cache, previous
-            kwargs[self.cache_arg] = copy.deepcopy(cache)  # another context may extend the same one
+            kwargs[self.cache_arg] = fork(cache)  # another context may extend the same one
             new = ids[len(seen) :]
         else:
             new = ids
@@ -99,7 +100,7 @@ class PrefixCache:
         tokens that continuations share run once (an agent's admissible actions share "go to",
         "take ... from"), and each token attends to the context and to its own ancestors only,
         at the position it has in its continuation. Runs on a copy of the cache (the context's
-        stays as it is). Returns ``(output, rows)``: ``rows[i][j]`` is the output row of
+        stays as it is, `fork`). Returns ``(output, rows)``: ``rows[i][j]`` is the output row of
         token j of continuation i."""
         flat, parents, rows = prefix_tree(chunk)
         mask = torch.zeros(len(flat), n + len(flat), dtype=torch.bool)
@@ -116,11 +117,24 @@ class PrefixCache:
             torch.tensor([flat], device=device),
             position_ids=torch.tensor([positions], device=device),
             attention_mask=mask[None, None].to(device),
-            **{self.cache_arg: copy.deepcopy(cache)},
+            **{self.cache_arg: fork(cache)},
             use_cache=True,
             **{**self.forward_kwargs, **kwargs},
         )
         return out, rows
+
+
+def fork(cache: Any) -> Any:
+    """A copy of ``cache`` that a forward may extend while ``cache`` stays as it was. A
+    `DynamicCache` extends each layer by concatenation (`DynamicLayer.update` binds new tensors
+    and never writes into the old ones), so its copy is a copy of the layer objects that shares
+    their tensors: no key or value is copied. Any other cache is copied deeply."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None and all(type(layer) is DynamicLayer for layer in layers):
+        out = copy.copy(cache)
+        out.layers = [copy.copy(layer) for layer in layers]
+        return out
+    return copy.deepcopy(cache)
 
 
 def prefix_tree(chunk: list[list[int]]) -> tuple[list[int], list[int], list[list[int]]]:
