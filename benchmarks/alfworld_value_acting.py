@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="where the reports go (module docstring)")
     args = ap.parse_args()
     policy = args.policy or args.run / "sft" / "policy"
-    out = args.out or args.run / "acting" / args.value.resolve().parent.name
+    # absolute without following links: OUT/value links into a checkpoint folder
+    out = args.out or args.run / "acting" / Path(os.path.abspath(args.value)).parent.name
     out.mkdir(parents=True, exist_ok=True)
     flags = rollout_flags(args.run, args.split, args.seed)
     reports = {k: play(flags, policy, args.value, k, out / f"k{k}.json") for k in [1, *args.ks]}
