@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,13 @@ def oreo_in_process(*args: object, env: dict[str, str] | None = None, input: str
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return CliRun(result.exit_code, result.stdout, result.stderr)
+
+
+def sigint_as_in_a_terminal() -> None:
+    """A child process's ``preexec_fn``: a shell starts background jobs (``bash .ci/run &``,
+    nohup) with SIGINT ignored, which a child inherits and Python then keeps, so a test's Ctrl-C
+    would never reach it. Gives it the default disposition a foreground command has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:

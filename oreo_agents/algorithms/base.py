@@ -221,9 +221,11 @@ def ref_sequence_logps(models: dict[str, Any], batch: Batch) -> torch.Tensor:
         return sequence_logps(logits(models["reference"], batch), labels, mask)
 
 
-# The sequences a micro-batch may carry beside its own, each padded on its own and scored by
-# the reference alike: KTO's mismatched pairs, DPO's rejected episodes.
-SUB_BATCHES = ("mismatched", "rejected")
+def sub_batches(batch: Batch) -> dict[str, Batch]:
+    """The sequences a micro-batch carries beside its own, by key, each padded on its own and
+    scored by the reference alike (KTO's ``mismatched`` pairs, DPO's ``rejected`` episodes):
+    every value of the batch that is itself a batch of sequences."""
+    return {k: v for k, v in batch.items() if isinstance(v, dict) and "input_ids" in v}
 
 
 @torch.no_grad()
@@ -231,15 +233,13 @@ def precompute_reference(
     reference: Any, batches: Sequence[Batch], start: int, device: Any
 ) -> dict[int, dict[str, torch.Tensor]]:
     """The reference's sequence log-probs of micro-batches ``start..`` (and of their
-    `SUB_BATCHES`), so the reference model can be freed before training (DPO, KTO). Returns
-    ``{index: {"ref_logps": [B], "mismatched" or "rejected": [B]}}`` for `with_reference`."""
+    `sub_batches`), so the reference model can be freed before training (DPO, KTO). Returns
+    ``{index: {"ref_logps": [B], <sub-batch key>: [B], ...}}`` for `with_reference`."""
     out: dict[int, dict[str, torch.Tensor]] = {}
     for i in range(start, len(batches)):
         batch = batches[i]
         out[i] = {}
-        for key, part in (("ref_logps", batch), *((k, batch.get(k)) for k in SUB_BATCHES)):
-            if part is None:
-                continue
+        for key, part in (("ref_logps", batch), *sub_batches(batch).items()):
             on_device = {k: v.to(device) for k, v in part.items() if torch.is_tensor(v)}
             out[i][key] = ref_sequence_logps({"reference": reference}, on_device).cpu()
     return out
@@ -249,7 +249,6 @@ def with_reference(batch: Batch, refs: dict[str, torch.Tensor] | None) -> Batch:
     """``batch`` with precomputed reference log-probs (`precompute_reference`) filled in."""
     if refs:
         batch["ref_logps"] = refs["ref_logps"]
-        for key in SUB_BATCHES:
-            if key in refs:
-                batch[key]["ref_logps"] = refs[key]
+        for key in sub_batches(batch):
+            batch[key]["ref_logps"] = refs[key]
     return batch

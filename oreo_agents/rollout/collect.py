@@ -121,12 +121,12 @@ def run_collect(
     resume_keys = ("env_id", "env_options", "model", "sampling", "seed", "fewshot", "branch")
     writer = EpisodeWriter(cfg.out, manifest, resume_keys=resume_keys, rank=rank, world=world)
     with writer:
-        by_task: dict[str, list[tuple[str, int]]] = {}
-        for key in sorted(branches or {}):  # a task's branches, in their order
-            by_task.setdefault(key[0], []).append(key)
         if branches is None:
             keys = [(t, s) for t in mine for s in range(cfg.samples)]
         else:
+            by_task: dict[str, list[tuple[str, int]]] = {}
+            for key in sorted(branches):  # a task's branches, in their order
+                by_task.setdefault(key[0], []).append(key)
             keys = [key for t in mine for key in by_task.get(t, [])]
         pending = [key for key in keys if key not in writer.done]
         pending.reverse()  # pop() from the end keeps task order

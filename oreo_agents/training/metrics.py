@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from oreo_agents.algorithms.base import sub_batches
+
 
 class Meter:
     """Averages metrics over the micro-batches of one optimizer step; tokens/s and padding."""
@@ -26,10 +28,9 @@ class Meter:
             v = v.detach() if torch.is_tensor(v) else v
             self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.n += 1
-        for part in (batch, *(v for v in batch.values() if isinstance(v, dict))):
-            if "attention_mask" in part:  # a sub-batch (DPO's rejected, KTO's mismatched)
-                self.tokens += int(part["attention_mask"].sum())
-                self.slots += part["attention_mask"].numel()
+        for part in (batch, *sub_batches(batch).values()):  # DPO's rejected, KTO's mismatched
+            self.tokens += int(part["attention_mask"].sum())
+            self.slots += part["attention_mask"].numel()
 
     def flush(self, step: int, lr: float, accelerator: Any) -> dict[str, Any]:
         """The step's record, averaged over all processes (tokens summed over them)."""

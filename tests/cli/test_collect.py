@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import oreo_in_process
+from conftest import oreo_in_process, sigint_as_in_a_terminal
 from oreo_agents.data.episodes import load_episodes
 
 # Pinned to the CPU (gloo, fp32) on a GPU machine too: these tests hold the CPU path to exact
@@ -69,18 +69,11 @@ def kill_cmd(model: Path, out: Path, *extra: str) -> list[str]:
     )  # fmt: skip
 
 
-def _sigint_as_in_a_terminal() -> None:
-    """A shell starts background jobs (``bash .ci/run &``, nohup) with SIGINT ignored, which a
-    child inherits and Python then keeps: the collect would never see the test's Ctrl-C. Give it
-    the default disposition a foreground command has."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start_until(cmd: list[str], out: Path, episodes: int) -> subprocess.Popen:
     """Start a collect and return once its store holds ``episodes`` lines (or after 120 s)."""
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-        preexec_fn=_sigint_as_in_a_terminal,
+        preexec_fn=sigint_as_in_a_terminal,
     )  # fmt: skip
     shard = out / "episodes-00000.jsonl"
     deadline = time.time() + 120

@@ -10,6 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from conftest import sigint_as_in_a_terminal
 from oreo_cli.main import app
 
 # A long folder name: a message that rich wrapped at 80 columns would be two lines.
@@ -55,12 +56,10 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, tmp_path, command, args, t
 def test_ctrl_c_at_the_play_prompt():
     """The real signal, where play waits for input."""
     cmd = [sys.executable, "-m", "oreo_cli", "play", "oreo/Chain-v0"]
-    # With the default SIGINT disposition a terminal gives: a suite started in the background
-    # (nohup, ``&``) ignores SIGINT, and the child would inherit that
-    default = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "80"}, preexec_fn=default)  # fmt: skip
+                            env={**os.environ, "COLUMNS": "80"},
+                            preexec_fn=sigint_as_in_a_terminal)  # fmt: skip
     shown = ""
     while not shown.endswith("> ") and proc.poll() is None:
         shown += proc.stdout.read(1)
