@@ -51,21 +51,9 @@ WHERE = ("state", "action", "after")
 TARGETS = ("target", "kl part")
 
 
-def action_spans(mask: list[bool]) -> list[tuple[int, int]]:
-    """``(first, last)`` positions of each run of action tokens."""
-    spans, start = [], None
-    for i, m in enumerate([*mask, False]):
-        if m and start is None:
-            start = i
-        elif not m and start is not None:
-            spans.append((start, i - 1))
-            start = None
-    return spans
-
-
 def main() -> None:
     from oreo_agents.data.episodes import load_episodes
-    from oreo_agents.data.tokenization import tokenize_episode
+    from oreo_agents.data.tokenization import action_spans, tokenize_episode
     from oreo_agents.losses.logprobs import token_logps
     from oreo_agents.losses.oreo import suffix_sum
     from oreo_agents.models.loading import load_causal_lm, load_tokenizer

@@ -14,7 +14,7 @@ from oreo_agents.algorithms.base import Algorithm
 from oreo_agents.algorithms.dpo import DPO, DPOConfig
 from oreo_agents.algorithms.kto import KTO, KTOConfig
 from oreo_agents.algorithms.oreo import OREO, OREOConfig
-from oreo_agents.algorithms.orm import ORM, ORMConfig
+from oreo_agents.algorithms.orm import ORM, ORMConfig, ORMRank, ORMRankConfig
 from oreo_agents.algorithms.ppo import PPO, PPOConfig
 from oreo_agents.algorithms.rcrl import RCRL, RCRLConfig
 from oreo_agents.algorithms.sft import SFT, RejectionSampling, RFTConfig, SFTConfig
@@ -42,6 +42,8 @@ register(KTO("kto", "KTO on unpaired desirable / undesirable episodes"))
 # Havrilla et al. 2024: return-conditioned RL.
 register(RCRL("rcrl", "return-conditioned SFT: every episode after a good/bad control text"))
 register(ORM("orm", "outcome reward model: per-token correctness classifier (policy untouched)"))
+register(ORMRank("orm-rank", "outcome reward model ranking a task's correct over incorrect "
+                 "episodes, action by action (policy untouched)"))
 register(PPO("ppo", "online PPO on --env: collect, KL-penalised rewards, GAE, clipped updates"))
 
 __all__ = [
@@ -58,6 +60,8 @@ __all__ = [
     "KTOConfig",
     "OREOConfig",
     "ORMConfig",
+    "ORMRank",
+    "ORMRankConfig",
     "PPOConfig",
     "RCRLConfig",
     "RFTConfig",

@@ -1,4 +1,4 @@
-"""Episodes -> token ids, action masks and step starts; DPO pairs and KTO labels; batches.
+"""Episodes -> token ids, action masks and step starts; DPO and ranking pairs, KTO labels; batches.
 
 Each episode becomes prompt, action_1, observation_1, ... ids (`oreo_agents.data.inputs`): the
 ids the policy was fed and generated when the episode logged them with this tokenizer, else each
@@ -199,6 +199,58 @@ def dpo_pairs(
         rng.shuffle(combos)
         pairs += combos[:max_pairs_per_task]
     return pairs
+
+
+def action_spans(action_mask: Sequence[bool]) -> list[tuple[int, int]]:
+    """``(first, last)`` positions of each run of action tokens: one per action of an agent's
+    episode. Value-guided acting reads a candidate's value at ``last - 1``, the state before
+    the action's closing token (`oreo_agents.evaluation.acting`)."""
+    spans, start = [], None
+    for i, m in enumerate([*action_mask, False]):
+        if m and start is None:
+            start = i
+        elif not m and start is not None:
+            spans.append((start, i - 1))
+            start = None
+    return spans
+
+
+@dataclass(frozen=True)
+class RankedPair:
+    """A correct and an incorrect episode of one task, and where a ranking loss compares them.
+
+    Attributes:
+        won: The correct episode.
+        lost: The incorrect one.
+        reads: ``(position in won, position in lost)`` of each comparison: the j-th action's
+            place where acting reads a candidate (`action_spans`), for every j at which the two
+            histories already differ (before that they are one history).
+    """
+
+    won: TokenizedEpisode
+    lost: TokenizedEpisode
+    reads: tuple[tuple[int, int], ...]
+
+
+def ranked_pairs(
+    episodes: Sequence[TokenizedEpisode], *, max_pairs_per_task: int = 6, seed: int = 0
+) -> list[RankedPair]:
+    """`dpo_pairs` with their comparisons (`RankedPair`); pairs whose histories never differ at
+    an action they both took (one cut short of the other) are left out."""
+    out = []
+    for won, lost in dpo_pairs(episodes, max_pairs_per_task=max_pairs_per_task, seed=seed):
+        shared = min(len(won), len(lost))
+        diverge = next(
+            (t for t in range(shared) if won.input_ids[t] != lost.input_ids[t]), shared
+        )
+        # the actions both took (the shorter episode's count); a read at last - 1 needs last > 0
+        spans = zip(action_spans(won.action_mask), action_spans(lost.action_mask), strict=False)
+        reads = tuple(
+            (a - 1, b - 1) for (_, a), (_, b) in spans if max(a, b) > diverge and min(a, b) > 0
+        )
+        if reads:
+            out.append(RankedPair(won, lost, reads))
+    return out
 
 
 def length_grouped_batches(

@@ -4,7 +4,7 @@ from oreo_agents.losses.dpo import dpo_loss
 from oreo_agents.losses.kto import kto_loss, kto_reference_point
 from oreo_agents.losses.logprobs import sequence_logps, token_logps
 from oreo_agents.losses.oreo import kl_penalty, oreo_loss, suffix_sum
-from oreo_agents.losses.orm import orm_loss
+from oreo_agents.losses.orm import orm_loss, rank_loss
 from oreo_agents.losses.ppo import (
     gae,
     kl_rewards,
@@ -27,6 +27,7 @@ __all__ = [
     "orm_loss",
     "ppo_policy_loss",
     "ppo_value_loss",
+    "rank_loss",
     "sequence_logps",
     "sft_loss",
     "suffix_sum",

@@ -49,3 +49,44 @@ def orm_loss(
     loss = total / (n if normalizer is None else normalizer)
     accuracy = ((z > 0).float() == (y > 0.5).float()).float().mean()
     return loss, {"orm_accuracy": accuracy.detach(), "n_tokens": n}
+
+
+def rank_loss(
+    won: torch.Tensor,
+    lost: torch.Tensor,
+    mask: torch.Tensor,
+    normalizer: torch.Tensor | float | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Bradley-Terry loss of a task's correct episode against an incorrect one, compared where
+    both have taken the same number of actions.
+
+    ``1/N sum_{(b,j) in mask} softplus(lost_bj - won_bj)``, i.e. ``-log s(won - lost)``, over the
+    N masked comparisons. Only differences count, so the model learns to order one task's
+    histories, not which tasks are hard (what a per-episode label also rewards).
+
+    Args:
+        won: ``[B, M]`` the model's score of the correct episode at comparison j.
+        lost: ``[B, M]`` the incorrect episode's score at the same comparison.
+        mask: ``[B, M]`` bool or 0/1; 1 where comparison j exists.
+        normalizer: The N to divide by (None: this batch's comparisons); a micro-batch's
+            share of its optimizer batch's.
+
+    Returns:
+        ``(loss, metrics)``: ``rank_accuracy`` (the correct episode scores higher, over the
+        masked comparisons) and ``n_comparisons``. A batch with no comparison gives 0.
+
+    Raises:
+        ValueError: On wrong shapes or dtypes.
+    """
+    check_float("won", won, 2)
+    check_float("lost", lost, 2)
+    if won.shape != lost.shape:
+        raise ValueError(f"won {tuple(won.shape)} and lost {tuple(lost.shape)} differ in shape")
+    m = as_bool_mask("mask", mask, won.shape)
+    margin = (won.float() - lost.float())[m]
+    n = m.sum()
+    if n == 0:
+        zero = (won.sum() + lost.sum()) * 0.0
+        return zero, {"rank_accuracy": zero.detach(), "n_comparisons": n}
+    loss = F.softplus(-margin).sum() / (n if normalizer is None else normalizer)
+    return loss, {"rank_accuracy": (margin > 0).float().mean().detach(), "n_comparisons": n}

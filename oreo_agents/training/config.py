@@ -20,7 +20,7 @@ class TrainConfig:
 
     Attributes:
         algo: The algorithm (`oreo_agents.algorithms`: oreo | oreo-step | oreo-response | sft |
-            rft | dpo | kto | rcrl | orm | ppo, and plug-ins).
+            rft | dpo | kto | rcrl | orm | orm-rank | ppo, and plug-ins).
         data: An episode store folder or file, or a published OREO JSON(L) file; several
             separated by commas (None for an online algorithm).
         model: The starting checkpoint (hub id or folder): policy, reference and value init.

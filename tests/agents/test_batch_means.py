@@ -25,7 +25,7 @@ PROBE = textwrap.dedent("""
     from oreo_agents.training.config import TrainConfig
     from oreo_agents.training.loop import run_train
 
-    model, data, out, algo, micro, mean_per_micro_batch = sys.argv[1:7]
+    model, data, out, algo, micro, mean_per_micro_batch, batch = sys.argv[1:8]
     grads, step = [], torch.optim.AdamW.step
 
     def probe(self, *args, **kwargs):
@@ -35,9 +35,9 @@ PROBE = textwrap.dedent("""
         return step(self, *args, **kwargs)
 
     torch.optim.AdamW.step = probe
-    settings = {"value_lr": 1e-3} if algo in ("oreo", "orm") else {}
+    settings = {"value_lr": 1e-3} if algo in ("oreo", "orm", "orm-rank") else {}
     run_train(TrainConfig(
-        algo=algo, data=data, model=model, out=out, batch_size=16,
+        algo=algo, data=data, model=model, out=out, batch_size=int(batch),
         micro_batch_size=int(micro), max_steps=1, lr=1e-3, warmup_ratio=0.0, grad_clip=1e9,
         max_length=1024, report_to="none", settings=settings,
         per_micro_batch_mean=mean_per_micro_batch == "1",
@@ -47,7 +47,9 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def gradients(tmp_path, model, data, algo, micro, ranks=1, per_micro_batch=False) -> list:
+def gradients(
+    tmp_path, model, data, algo, micro, ranks=1, per_micro_batch=False, batch=16
+) -> list:
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     out = tmp_path / f"{algo}-{ranks}x{micro}-{int(per_micro_batch)}"
@@ -60,6 +62,7 @@ def gradients(tmp_path, model, data, algo, micro, ranks=1, per_micro_batch=False
         algo,
         str(micro),
         str(int(per_micro_batch)),
+        str(batch),
     ]
     run = subprocess.run([*launcher, *args], capture_output=True, text=True, env=ENV, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
@@ -78,13 +81,14 @@ def max_difference(a: list, b: list) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["sft", "oreo", "orm"])
+@pytest.mark.parametrize("algo", ["sft", "oreo", "orm", "orm-rank"])
 def test_one_step_has_the_same_gradient_however_the_batch_is_split(
     tiny_model_dir, mixed_data, tmp_path, algo
 ):
-    whole = gradients(tmp_path, tiny_model_dir, mixed_data, algo, 16)
-    for micro, ranks in ((4, 1), (1, 1), (4, 2)):  # 4 x 4, 16 x 1, 2 ranks x 2 x 4
-        split = gradients(tmp_path, tiny_model_dir, mixed_data, algo, micro, ranks)
+    batch = 8 if algo == "orm-rank" else 16  # the data's 8 tasks make 8 pairs
+    whole = gradients(tmp_path, tiny_model_dir, mixed_data, algo, batch, batch=batch)
+    for micro, ranks in ((4, 1), (1, 1), (4, 2)):  # e.g. 4 x 4, 16 x 1, 2 ranks x 2 x 4
+        split = gradients(tmp_path, tiny_model_dir, mixed_data, algo, micro, ranks, batch=batch)
         assert max_difference(whole, split) < 1e-6, (micro, ranks)
 
 
