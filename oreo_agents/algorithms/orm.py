@@ -127,11 +127,10 @@ class ORMRank(ORM):
         return batch
 
     def step(self, models: dict[str, Any], batch: dict[str, Any], settings: ORMRankConfig):
-        value, lost = models["value"], batch["lost"]
-        v_won = value(batch["input_ids"], batch["attention_mask"], batch["action_mask"])
-        v_lost = value(lost["input_ids"], lost["attention_mask"], lost["action_mask"])
-        reads = batch["reads"]
-        won = v_won.gather(1, reads[..., 0])
-        lost_ = v_lost.gather(1, reads[..., 1])
-        loss, metrics = rank_loss(won, lost_, batch["read_mask"], normalizer(batch, "comparisons"))
+        value, reads = models["value"], batch["reads"]
+        won, lost = (
+            value(b["input_ids"], b["attention_mask"], b["action_mask"]).gather(1, reads[..., i])
+            for i, b in enumerate((batch, batch["lost"]))
+        )  # [B, comparisons]: the correct episode's scores, then the incorrect one's
+        loss, metrics = rank_loss(won, lost, batch["read_mask"], normalizer(batch, "comparisons"))
         return loss, {**metrics, "rank_loss": loss.detach()}
