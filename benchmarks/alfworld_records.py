@@ -15,8 +15,9 @@ acting at each K), every game's outcome and steps. Per split, in that order of r
    share of lost games that end in a loop (`oreo_agents.evaluation.embodied.across_seeds`,
    which refuses seeds that differ in games, step cap or decoding);
 2. per seed: each run's success with its 95% Wilson interval and the games it won and lost
-   against SFT on the same games (paired);
-3. each seed's wall time (the sum of its stages' times) and commit.
+   against SFT on the same games (paired), and for value-guided acting also against OREO
+   greedy, the policy it guides (the issue's aim is read there);
+3. each seed's wall time (the sum of its stages' times) and commit, then each stage's time.
 
 Success, steps and the paired counts are computed from the per-game lists, never from a stored
 rate. Records of one split must list the same games in the same order, with the same step cap:
@@ -138,10 +139,7 @@ def as_report(record: dict[str, Any], split: str, name: str) -> dict[str, Any]:
 
 
 def tables(records: list[dict[str, Any]]) -> str:
-    """The markdown of every split (module docstring), then the seeds' wall times."""
-    from oreo_agents.evaluation.embodied import across_seeds
-    from oreo_agents.evaluation.metrics import wilson_interval
-
+    """The markdown of every split (module docstring), then the seeds' wall and stage times."""
     out = []
     for split, group in check_splits(records).items():
         block = group[0]["splits"][split]
@@ -149,41 +147,80 @@ def tables(records: list[dict[str, Any]]) -> str:
         out += [f"**{split}**: {len(block['games'])} games, step cap {block['step_cap']}, "
                 f"seeds {seeds}, games sha256 {block['games_sha256'][:12]}", ""]  # fmt: skip
         names = run_names(group, split)
-        out += ["| run | seeds | success % (mean ± std) | Nothing happens. % | lost in loop % |",
-                "|---|---|---|---|---|"]  # fmt: skip
-        for name in names:
-            having = [r for r in group if name in r["splits"][split]["runs"]]
-            try:
-                pooled = across_seeds([as_report(r, split, name) for r in having])
-            except ValueError as e:
-                raise RecordError(f"{split}, {label(name)}: {e}") from None
-            cells = [label(name), str(len(having)), _mean_std(pooled["success_rate"]),
-                     _pct(pooled["nothing_happens_rate"]["mean"]),
-                     _pct(pooled["loop_share_of_lost"]["mean"])]  # fmt: skip
-            out.append("| " + " | ".join(cells) + " |")
-        out += ["", "| run | seed | success % (95% CI) | vs SFT: won / lost |", "|---|---|---|---|"]
-        for name in names:
-            for record in group:
-                runs = record["splits"][split]["runs"]
-                if name not in runs:
-                    continue
-                won = runs[name]["won"]
-                lo, hi = wilson_interval(sum(won), len(won))
-                paired = ""
-                if name != "sft" and "sft" in runs:
-                    sft = runs["sft"]["won"]
-                    better = sum(a > b for a, b in zip(won, sft, strict=True))
-                    worse = sum(a < b for a, b in zip(won, sft, strict=True))
-                    paired = f"{better} / {worse}"
-                rate = f"{100 * _mean(won):.1f} ({100 * lo:.1f}-{100 * hi:.1f})"
-                out.append(f"| {label(name)} | {record['seed']} | {rate} | {paired} |")
-        out.append("")
+        out += pooled_rows(group, split, names) + [""]
+        out += seed_rows(group, split, names) + [""]
     out += ["| seed | wall (h:mm:ss) | commit |", "|---|---|---|"]
     for record in records:
         commit = (record["provenance"]["git"].get("commit") or "unknown")[:10]
         wall = _clock(record["timings"]["total_s"])
         out.append(f"| {record['seed']} | {wall} | {commit} |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + [""] + stage_rows(records)) + "\n"
+
+
+def pooled_rows(group: list[dict[str, Any]], split: str, names: list[str]) -> list[str]:
+    """Over seeds: each run's success as mean ± std, its "Nothing happens." rate and the share
+    of lost games that end in a loop (`across_seeds`)."""
+    from oreo_agents.evaluation.embodied import across_seeds
+
+    out = ["| run | seeds | success % (mean ± std) | Nothing happens. % | lost in loop % |",
+           "|---|---|---|---|---|"]  # fmt: skip
+    for name in names:
+        having = [r for r in group if name in r["splits"][split]["runs"]]
+        try:
+            pooled = across_seeds([as_report(r, split, name) for r in having])
+        except ValueError as e:
+            raise RecordError(f"{split}, {label(name)}: {e}") from None
+        cells = [label(name), str(len(having)), _mean_std(pooled["success_rate"]),
+                 _pct(pooled["nothing_happens_rate"]["mean"]),
+                 _pct(pooled["loop_share_of_lost"]["mean"])]  # fmt: skip
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def seed_rows(group: list[dict[str, Any]], split: str, names: list[str]) -> list[str]:
+    """Per seed: each run's success with its 95% Wilson interval, the games it won and lost
+    against SFT on the same games, and for value-guided acting against OREO greedy (the
+    policy it guides), both paired game by game."""
+    from oreo_agents.evaluation.metrics import wilson_interval
+
+    out = ["| run | seed | success % (95% CI) | vs SFT: won / lost | vs OREO greedy |",
+           "|---|---|---|---|---|"]  # fmt: skip
+    for name in names:
+        for record in group:
+            runs = record["splits"][split]["runs"]
+            if name not in runs:
+                continue
+            won = runs[name]["won"]
+            lo, hi = wilson_interval(sum(won), len(won))
+            vs_sft = _paired(won, runs["sft"]["won"]) if name != "sft" and "sft" in runs else ""
+            guided = name.startswith(GUIDED) and "oreo" in runs
+            vs_oreo = _paired(won, runs["oreo"]["won"]) if guided else ""
+            rate = f"{100 * _mean(won):.1f} ({100 * lo:.1f}-{100 * hi:.1f})"
+            out.append(f"| {label(name)} | {record['seed']} | {rate} | {vs_sft} | {vs_oreo} |")
+    return out
+
+
+def stage_rows(records: list[dict[str, Any]]) -> list[str]:
+    """Each stage's time per seed (the records' ``timings``, s), in the pipeline's order, and
+    each seed's total."""
+    stages: list[str] = []
+    for record in records:
+        stages += [s for s in record["timings"]["stages"] if s not in stages]
+    out = ["| stage (s) | " + " | ".join(f"seed {r['seed']}" for r in records) + " |",
+           "|---|" + "---|" * len(records)]  # fmt: skip
+    for stage in stages:
+        times = [r["timings"]["stages"].get(stage) for r in records]
+        out.append(f"| {stage} | " + " | ".join("-" if t is None else f"{t:,.0f}"
+                                                for t in times) + " |")  # fmt: skip
+    totals = [f"**{r['timings']['total_s']:,.0f}**" for r in records]
+    return out + ["| **all** | " + " | ".join(totals) + " |"]
+
+
+def _paired(won: list[int], other: list[int]) -> str:
+    """Games won where ``other`` lost / lost where it won, on the same games."""
+    better = sum(a > b for a, b in zip(won, other, strict=True))
+    worse = sum(a < b for a, b in zip(won, other, strict=True))
+    return f"{better} / {worse}"
 
 
 def report_tables(paths: list[Path]) -> str:

@@ -130,14 +130,14 @@ def records_table(folder, out):
 GAMES = ["a-1/t0", "b-2/t1", "c-3/t2", "d-4/t3"]
 
 
-def fake_record(seed, runs, games=GAMES, step_cap=40, total_s=3723.0):
+def fake_record(seed, runs, games=GAMES, step_cap=40, total_s=3723.0, stages=None):
     """A record as alfworld_agents.py writes one, reduced to what the tables read."""
     from oreo_agents.evaluation.embodied import games_sha256
 
     decoding = {"strategy": "greedy", "k": 1, "rank_actions": True}
     return {
         "record_version": 1, "env": "oreo/ALFWorld-v0", "seed": seed,
-        "timings": {"stages": {}, "total_s": total_s},
+        "timings": {"stages": stages or {}, "total_s": total_s},
         "provenance": {"git": {"commit": "0123456789abcdef", "dirty": False}},
         "splits": {"valid_unseen": {
             "split": "valid_unseen", "games": list(games), "games_sha256": games_sha256(games),
@@ -159,8 +159,14 @@ def write_records(folder, *records):
 def test_records_table_by_hand(tmp_path):
     folder = write_records(
         tmp_path / "records",
-        fake_record(0, {"sft": [1, 0, 0, 0], "oreo": [1, 1, 0, 0]}),
-        fake_record(1, {"sft": [0, 1, 0, 0], "oreo": [1, 1, 1, 0]}),
+        fake_record(
+            0,
+            {"sft": [1, 0, 0, 0], "oreo": [1, 1, 0, 0], "oreo+value K=3": [0, 1, 1, 1]},
+            stages={"sft": 1200.4, "eval valid_unseen": 2522.6},
+        ),
+        fake_record(
+            1, {"sft": [0, 1, 0, 0], "oreo": [1, 1, 1, 0]}, stages={"sft": 900.0, "dpo": 2823.0}
+        ),
     )
     table = records_table(folder, tmp_path / "t.md")
     assert "**valid_unseen**: 4 games, step cap 40, seeds 0, 1" in table
@@ -170,8 +176,20 @@ def test_records_table_by_hand(tmp_path):
     # Wilson 95% of 2/4: 0.5 -+ 1.96 sqrt(1/16 + 3.8416/64) / (1 + 3.8416/4) = 15.0%-85.0%
     assert "| OREO greedy | 0 | 50.0 (15.0-85.0) | 1 / 0 |" in table  # won game 2, lost none
     assert "| OREO greedy | 1 | 75.0 (30.1-95.4) | 2 / 0 |" in table  # won games 1 and 3
-    assert table.index("| SFT |") < table.index("| OREO greedy |")
+    assert table.index("| SFT |") < table.index("| OREO greedy |") < table.index("| OREO + value")
+    # value-guided against SFT: won games 2-4, lost game 1; against OREO greedy: won 3-4, lost 1
+    assert "| OREO + value K=3 | 0 | 75.0 (30.1-95.4) | 3 / 1 | 2 / 1 |" in table
+    assert "| OREO greedy | 0 | 50.0 (15.0-85.0) | 1 / 0 |  |" in table  # not guided: no column
+    # seed 1 has no such run: one pooled row over 1 seed, one per-seed row
+    assert "| OREO + value K=3 | 1 | 75.0 | 10.0 | 50.0 |" in table
+    assert sum(line.startswith("| OREO + value K=3 |") for line in table.splitlines()) == 2
     assert "| 0 | 1:02:03 | 0123456789 |" in table  # 3723 s
+    # stages in first-seen order, a stage a seed lacks is "-", totals from total_s
+    assert "| stage (s) | seed 0 | seed 1 |" in table
+    assert "| sft | 1,200 | 900 |" in table
+    assert "| eval valid_unseen | 2,523 | - |" in table
+    assert "| dpo | - | 2,823 |" in table
+    assert "| **all** | **3,723** | **3,723** |" in table
     assert max(len(line) for line in table.splitlines()) <= 80
 
 
