@@ -217,10 +217,12 @@ def stage_rows(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _paired(won: list[int], other: list[int]) -> str:
-    """Games won where ``other`` lost / lost where it won, on the same games."""
-    better = sum(a > b for a, b in zip(won, other, strict=True))
-    worse = sum(a < b for a, b in zip(won, other, strict=True))
-    return f"{better} / {worse}"
+    """Games won where ``other`` lost / lost where it won, on the same games
+    (`oreo_agents.evaluation.metrics.paired_difference`'s counts)."""
+    from oreo_agents.evaluation.metrics import paired_difference
+
+    counts = paired_difference(other, won)
+    return f"{counts['won']} / {counts['lost']}"
 
 
 def report_tables(paths: list[Path]) -> str:
