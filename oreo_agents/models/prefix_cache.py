@@ -21,6 +21,9 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 
+TAIL = 16  # ids compared before a whole context (`PrefixCache.context`)
+
+
 class PrefixCache:
     """The key/value caches of the last ``capacity`` contexts a model ran, least recently used
     dropped first, and packed runs of continuations after one of them.
@@ -67,12 +70,14 @@ class PrefixCache:
         context runs whole. Kept for the next call."""
         if not ids:
             raise ValueError("an empty context: the model needs at least one token to continue")
-        best = None
+        best, longest = None, 0
         for key, (seen, _, _) in self._entries.items():
             n = len(seen)
-            if n <= len(ids) and (best is None or n > len(self._entries[best][0])):
+            # the contexts' last tokens first: the others' differ there, and then the whole
+            # compare (over a thousand ids, as many times as there are contexts) is skipped
+            if longest < n <= len(ids) and ids[max(n - TAIL, 0) : n] == seen[-TAIL:]:
                 if ids[:n] == seen:
-                    best = key
+                    best, longest = key, n
         previous, kwargs = None, dict(self.forward_kwargs)
         if best is not None:
             self._entries.move_to_end(best)

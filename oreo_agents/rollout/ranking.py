@@ -61,4 +61,7 @@ def action_ids(slot: Slot, action: str) -> list[int]:
     """The ids an agent's action known as text adds to the slot's context, as training encodes
     it (`oreo_agents.data.inputs.action_segment`: its closing newline or end of turn too)."""
     following = following_action(slot, action)
-    return action_segment(slot.tokenizer, action, following, agent=True)[0]
+    key = (action, following)
+    if key not in slot.action_ids:  # the slot's tokenizer is fixed: the same text, the same ids
+        slot.action_ids[key] = action_segment(slot.tokenizer, action, following, agent=True)[0]
+    return list(slot.action_ids[key])

@@ -53,6 +53,9 @@ class Slot:
     reencoded: int = 0  # actions logged as encoded text, not as generated (parsed, snapped)
     segments: list[tuple[list[int], list[int]]] | None = None  # a branch's source, as ids
     branch: dict[str, int] | None = None  # a branch's source sample and replayed actions
+    # the ids of actions known as text, by action and what follows it (`ranking.action_ids`):
+    # ranked acting encodes every admissible action at every step, and most come back
+    action_ids: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
 
 def fill_slots(

@@ -54,3 +54,23 @@ def test_contexts_extended_and_packed_score_as_whole_sequences():
             whole = model(torch.tensor([history + continuation])).logits[0, len(history) :]
             torch.testing.assert_close(out.logits[0, path], whole, atol=1e-5, rtol=1e-5)
         assert kv.get_seq_length() == len(history)  # the packed run left the context's cache
+
+
+@torch.inference_mode()
+def test_a_context_extends_the_longest_context_that_starts_it():
+    """Only the ids after the longest cached context that starts a context run
+    (``run_tokens``): contexts with the same last ids but another start are not taken for it,
+    and a short cached context is found under a much longer one."""
+    model = _model()
+    cache = PrefixCache(model, capacity=8)
+    end = list(range(50, 70))  # longer than the ids compared before a whole context
+    short, a, b = [1, 2], [1, 2, *end], [3, 2, *end]
+    for ids in (short, a, b):
+        cache.context(ids)
+    runs = cache.run_tokens
+    steps = [([*b, 7], 1), ([1, 2, 9], 1), ([1, 2, *range(100, 130)], 30), ([*a, 8, 9], 2),
+             ([4, *end], 21), ([*b, 7], 0)]  # fmt: skip
+    for ids, new in steps:
+        cache.context(ids)
+        assert cache.run_tokens - runs == new, ids
+        runs = cache.run_tokens
