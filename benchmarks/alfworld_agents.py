@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,43 @@ SETTINGS = {
 def sh(args: list[Any]) -> None:
     print("  $ oreo " + " ".join(map(str, args)), flush=True)
     subprocess.run([*OREO, *map(str, args)], check=True, stdout=subprocess.DEVNULL)
+
+
+def sh_lanes(jobs: list[list[Any]], lanes: int) -> None:
+    """Run independent ``oreo`` commands ``lanes`` at a time, in the order given (longest first
+    keeps the lanes even), each with the machine's cores shared out (``OMP_NUM_THREADS``).
+
+    A few-M-parameter agent acting step by step makes small model calls that two torch threads
+    barely share, so two such runs side by side, one thread each, do about 1.5 times the work
+    of one run with two threads on 2 cores (docs/howto/alfworld.md, Speed). With ``lanes`` 1,
+    or one command, they run one after the other as `sh` runs them. A command that fails
+    stops the others and raises."""
+    if lanes <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            sh(job)
+        return
+    threads = max(1, (os.cpu_count() or 1) // lanes)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    waiting, running = list(jobs), {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < lanes:
+                job = [str(a) for a in waiting.pop(0)]
+                print(f"  $ oreo {' '.join(job)}   (lane of {lanes}, {threads} thread(s))",
+                      flush=True)  # fmt: skip
+                proc = subprocess.Popen([*OREO, *job], stdout=subprocess.DEVNULL, env=env)
+                running[proc.pid] = (proc, job)
+            pid, status = os.wait()
+            if pid not in running:
+                continue
+            proc, job = running.pop(pid)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode:
+                raise subprocess.CalledProcessError(proc.returncode, ["oreo", *job])
+    finally:
+        for proc, _ in running.values():  # a failure or an interrupt: the others stop too
+            proc.terminate()
+            proc.wait()
 
 
 @contextlib.contextmanager
@@ -148,6 +186,7 @@ class Plan:
     loop: list[Any]  # oreo train flags every training shares
     acting: list[Any]  # oreo collect / rollout flags of model acting
     prompt: list[Any]  # agent prompt flags of every collect and rollout (--remind-task)
+    lanes: int  # commands run side by side where they are independent (`sh_lanes`)
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -181,7 +220,7 @@ def plan(args: argparse.Namespace) -> Plan:
         ks={s: args.seen_ks if s == "valid_seen" else args.ks for s in splits},
         value_splits=list(splits) if args.fast or not args.value_splits else args.value_splits,
         limit=["-o", f"max_episode_steps={steps}"], loop=loop, acting=[*acting, *prompt],
-        prompt=prompt,
+        prompt=prompt, lanes=args.lanes,
     )  # fmt: skip
 
 
@@ -201,11 +240,15 @@ def train_all(p: Plan) -> dict[str, Path]:
     policies = {"sft": out / "sft" / "policy"}
     print("3. samples of the SFT policy", flush=True)
     samples = out / "samples"
-    with stage(out, "samples"):
-        sh(["collect", "--env", ENV, *p.train_env, *p.limit, "--model", policies["sft"],
-            *(["--tasks", p.sample_games] if p.sample_games else []), "--samples", p.samples,
-            "--temperature", 1.0, *p.acting,
-            "--out", samples])  # fmt: skip
+    collect = ["collect", "--env", ENV, *p.train_env, *p.limit, "--model", policies["sft"],
+               *(["--tasks", p.sample_games] if p.sample_games else []), "--samples", p.samples,
+               "--temperature", 1.0, *p.acting, "--out", samples]  # fmt: skip
+    # With lanes, the SFT policy's greedy evaluations (step 5's) run beside its samples: both
+    # only need the SFT policy, and they take about as long as the samples do.
+    beside = [rollout_job(p, split, "sft", policies["sft"], []) for split in p.splits]
+    beside = [job for job in beside if not Path(job[-1]).exists()] if p.lanes > 1 else []
+    with stage(out, "samples, SFT evaluation" if p.lanes > 1 else "samples"):
+        sh_lanes([collect, *beside], p.lanes)
     print("4. OREO, rejection sampling, DPO", flush=True)
     with stage(out, "expert"):
         expert = _sampled_experts(p, expert)
@@ -258,10 +301,9 @@ def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Step 5: greedy rollouts of every policy and OREO's value-guided acting per K, on each
     split (a rollout whose report exists is not run again)."""
     print("5. evaluation", flush=True)
-    tasks = ["--tasks", p.eval_games] if p.eval_games else []
     greedy = [(name, path, []) for name, path in policies.items()]
     summary: dict[str, dict[str, Any]] = {}
-    for split, where in p.splits.items():
+    for split in p.splits:
         rows = summary.setdefault(split, {})
         guided = [(f"oreo+value K={k}", policies["oreo"],
                    ["--strategy", "best-of-k", "--k", k, "--value", p.out / "oreo" / "value",
@@ -269,18 +311,27 @@ def evaluate(p: Plan, policies: dict[str, Path]) -> dict[str, dict[str, Any]]:
         runs = greedy + (guided if split in p.value_splits else [])
         if split == HELDOUT:  # settings are chosen on the SFT agent's held-out train games
             runs = greedy[:1]
-        for name, policy, extra in runs:
-            report = report_path(p, split, name)
-            if not report.exists():
-                with stage(p.out, f"eval {split}"):
-                    sh(["rollout", "--env", ENV, *where, *p.limit, "--policy", policy, *tasks,
-                        *p.acting, *extra, "--out", report])  # fmt: skip
-            r = json.loads(report.read_text())
+        # value-guided acting first, largest K first: the longest runs lead the lanes
+        jobs = [rollout_job(p, split, name, policy, extra)
+                for name, policy, extra in [*runs[len(greedy):][::-1], *runs[:len(greedy)]]
+                if not report_path(p, split, name).exists()]  # fmt: skip
+        if jobs:
+            with stage(p.out, f"eval {split}"):
+                sh_lanes(jobs, p.lanes)
+        for name, _policy, _extra in runs:
+            r = json.loads(report_path(p, split, name).read_text())
             rows[name] = {key: r[key] for key in ("success_rate", "ci95", "tasks")}
             rows[name]["task_type"] = r["subsets"].get("task_type", {})
             rows[name]["wins"] = {rec["task_id"]: rec["success"] for rec in r["records"]}
             rows[name]["wall_s"] = r.get("timings", {}).get("total_s")
     return summary
+
+
+def rollout_job(p: Plan, split: str, name: str, policy: Path, extra: list[Any]) -> list[Any]:
+    """The ``oreo rollout`` arguments of one run on a split; its report is the last one."""
+    tasks = ["--tasks", p.eval_games] if p.eval_games else []
+    return ["rollout", "--env", ENV, *p.splits[split], *p.limit, "--policy", policy, *tasks,
+            *p.acting, *extra, "--out", report_path(p, split, name)]  # fmt: skip
 
 
 def report_path(p: Plan, split: str, name: str) -> Path:
@@ -450,6 +501,11 @@ def main() -> None:
         "--remind-task", action=argparse.BooleanOptionalAction, default=True,
         help="repeat the task's line after every observation (--remind-task of collect and "
         "rollout), in the expert episodes, the samples and every evaluation",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lanes", type=int, default=2,
+        help="evaluation rollouts run N side by side, the cores shared out (1: one after the "
+        "other, as seeds 0 and 1 ran)",
     )  # fmt: skip
     parser.add_argument("--fast", action="store_true", help="bundled games, tiny sizes")
     parser.add_argument(

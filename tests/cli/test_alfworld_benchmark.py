@@ -71,7 +71,9 @@ def check_record(path, rows, tmp_path):
     assert record["settings"]["plan"]["limit"] == ["-o", "max_episode_steps=4"]
     assert "beta=0.03" in record["settings"]["methods"]["oreo"]  # the training flags
     stages = record["timings"]["stages"]
-    assert set(stages) == {"expert", "sft", "samples", "oreo", "rft", "dpo", "eval bundled"}
+    # lanes (the default 2): the SFT policy's evaluation ran beside its samples
+    assert set(stages) == {"expert", "sft", "samples, SFT evaluation", "oreo", "rft", "dpo",
+                           "eval bundled"}  # fmt: skip
     assert all(v > 0 for v in stages.values())
     assert record["timings"]["total_s"] == pytest.approx(sum(stages.values()), abs=0.2)
     assert record["provenance"]["software"]["torch"] is not None
@@ -260,3 +262,44 @@ def test_sft_choice_variants_and_the_wrong_object_count():
     assert not wrong_first(record)  # the first action of a text has no "> " before it
     record["samples"][0]["text"] = "go to desk 1\nNothing."
     assert not wrong_first(record)  # took nothing
+
+
+def _lanes_module(monkeypatch):
+    """`benchmarks/alfworld_agents.py` with its commands run as ``python -c JOB``."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import alfworld_agents
+
+    monkeypatch.setattr(alfworld_agents, "OREO", [sys.executable, "-c"])
+    return alfworld_agents
+
+
+def test_lanes_run_commands_side_by_side_with_the_cores_shared(monkeypatch, tmp_path):
+    """Three commands in 2 lanes: the first two overlap, the third starts when one of them has
+    ended, and each sees the cores shared out in OMP_NUM_THREADS."""
+    bench = _lanes_module(monkeypatch)
+    job = (
+        "import os, time; t = time.time(); time.sleep({}); threads = os.environ['OMP_NUM_THREADS']"
+        "; open({!r}, 'w').write(f'{{t}} {{time.time()}} {{threads}}')"
+    )
+    logs = [tmp_path / f"{i}.txt" for i in range(3)]
+    bench.sh_lanes([[job.format(s, str(log))] for s, log in zip((2, 1, 1), logs, strict=True)], 2)
+    times = [list(map(float, log.read_text().split())) for log in logs]
+    (a0, a1, _), (b0, b1, _), (c0, _, _) = times
+    assert b0 < a1 and a0 < b1  # the first two ran at the same time
+    assert c0 >= min(a1, b1) - 0.05  # the third waited for a lane
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert all(t[2] == threads for t in times)
+
+
+def test_a_failing_lane_stops_the_others(monkeypatch, tmp_path):
+    import time
+
+    bench = _lanes_module(monkeypatch)
+    never = tmp_path / "never"
+    started = time.perf_counter()
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        bench.sh_lanes([["import time; time.sleep(60)"], ["import sys; sys.exit(3)"],
+                        [f"open({str(never)!r}, 'w')"]], lanes=2)  # fmt: skip
+    assert failed.value.returncode == 3
+    assert time.perf_counter() - started < 30  # the sleeper was stopped, not waited for
+    assert not never.exists()  # nothing after the failure started
