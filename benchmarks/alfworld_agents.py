@@ -39,6 +39,11 @@ drawn in proportion to it, and value-guided acting picks among the K most likely
 from-scratch agent of a few M parameters rarely writes an admissible action by itself
 (``--acting generate``: 1.5% of valid_unseen after SFT on 600 games, docs/results.md).
 
+``--lanes 2`` (the default) runs commands that do not depend on each other two at a time, one
+torch thread each on 2 cores (`sh_lanes`): the SFT policy's evaluations beside its samples, and
+each split's other evaluations. Two such acting runs side by side do about 1.55 times the work of
+one run with both threads; training runs one at a time, since it gains nothing.
+
 ``--fast`` runs the six bundled games as both train and evaluation games with a smaller model
 (a check that the pipeline runs; its numbers mean nothing). Choices of settings belong on train
 games, never on the evaluation splits.
