@@ -509,8 +509,9 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--lanes", type=int, default=2,
-        help="evaluation rollouts run N side by side, the cores shared out (1: one after the "
-        "other, as seeds 0 and 1 ran)",
+        help="commands that do not depend on each other (the SFT policy's evaluations beside "
+        "its samples, each split's evaluations) run N at a time, the cores shared out (1: one "
+        "after the other, as seeds 0 and 1 ran)",
     )  # fmt: skip
     parser.add_argument("--fast", action="store_true", help="bundled games, tiny sizes")
     parser.add_argument(
@@ -519,6 +520,8 @@ def main() -> None:
         "OUT/seed-N.json)",
     )  # fmt: skip
     args = parser.parse_args()  # fmt: skip
+    if args.lanes < 1:
+        parser.error(f"--lanes must be at least 1, got {args.lanes}")
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     record = args.record or (args.out if args.fast else RECORDS) / f"seed-{args.seed}.json"
