@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicLayer
 
-
 TAIL = 16  # ids compared before a whole context (`PrefixCache.context`)
 
 
