@@ -265,12 +265,12 @@ def test_sft_choice_variants_and_the_wrong_object_count():
 
 
 def _lanes_module(monkeypatch):
-    """`benchmarks/alfworld_agents.py` with its commands run as ``python -c JOB``."""
+    """`benchmarks/alfworld_commands.py` with its commands run as ``python -c JOB``."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import alfworld_agents
+    import alfworld_commands
 
-    monkeypatch.setattr(alfworld_agents, "OREO", [sys.executable, "-c"])
-    return alfworld_agents
+    monkeypatch.setattr(alfworld_commands, "OREO", [sys.executable, "-c"])
+    return alfworld_commands
 
 
 def test_lanes_run_commands_side_by_side_with_the_cores_shared(monkeypatch, tmp_path):
