@@ -15,10 +15,11 @@ A checkpoint is written into a new ``ckpt-STEP`` folder, flushed to disk, and on
 current by replacing the ``checkpoint`` link (POSIX ``rename`` of a symlink is atomic); then the
 exports are linked and checkpoints older than the one before are deleted. A kill before the
 switch leaves the previous checkpoint current (the half-written folder is removed on the next
-start); a kill after it leaves the new one, and the next start links the exports a kill may
-have left missing (`repair`). A failed write (a full disk) removes the partial folder and says
-which checkpoint is kept. A current checkpoint that cannot be read (a damaged progress record
-or state file) is passed over for the one before it, with a note (`resumable`).
+start); a kill after it leaves the new one, and the next start links the exports and deletes
+the older checkpoints that a kill may have left (`repair`). A failed write (a full disk)
+removes the partial folder and says which checkpoint is kept. A current checkpoint that cannot
+be read (a damaged progress record or state file) is passed over for the one before it, with a
+note (`resumable`).
 """
 
 from __future__ import annotations
@@ -105,10 +106,20 @@ class CheckpointDir:
 
     def repair(self) -> None:
         """Remove what a killed save left behind (incomplete ``ckpt-*`` folders, the temporary
-        link) and link the exports a kill between the switch and the export left missing."""
+        link, checkpoints older than the one kept before the current one: a kill between the
+        switch and the pruning) and link the exports a kill between the switch and the export
+        left missing."""
         current = os.readlink(self.out / LINK) if (self.out / LINK).is_symlink() else None
         for path in self.out.glob(f"{PREFIX}*"):
             if path.name != current and not (path / PROGRESS).exists():
+                shutil.rmtree(path, ignore_errors=True)
+        if current is not None:
+            step = self._step_of(current)
+            older = sorted(
+                (p for p in self.out.glob(f"{PREFIX}*") if -1 < self._step_of(p.name) < step),
+                key=lambda p: self._step_of(p.name),
+            )
+            for path in older[:-1]:  # all but the newest, the fallback
                 shutil.rmtree(path, ignore_errors=True)
         for tmp in self.out.glob(f".{LINK}.*.tmp"):
             tmp.unlink(missing_ok=True)
