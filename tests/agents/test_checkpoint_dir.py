@@ -4,6 +4,8 @@ leaves them (the kill tests in tests/cli/test_train_interrupts.py land there onl
 import json
 import os
 
+import pytest
+
 from oreo_agents.training.checkpoint import CheckpointDir
 
 
@@ -23,24 +25,26 @@ def kept(out):
     return sorted(p.name for p in out.glob("ckpt-*"))
 
 
-def test_a_kill_between_the_switch_and_the_pruning_leaves_two_after_repair(tmp_path):
-    for step in (6, 7, 8):
+@pytest.mark.parametrize(
+    "complete, partial",
+    [
+        ((6, 7, 8), ()),  # a kill between the switch and the pruning
+        ((5, 7, 8), (6,)),  # inside the pruning: ckpt-6 half deleted, ckpt-5 not yet
+    ],
+)
+def test_a_kill_after_the_switch_leaves_the_current_and_its_fallback_after_repair(
+    tmp_path, complete, partial
+):
+    """A half-deleted folder may keep its progress record: one older than the fallback
+    (ckpt-7) goes, and the fallback stays."""
+    for step in complete:
         checkpoint(tmp_path, step)
+    for step in partial:
+        checkpoint(tmp_path, step, complete=False)
     current(tmp_path, "ckpt-00000008")
     CheckpointDir(tmp_path).repair()
     assert kept(tmp_path) == ["ckpt-00000007", "ckpt-00000008"]
     assert os.readlink(tmp_path / "policy") == "checkpoint/policy"  # the export, relinked
-
-
-def test_a_kill_inside_the_pruning_leaves_no_half_deleted_fallback(tmp_path):
-    """rmtree of ckpt-5 stopped midway may keep its progress record: it is older than the
-    fallback (ckpt-7), so it goes, and the fallback stays."""
-    for step in (5, 7, 8):
-        checkpoint(tmp_path, step)
-    checkpoint(tmp_path, 6, complete=False)
-    current(tmp_path, "ckpt-00000008")
-    CheckpointDir(tmp_path).repair()
-    assert kept(tmp_path) == ["ckpt-00000007", "ckpt-00000008"]
 
 
 def test_a_kill_before_the_switch_keeps_the_current_and_the_one_before(tmp_path):
